@@ -1,0 +1,90 @@
+"""Program and drift the analog weights, then log accuracy over time, its std and AVM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
+
+from lightning_nas.drift import evaluate_drift
+from lightning_nas.errors import UserError
+from lightning_nas.metrics import DAY, DEFAULT_TIMES, PREFIX, drift_summary, format_table
+
+METRICS_FILE = "drift_metrics.json"
+
+
+class DriftEvaluation(L.Callback):
+    r"""Evaluate the analog model after programming and drift.
+
+    On test end (and, if ``every_n_val_epochs`` is set, after every k-th validation
+    epoch) the analog weights are programmed ``n_reps`` times with fresh programming
+    noise and drifted to each time in ``t_inference`` (seconds). Logged names are
+    documented in :mod:`lightning_nas.metrics`: ``analog/acc_1s``, ``analog/acc_1h``,
+    ``analog/acc_1d``, ``analog/acc_30d``, ``analog/acc_1d_std``, ``analog/avm``
+    for the test set and ``analog_val/...`` for mid-training evaluations.
+
+    The test results are also written to ``drift_metrics.json`` in the trainer's log
+    dir and kept in :attr:`metrics`. The model's own weights are never changed, so
+    training can go on after a mid-training evaluation.
+
+    Example::
+
+        trainer = Trainer(callbacks=[DriftEvaluation(n_reps=5)])
+        trainer.test(model, datamodule=dm)   # logs analog/acc_1d, analog/avm, ...
+    """
+
+    def __init__(self, t_inference: Sequence[float] = DEFAULT_TIMES, n_reps: int = 5, std_time: float = DAY,
+                 every_n_val_epochs: Optional[int] = None, seed: int = 0) -> None:
+        times = sorted(float(t) for t in t_inference)
+        if not times or times[0] < 0:
+            raise UserError(f"t_inference must be a non-empty list of times >= 0 s, got {list(t_inference)}")
+        if float(std_time) not in times:
+            raise UserError(f"std_time={std_time} s must be one of t_inference={times}")
+        if n_reps < 1:
+            raise UserError(f"n_reps must be >= 1, got {n_reps}")
+        if every_n_val_epochs is not None and every_n_val_epochs < 1:
+            raise UserError(f"every_n_val_epochs must be >= 1 or null, got {every_n_val_epochs}")
+        self.t_inference = times
+        self.n_reps = n_reps
+        self.std_time = float(std_time)
+        self.every_n_val_epochs = every_n_val_epochs
+        self.seed = seed
+        self.metrics: dict[str, float] = {}
+        self.raw: dict[float, list[float]] = {}
+
+    def evaluate(self, pl_module: L.LightningModule, dataloader: Any, prefix: str = PREFIX) -> dict[str, float]:
+        """Run the drift evaluation on ``dataloader`` and return the summary dict."""
+        net = getattr(pl_module, "net", pl_module)
+        self.raw = evaluate_drift(net, dataloader, self.t_inference, self.n_reps, self.seed, pl_module.device)
+        return drift_summary(self.raw, self.std_time, prefix=prefix)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        k = self.every_n_val_epochs
+        if k is None or trainer.sanity_checking or (trainer.current_epoch + 1) % k:
+            return
+        if not getattr(pl_module, "is_analog", True):
+            return  # still in the digital warm-up
+        loader = trainer.val_dataloaders
+        metrics = self.evaluate(pl_module, loader, prefix="analog_val/")
+        pl_module.log_dict(metrics)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.metrics = self.evaluate(pl_module, trainer.test_dataloaders)
+        pl_module.log_dict(self.metrics)
+        if trainer.is_global_zero:
+            self._write_json(trainer)
+            rank_zero_info(f"Drift evaluation ({self.n_reps} programmings, test set, accuracy in %):\n"
+                           f"{format_table(self.metrics)}")
+
+    def _write_json(self, trainer: L.Trainer) -> Path:
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        path = log_dir / METRICS_FILE
+        payload = {"metrics": self.metrics, "t_inference": self.t_inference, "n_reps": self.n_reps,
+                   "std_time": self.std_time, "seed": self.seed,
+                   "accuracies": {str(t): accs for t, accs in self.raw.items()}}
+        path.write_text(json.dumps(payload, indent=2))
+        return path

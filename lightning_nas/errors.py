@@ -1,0 +1,18 @@
+"""User-facing errors.
+
+Anything raised as a :class:`UserError` is a problem with the user's input
+(config, path, value). The CLI prints its message on one line and exits with a
+non-zero status instead of a traceback. Messages name the problem *and* the fix.
+"""
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line by the CLI, exit code 2."""
+
+
+class ArchitectureError(UserError, ValueError):
+    """An architecture violates the search space (names the field and the allowed range)."""
+
+
+class DatasetNotFoundError(UserError, FileNotFoundError):
+    """A dataset is missing on disk and downloading was not requested."""

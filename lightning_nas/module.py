@@ -1,0 +1,151 @@
+"""The LightningModule: one architecture of the space, trained hardware-aware on analog layers."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict
+from typing import Any, Literal, Mapping, Optional, Union
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_nas.analog import AnalogConfig, convert, is_analog
+from lightning_nas.errors import UserError
+from lightning_nas.network import build_network
+from lightning_nas.space import load_architecture, n_params
+
+
+class AnalogNASModule(L.LightningModule):
+    """Train one search-space architecture hardware-aware on aihwkit analog layers.
+
+    Args:
+        architecture: a preset name (``resnet20``, ``resnet32``, ...), an inline
+            mapping (``{out_channel0: 16, kernel0: 3, stages: [...]}``) or a path to a
+            YAML architecture file (as written by ``search``).
+        analog: the analog preset and overrides (:class:`~lightning_nas.analog.AnalogConfig`).
+        input_shape: ``(C, H, W)`` of one example; the CLI links it from the datamodule.
+        num_classes: number of classes; the CLI links it from the datamodule.
+        lr, momentum, weight_decay, nesterov: SGD hyper-parameters. The optimizer is
+            aihwkit's ``AnalogSGD`` (plain SGD for digital parameters plus the
+            analog post-update steps: weight clipping, noise modifier refresh).
+        lr_schedule: ``cosine`` (to 0 over ``trainer.max_epochs``), ``step``
+            (x0.1 at 50% and 75% of the epochs) or ``constant``.
+        digital_warmup_epochs: epochs trained as a plain digital network before
+            the layers are converted to analog for hardware-aware training.
+        label_smoothing: cross-entropy label smoothing.
+    """
+
+    def __init__(
+        self,
+        architecture: Union[str, dict[str, Any]] = "resnet20",
+        analog: Optional[AnalogConfig] = None,
+        input_shape: tuple[int, int, int] = (1, 8, 8),
+        num_classes: int = 10,
+        lr: float = 0.05,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        nesterov: bool = True,
+        lr_schedule: Literal["cosine", "step", "constant"] = "cosine",
+        digital_warmup_epochs: int = 0,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if isinstance(analog, Mapping):  # as stored in a checkpoint's hparams
+            analog = AnalogConfig(**analog)
+        self.analog_config = (analog or AnalogConfig()).resolved()
+        self.arch = load_architecture(architecture)
+        self.save_hyperparameters()
+        # Store what was resolved, so a checkpoint reloads without the YAML file or preset table.
+        self.hparams["architecture"] = self.arch.to_dict()
+        self.hparams["analog"] = asdict(self.analog_config)
+        if digital_warmup_epochs < 0:
+            raise UserError(f"digital_warmup_epochs must be >= 0, got {digital_warmup_epochs}")
+        if lr <= 0:
+            raise UserError(f"lr must be > 0, got {lr}")
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.n_params = n_params(self.arch, self.input_shape, num_classes)
+        self.net = build_network(self.arch, self.input_shape, num_classes)
+        if digital_warmup_epochs == 0:
+            self.convert_to_analog()
+        metric = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.train_acc, self.val_acc, self.test_acc = metric.clone(), metric.clone(), metric.clone()
+
+    # -- analog conversion --------------------------------------------------------------
+    @property
+    def is_analog(self) -> bool:
+        return is_analog(self.net)
+
+    def convert_to_analog(self) -> None:
+        """Replace every Conv2d/Linear of the network by aihwkit analog layers (keeps weights)."""
+        if not self.is_analog:
+            self.net = convert(self.net, self.analog_config).to(self.device)
+
+    def on_train_epoch_start(self) -> None:
+        if not self.is_analog and self.current_epoch >= self.hparams.digital_warmup_epochs:
+            self.convert_to_analog()
+            # The parameters changed: rebuild the optimizer (and schedule) for them.
+            self.trainer.strategy.setup_optimizers(self.trainer)
+            with warnings.catch_warnings():  # fast-forward the fresh schedule to this epoch
+                warnings.simplefilter("ignore", UserWarning)
+                for config in self.trainer.lr_scheduler_configs:
+                    for _ in range(self.current_epoch):
+                        config.scheduler.step()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["analog_converted"] = self.is_analog
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if checkpoint.get("analog_converted", True):
+            self.convert_to_analog()
+
+    # -- steps ------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: Any, stage: str, metric: MulticlassAccuracy) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        metric(logits, y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=stage != "test")
+        self.log(f"{stage}/acc", metric, on_step=on_step, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train", self.train_acc)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training diverged: loss is {loss.item()} at epoch {self.current_epoch}, "
+                                     f"batch {batch_idx}; lower model.lr")
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val", self.val_acc)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test", self.test_acc)
+
+    # -- optimisation ------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        from aihwkit.optim import AnalogSGD
+
+        hp = self.hparams
+        optimizer = AnalogSGD(self.parameters(), lr=hp.lr, momentum=hp.momentum,
+                              weight_decay=hp.weight_decay, nesterov=hp.nesterov and hp.momentum > 0)
+        epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
+        if hp.lr_schedule == "constant":
+            return optimizer
+        if hp.lr_schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        else:
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(
+                optimizer, milestones=[max(1, epochs // 2), max(1, 3 * epochs // 4)], gamma=0.1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def on_fit_start(self) -> None:
+        self.print(f"architecture {self.arch.id} {self.arch.describe()}: {self.n_params:,} parameters, "
+                   f"analog preset {self.analog_config.preset!r}")
+
