@@ -40,10 +40,10 @@ def evaluate_drift(model: nn.Module, batches: Iterable, t_inference: Sequence[fl
         raise UserError(f"n_reps must be >= 1, got {n_reps}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     batches = list(batches)
-    analog = copy.deepcopy(model).to(device).eval()
     results: dict[float, list[float]] = {float(t): [] for t in t_inference}
     fork_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
+    with torch.random.fork_rng(devices=fork_devices):  # copying a tile draws random numbers too
+        analog = copy.deepcopy(model).to(device).eval()
         for rep in range(n_reps):
             torch.manual_seed(seed * 100_003 + rep)
             analog.program_analog_weights()

@@ -40,7 +40,7 @@ class AnalogNASModule(L.LightningModule):
     def __init__(
         self,
         architecture: Union[str, dict[str, Any]] = "resnet20",
-        analog: Optional[AnalogConfig] = None,
+        analog: AnalogConfig = AnalogConfig(),
         input_shape: tuple[int, int, int] = (1, 8, 8),
         num_classes: int = 10,
         lr: float = 0.05,
@@ -54,7 +54,7 @@ class AnalogNASModule(L.LightningModule):
         super().__init__()
         if isinstance(analog, Mapping):  # as stored in a checkpoint's hparams
             analog = AnalogConfig(**analog)
-        self.analog_config = (analog or AnalogConfig()).resolved()
+        self.analog_config = analog.resolved()
         self.arch = load_architecture(architecture)
         self.save_hyperparameters()
         # Store what was resolved, so a checkpoint reloads without the YAML file or preset table.

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT
+from lightning_nas.__main__ import main
+from lightning_nas.space import Architecture, Stage
+
+DIGITS = str(ROOT / "configs" / "digits.yaml")
+TINY = "{out_channel0: 8, kernel0: 3, stages: [{R: 1}, {R: 1, widenfact: 2.0}]}"
+QUICK = ["--model.init_args.architecture", TINY, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+         "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2", "--drift.n_reps", "2",
+         "--trainer.enable_progress_bar", "false"]
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_fit_writes_config_checkpoint_events_and_drift_metrics_then_test_reloads(run_cli, tmp_path):
+    proc = run_cli("fit", "--config", DIGITS, *QUICK)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "digits" / "version_0"
+    assert (run / "config.yaml").is_file() and list(run.glob("events.out.tfevents.*"))
+    ckpts = list((run / "checkpoints").glob("*.ckpt"))
+    assert len(ckpts) == 1
+    metrics = json.loads((run / "drift_metrics.json").read_text())["metrics"]
+    assert {"analog/acc_1d", "analog/acc_1d_std", "analog/avm"} <= set(metrics)
+    assert "acc_1d_std" in proc.stdout  # the drift table is printed
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["drift"]["n_reps"] == 2 and config["model"]["init_args"]["input_shape"] == [1, 8, 8]
+
+    proc = run_cli("test", "--config", DIGITS, *QUICK, "--ckpt_path", str(ckpts[0]))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((tmp_path / "runs" / "digits" / "version_1" / "drift_metrics.json").read_text())["metrics"]
+    assert again.keys() == metrics.keys()
+
+
+def test_print_config_shows_model_data_and_drift(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", DIGITS, "--print_config"])
+    assert exit_.value.code in (0, None)
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["class_path"] == "lightning_nas.module.AnalogNASModule"
+    assert config["model"]["init_args"]["analog"]["preset"] == "pcm_hwa"
+    assert config["data"]["class_path"] == "lightning_nas.data.DigitsDataModule"
+    assert config["drift"]["t_inference"] == [1, 3600, 86400, 2592000]
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--model.init_args.architecture", "resnet99"], ["unknown architecture 'resnet99'"]),
+    (["--model.init_args.architecture", "{stages: [{R: 20}]}"], ["stages[1].R", "1..16"]),
+    (["--model.init_args.analog.preset", "nope"], ["unknown analog preset 'nope'"]),
+    (["--drift.n_reps", "0"], ["n_reps must be >= 1"]),
+    (["--data.init_args.val_fraction", "1.5"], ["val_fraction"]),
+])
+def test_bad_input_is_one_clear_line_and_exit_2(run_cli, args, fragments):
+    assert_one_line_error(run_cli("fit", "--config", DIGITS, *args), *fragments)
+
+
+def test_missing_dataset_error_names_the_place_and_the_fix(run_cli, tmp_path):
+    proc = run_cli("fit", "--config", str(ROOT / "configs" / "cifar10_resnet32.yaml"),
+                   "--data.init_args.data_dir", str(tmp_path / "nowhere"))
+    assert_one_line_error(proc, "nowhere", "download")
+
+
+def test_unknown_subcommand_and_space_command(run_cli):
+    proc = run_cli("bogus")
+    assert proc.returncode == 2 and "unknown subcommand 'bogus'" in proc.stderr
+    proc = run_cli("space", "--sample", "3", "--max_params", "50000", "--seed", "1")
+    assert proc.returncode == 0
+    assert "distinct architectures: 388286007948448512" in proc.stdout
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("  ") and len(line.split()) == 3]
+    assert len(rows) == 3 and all(int(r[1].replace(",", "")) <= 50000 for r in rows)
+
+
+def test_architecture_file_from_a_search_is_accepted(run_cli, tmp_path):
+    arch = Architecture(8, 3, (Stage(1), Stage(1, widenfact=2.0)))
+    path = tmp_path / "winner.yaml"
+    path.write_text(yaml.safe_dump({"architecture": arch.to_dict()}))
+    args = [a if a != TINY else str(path) for a in QUICK] + ["--test_after_fit", "false"]
+    proc = run_cli("fit", "--config", DIGITS, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = next((tmp_path / "runs").rglob("*.ckpt"))
+    hparams = torch.load(ckpt, weights_only=False)["hyper_parameters"]
+    assert Architecture.from_dict(hparams["architecture"]) == arch
+    assert not list((tmp_path / "runs").rglob("drift_metrics.json"))  # test_after_fit=false

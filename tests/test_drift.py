@@ -1,0 +1,110 @@
+import json
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from callbacks import METRICS_FILE, DriftEvaluation
+from lightning_nas.drift import evaluate_drift
+from lightning_nas.errors import UserError
+from lightning_nas.metrics import drift_summary, time_label
+from lightning_nas.module import AnalogNASModule
+from lightning_nas.space import Architecture, Stage
+
+TINY = Architecture(8, 3, (Stage(1), Stage(1, widenfact=2.0))).to_dict()
+
+
+def test_time_labels():
+    assert [time_label(t) for t in (1, 3600, 86400, 2592000, 60, 0.5)] == ["1s", "1h", "1d", "30d", "1min", "0.5s"]
+
+
+def test_summary_names_values_and_avm_sign():
+    acc = {1.0: [90.0, 92.0], 3600.0: [89.0, 91.0], 86400.0: [85.0, 89.0], 2592000.0: [80.0, 82.0]}
+    out = drift_summary(acc)
+    assert list(out) == ["analog/acc_1s", "analog/acc_1h", "analog/acc_1d", "analog/acc_30d",
+                         "analog/acc_1d_std", "analog/avm"]
+    assert out["analog/acc_1d"] == 87.0
+    assert out["analog/acc_1d_std"] == pytest.approx(2.8284271, rel=1e-6)  # sample std of 85, 89
+    assert out["analog/avm"] == pytest.approx(10.0)  # 91 - 81: positive = accuracy drops
+    improving = drift_summary({1.0: [80.0], 86400.0: [85.0], 2592000.0: [90.0]})
+    assert improving["analog/avm"] == -10.0 and improving["analog/acc_1d_std"] == 0.0
+
+
+def test_summary_requires_std_time():
+    with pytest.raises(ValueError, match="std_time"):
+        drift_summary({1.0: [1.0], 2.0: [2.0]})
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"n_reps": 0}, "n_reps must be >= 1"),
+    ({"t_inference": [1, 3600]}, "std_time=86400"),
+    ({"t_inference": []}, "non-empty"),
+    ({"every_n_val_epochs": 0}, "every_n_val_epochs"),
+])
+def test_callback_argument_errors(kwargs, msg):
+    with pytest.raises(UserError, match=msg):
+        DriftEvaluation(**kwargs)
+
+
+def _data(n=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, 8, 8, generator=g)
+    y = (x.mean(dim=(1, 2, 3)) > 0).long()
+    return DataLoader(TensorDataset(x, y), batch_size=32)
+
+
+def test_evaluate_drift_leaves_model_unchanged_and_is_seeded():
+    model = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=2).net.train()
+    before = {k: v.clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}
+    weights = [t.tile.get_weights().clone() for t in model.analog_tiles()]
+    rng_before = torch.random.get_rng_state()
+    res = evaluate_drift(model, _data(), [1, 86400], n_reps=3, seed=7)
+    assert set(res) == {1.0, 86400.0} and all(len(v) == 3 for v in res.values())
+    assert model.training  # mode restored (never changed)
+    assert all(torch.equal(w, t.tile.get_weights()) for w, t in zip(weights, model.analog_tiles()))
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    assert all(t.programmed_weights is None for t in model.analog_tiles())
+    assert torch.equal(rng_before, torch.random.get_rng_state())
+    assert evaluate_drift(model, _data(), [1, 86400], n_reps=3, seed=7) == res
+
+
+def test_each_repetition_programs_fresh_noise(monkeypatch):
+    model = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=2).net
+    programmed = []
+    original = type(next(model.analog_tiles())).program_weights
+
+    def spy(tile, *a, **k):
+        original(tile, *a, **k)
+        programmed.append(tile.programmed_weights.clone())
+
+    monkeypatch.setattr(type(next(model.analog_tiles())), "program_weights", spy)
+    evaluate_drift(model, _data(), [1], n_reps=2, seed=0)
+    n_tiles = len(list(model.analog_tiles()))
+    assert len(programmed) == 2 * n_tiles
+    assert not torch.equal(programmed[0], programmed[n_tiles])  # same tile, next repetition
+
+
+def test_digital_model_is_rejected():
+    with pytest.raises(UserError, match="needs an analog model"):
+        evaluate_drift(torch.nn.Linear(2, 2), [], [1], 1)
+
+
+def test_callback_logs_returns_and_writes_json(tmp_path):
+    model = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=2)
+    cb = DriftEvaluation(n_reps=2, every_n_val_epochs=1)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=2, callbacks=[cb], default_root_dir=tmp_path,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    w0 = [p.detach().clone() for p in model.parameters()]
+    trainer.fit(model, _data(), _data())
+    assert "analog_val/acc_1d" in trainer.callback_metrics  # mid-training evaluation on val
+    assert any(not torch.equal(a, b) for a, b in zip(w0, model.parameters()))  # training went on
+    result = trainer.test(model, _data(), verbose=False)[0]
+    names = {"analog/acc_1s", "analog/acc_1h", "analog/acc_1d", "analog/acc_30d", "analog/acc_1d_std", "analog/avm"}
+    assert names <= set(result)
+    assert result["analog/avm"] == pytest.approx(result["analog/acc_1s"] - result["analog/acc_30d"], abs=1e-4)
+    assert cb.metrics.keys() == names
+    saved = json.loads((tmp_path / "lightning_logs" / "version_0" / METRICS_FILE).read_text())
+    assert saved["metrics"] == pytest.approx(cb.metrics)
+    assert len(saved["accuracies"]["86400.0"]) == 2

@@ -1,0 +1,74 @@
+import lightning as L
+import pytest
+import torch
+
+from callbacks import DriftEvaluation
+from lightning_nas.analog import AnalogConfig
+from lightning_nas.data import DigitsDataModule
+from lightning_nas.errors import UserError
+from lightning_nas.module import AnalogNASModule
+from lightning_nas.space import Architecture, Stage
+
+TINY = Architecture(8, 3, (Stage(1), Stage(1, widenfact=2.0))).to_dict()
+
+
+def trainer(tmp_path, **kw):
+    return L.Trainer(default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False,
+                     logger=False, **kw)
+
+
+def test_resnet20_on_digits_reaches_90_percent_at_1s(tmp_path):
+    """Acceptance: ResNet-20 preset, a few epochs of hardware-aware training, drift at 1 s > 90%."""
+    L.seed_everything(0)
+    dm = DigitsDataModule(batch_size=64)
+    model = AnalogNASModule("resnet20", input_shape=dm.input_shape, num_classes=dm.num_classes)
+    cb = DriftEvaluation(n_reps=3)
+    t = trainer(tmp_path, max_epochs=5, callbacks=[cb], enable_checkpointing=False)
+    t.fit(model, datamodule=dm)
+    t.test(model, datamodule=dm, verbose=False)
+    assert cb.metrics["analog/acc_1s"] > 90.0
+    assert cb.metrics["analog/acc_1s"] >= cb.metrics["analog/acc_30d"] - 5.0
+
+
+def test_digital_warmup_converts_then_checkpoint_reloads(tmp_path):
+    dm = DigitsDataModule(batch_size=64)
+    model = AnalogNASModule(TINY, input_shape=dm.input_shape, num_classes=10, digital_warmup_epochs=1)
+    assert not model.is_analog
+    seen = []
+
+    class Watch(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen.append(pl_module.is_analog)
+
+    t = trainer(tmp_path, max_epochs=2, limit_train_batches=3, limit_val_batches=1, callbacks=[Watch()])
+    t.fit(model, datamodule=dm)
+    assert seen == [False, True]
+    assert any("AnalogSGD" in type(o).__name__ for o in t.optimizers)
+    ckpt = next(tmp_path.rglob("*.ckpt"))
+    reloaded = AnalogNASModule.load_from_checkpoint(ckpt)
+    assert reloaded.is_analog and reloaded.hparams.digital_warmup_epochs == 1
+    ref, new = model.state_dict(), reloaded.state_dict()
+    assert ref.keys() == new.keys()
+    assert all(torch.equal(ref[k].cpu(), new[k]) for k in ref if torch.is_tensor(ref[k]))
+
+
+def test_hparams_hold_resolved_architecture_and_analog_config():
+    model = AnalogNASModule("resnet20", analog=AnalogConfig(out_noise=0.0), input_shape=(1, 8, 8))
+    assert model.hparams.architecture["stages"][0]["R"] == 3
+    assert model.hparams.analog["out_noise"] == 0.0 and model.hparams.analog["weight_noise_std"] == 0.08
+    assert model.n_params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("kwargs,msg", [({"lr": 0.0}, "lr must be > 0"),
+                                         ({"digital_warmup_epochs": -1}, "digital_warmup_epochs")])
+def test_bad_hyperparameters(kwargs, msg):
+    with pytest.raises(UserError, match=msg):
+        AnalogNASModule(TINY, **kwargs)
+
+
+def test_diverging_loss_is_reported(tmp_path):
+    model = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=10)
+    x = torch.full((8, 1, 8, 8), float("nan"))
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(8, dtype=torch.long)))
+    with pytest.raises(FloatingPointError, match="training diverged"):
+        trainer(tmp_path, max_epochs=1).fit(model, data)
