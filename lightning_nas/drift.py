@@ -32,6 +32,8 @@ def evaluate_drift(model: nn.Module, batches: Iterable, t_inference: Sequence[fl
     Works on a deep copy, so ``model`` (weights, training mode, tile state) is left
     exactly as it was. Each repetition draws new programming noise; the RNG is
     seeded with ``seed`` and the global RNG state is restored afterwards.
+    ``batches`` is iterated once per repetition and drift time (a DataLoader is
+    fine; nothing is held in memory).
     """
     if not is_analog(model):
         raise UserError("drift evaluation needs an analog model; the network has no aihwkit analog layers "
@@ -39,7 +41,6 @@ def evaluate_drift(model: nn.Module, batches: Iterable, t_inference: Sequence[fl
     if n_reps < 1:
         raise UserError(f"n_reps must be >= 1, got {n_reps}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    batches = list(batches)
     results: dict[float, list[float]] = {float(t): [] for t in t_inference}
     fork_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):  # copying a tile draws random numbers too
