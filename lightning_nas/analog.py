@@ -12,6 +12,9 @@ Default preset ``pcm_hwa`` (hardware-aware training for PCM, as in AnalogNAS):
   std relative to the max |w| of each tile), not applied at evaluation;
 * weight clipping to a fixed value after each update (applied by ``AnalogSGD``);
 * 8-bit input (DAC) and output (ADC) quantisation, output noise;
+* learned per-tile input ranges (no per-vector noise management, no iterative
+  bound management) and column-wise weight scaling with learned output scales,
+  as in aihwkit's ``StandardHWATrainingPreset``;
 * tiles of at most 512 x 512 (larger layers are split into several tiles);
 * ``PCMLikeNoiseModel(g_max=25)`` for programming noise, drift and read noise,
   with ``GlobalDriftCompensation``.
@@ -53,6 +56,12 @@ class AnalogConfig:
     """Max conductance (uS) of the PCM noise model."""
     drift_compensation: Optional[bool] = None
     """Global drift compensation at evaluation."""
+    input_range: Optional[bool] = None
+    """Learned per-tile input ranges (clip + scale the DAC input); replaces per-vector
+    noise management and iterative bound management (both off when this is on)."""
+    out_scaling: Optional[bool] = None
+    """Map weights column-wise to the full conductance range (omega = 1) and learn
+    column-wise digital output scales."""
     rpu_overrides: dict[str, Any] = field(default_factory=dict)
     """Any other aihwkit RPU-config field as a dotted path, e.g. ``forward.out_bound``."""
 
@@ -91,7 +100,8 @@ class AnalogConfig:
         from aihwkit.inference.compensation.drift import GlobalDriftCompensation
         from aihwkit.inference.noise.pcm import PCMLikeNoiseModel
         from aihwkit.simulator.configs import TorchInferenceRPUConfig
-        from aihwkit.simulator.parameters.enums import WeightClipType, WeightModifierType
+        from aihwkit.simulator.parameters.enums import (
+            BoundManagementType, NoiseManagementType, WeightClipType, WeightModifierType)
 
         r = self.resolved()
         rpu = TorchInferenceRPUConfig()
@@ -110,6 +120,15 @@ class AnalogConfig:
         rpu.forward.out_noise = r.out_noise
         rpu.mapping.max_input_size = r.tile_size
         rpu.mapping.max_output_size = r.tile_size
+        if r.input_range:
+            rpu.pre_post.input_range.enable = True
+            rpu.forward.noise_management = NoiseManagementType.NONE
+            rpu.forward.bound_management = BoundManagementType.NONE
+        if r.out_scaling:
+            rpu.mapping.weight_scaling_omega = 1.0
+            rpu.mapping.weight_scaling_columnwise = True
+            rpu.mapping.learn_out_scaling = True
+            rpu.mapping.out_scaling_columnwise = True
         rpu.noise_model = PCMLikeNoiseModel(g_max=r.g_max)
         rpu.drift_compensation = GlobalDriftCompensation() if r.drift_compensation else None
         for path, value in r.rpu_overrides.items():
@@ -140,15 +159,23 @@ def _set_dotted(obj: Any, path: str, value: Any) -> None:
 PRESETS: dict[str, AnalogConfig] = {
     # PCM hardware-aware training (the default).
     "pcm_hwa": AnalogConfig(preset="pcm_hwa", weight_noise_std=0.08, clip_value=1.0, inp_bits=8, out_bits=8,
-                            out_noise=0.04, tile_size=512, g_max=25.0, drift_compensation=True),
+                            out_noise=0.04, tile_size=512, g_max=25.0, drift_compensation=True,
+                            input_range=True, out_scaling=True),
     # The same hardware for evaluation, trained without weight noise (HWA ablation).
     "pcm_no_hwa": AnalogConfig(preset="pcm_no_hwa", weight_noise_std=0.0, clip_value=1.0, inp_bits=8,
-                               out_bits=8, out_noise=0.04, tile_size=512, g_max=25.0, drift_compensation=True),
+                               out_bits=8, out_noise=0.04, tile_size=512, g_max=25.0, drift_compensation=True,
+                               input_range=True, out_scaling=True),
+    # aihwkit's default periphery management: per-input-vector abs-max noise management
+    # and iterative bound management instead of learned input ranges and output scales.
+    "pcm_hwa_absmax": AnalogConfig(preset="pcm_hwa_absmax", weight_noise_std=0.08, clip_value=1.0, inp_bits=8,
+                                   out_bits=8, out_noise=0.04, tile_size=512, g_max=25.0,
+                                   drift_compensation=True, input_range=False, out_scaling=False),
     # Ideal periphery: no weight noise in training, no quantisation, no output noise
     # (programming noise and drift still come from the PCM model at evaluation).
     "ideal_periphery": AnalogConfig(preset="ideal_periphery", weight_noise_std=0.0, clip_value=0.0, inp_bits=0,
                                     out_bits=0, out_noise=0.0, tile_size=0, g_max=25.0,
-                                    drift_compensation=True, rpu_overrides={"forward.is_perfect": True}),
+                                    drift_compensation=True, input_range=False, out_scaling=False,
+                                    rpu_overrides={"forward.is_perfect": True}),
 }
 
 

@@ -25,6 +25,15 @@ def test_default_preset_builds_the_documented_rpu_config():
     assert rpu.mapping.max_input_size == 512 and rpu.mapping.max_output_size == 512
     assert isinstance(rpu.noise_model, PCMLikeNoiseModel) and rpu.noise_model.g_converter.g_max == 25.0
     assert isinstance(rpu.drift_compensation, GlobalDriftCompensation)
+    assert rpu.pre_post.input_range.enable
+    assert rpu.forward.noise_management.name == "NONE" and rpu.forward.bound_management.name == "NONE"
+    assert rpu.mapping.weight_scaling_omega == 1.0 and rpu.mapping.learn_out_scaling
+
+
+def test_absmax_preset_keeps_aihwkit_default_periphery_management():
+    rpu = AnalogConfig(preset="pcm_hwa_absmax").to_rpu_config()
+    assert not rpu.pre_post.input_range.enable and not rpu.mapping.learn_out_scaling
+    assert rpu.forward.noise_management.name == "ABS_MAX" and rpu.forward.bound_management.name == "ITERATIVE"
 
 
 def test_overrides_and_dotted_rpu_overrides():
