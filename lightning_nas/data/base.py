@@ -1,0 +1,124 @@
+"""Common base class and split helpers for the task data modules."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import lightning
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from lightning_nas.errors import UserError
+
+
+def check_fraction(name: str, value: float, *, allow_zero: bool = False, allow_one: bool = False) -> float:
+    """Return ``value`` as float or raise :class:`UserError` naming the argument and allowed range."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    lo_ok = number and (value >= 0 if allow_zero else value > 0)
+    hi_ok = number and (value <= 1 if allow_one else value < 1)
+    if not (lo_ok and hi_ok):
+        lo, hi = ("[0" if allow_zero else "(0"), ("1]" if allow_one else "1)")
+        raise UserError(f"{name} must be in {lo}, {hi}, got {value!r}")
+    return float(value)
+
+
+def check_count(name: str, value: int, minimum: int) -> int:
+    """Return ``value`` or raise :class:`UserError` if it is not an int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def stratified_split(labels: np.ndarray, n_carve: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of ``range(len(labels))`` into ``(rest, carved)`` with ``len(carved) == n_carve``.
+
+    Each class contributes to ``carved`` in proportion to its size (largest-remainder rounding).
+    Both index arrays are sorted.
+    """
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * (n_carve / len(labels))
+    take = np.floor(quota).astype(int)
+    order = np.argsort(-(quota - take), kind="stable")
+    take[order[: n_carve - take.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    carved = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    carved_idx = np.sort(np.concatenate(carved)) if carved else np.empty(0, dtype=int)
+    rest_idx = np.setdiff1d(np.arange(len(labels)), carved_idx)
+    return rest_idx, carved_idx
+
+
+def carve_count(name: str, fraction: float, n: int) -> int:
+    """Number of samples a ``fraction`` of ``n`` gives; :class:`UserError` if a split would be empty."""
+    k = int(round(fraction * n))
+    if k < 1 or k >= n:
+        raise UserError(f"{name}={fraction} gives {k} of {n} samples; choose it so both splits are non-empty")
+    return k
+
+
+class TaskDataModule(lightning.LightningDataModule):
+    """Base for all task data modules.
+
+    ``input_shape`` (C, H, W) and ``num_classes`` are known right after ``__init__``.
+    Subclasses implement :meth:`_load_splits` returning ``(train, val, test)`` datasets;
+    :meth:`setup` calls it once and then keeps a seeded ``train_fraction`` subset of train.
+    """
+
+    _input_shape: tuple[int, int, int]
+    _num_classes: int
+
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0, train_fraction: float = 1.0):
+        super().__init__()
+        self.batch_size = check_count("batch_size", batch_size, 1)
+        self.num_workers = check_count("num_workers", num_workers, 0)
+        self.seed = int(seed)
+        self.train_fraction = check_fraction("train_fraction", train_fraction, allow_one=True)
+        self.train_set: Optional[Dataset] = None
+        self.val_set: Optional[Dataset] = None
+        self.test_set: Optional[Dataset] = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self._input_shape
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    def _load_splits(self) -> tuple[Dataset, Dataset, Dataset]:
+        raise NotImplementedError
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        """Build all splits once (later calls are no-ops)."""
+        if self.train_set is not None:
+            return
+        train, val, test = self._load_splits()
+        if self.train_fraction < 1.0:
+            n = len(train)
+            k = max(1, int(round(self.train_fraction * n)))
+            rng = np.random.default_rng([self.seed, 1])
+            train = Subset(train, np.sort(rng.permutation(n)[:k]).tolist())
+        self.train_set, self.val_set, self.test_set = train, val, test
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()  # no-op when the Trainer already called it
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            getattr(self, f"{split}_set"),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
