@@ -36,17 +36,24 @@ def digital_path(net: nn.Module, device: torch.device) -> tuple[nn.Module, torch
     return model, torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
 
-def aihwkit_path(net: nn.Module, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
-    from aihwkit.optim import AnalogSGD
+def analog_path(implementation: str) -> Callable[[nn.Module, torch.device], tuple[nn.Module, torch.optim.Optimizer]]:
+    """The default preset ``pcm_hwa`` computed by ``implementation`` ("aihwkit" or "fast")."""
 
-    model = convert(copy.deepcopy(net), AnalogConfig(preset="pcm_hwa")).to(device)
-    return model, AnalogSGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    def factory(net: nn.Module, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
+        from aihwkit.optim import AnalogSGD
+
+        config = AnalogConfig(preset="pcm_hwa", implementation=implementation)
+        model = convert(copy.deepcopy(net), config).to(device)
+        return model, AnalogSGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+
+    return factory
 
 
 # name -> factory(digital net on CPU, device) -> (model on device, its optimizer). "digital" must stay first: it is the reference.
 PATHS: dict[str, Callable[[nn.Module, torch.device], tuple[nn.Module, torch.optim.Optimizer]]] = {
     "digital": digital_path,
-    "aihwkit": aihwkit_path,
+    "aihwkit": analog_path("aihwkit"),
+    "fast": analog_path("fast"),
 }
 
 

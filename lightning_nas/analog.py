@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from torch import nn
 
@@ -64,6 +64,10 @@ class AnalogConfig:
     column-wise digital output scales."""
     rpu_overrides: dict[str, Any] = field(default_factory=dict)
     """Any other aihwkit RPU-config field as a dotted path, e.g. ``forward.out_bound``."""
+    implementation: Optional[Literal["fast", "aihwkit"]] = None
+    """How analog convolutions are computed: ``fast`` (convolutions with the same tile
+    semantics, :mod:`lightning_nas.fast_analog`) or ``aihwkit`` (the reference unfold path).
+    Not a hardware setting: both give the same analog model."""
 
     def resolved(self) -> "AnalogConfig":
         """The preset's values with this config's non-``None`` overrides applied."""
@@ -88,6 +92,8 @@ class AnalogConfig:
             raise UserError(f"analog.tile_size must be >= 0 (0 = unlimited), got {self.tile_size}")
         if self.g_max == 0:
             raise UserError("analog.g_max must be > 0 (uS), got 0")
+        if self.implementation not in ("fast", "aihwkit"):
+            raise UserError(f"analog.implementation must be 'fast' or 'aihwkit', got {self.implementation!r}")
 
     def features(self) -> dict[str, float]:
         """Numeric description of the hardware (surrogate features)."""
@@ -160,30 +166,44 @@ PRESETS: dict[str, AnalogConfig] = {
     # PCM hardware-aware training (the default).
     "pcm_hwa": AnalogConfig(preset="pcm_hwa", weight_noise_std=0.08, clip_value=1.0, inp_bits=8, out_bits=8,
                             out_noise=0.04, tile_size=512, g_max=25.0, drift_compensation=True,
-                            input_range=True, out_scaling=True),
+                            input_range=True, out_scaling=True, implementation="fast"),
     # The same hardware for evaluation, trained without weight noise (HWA ablation).
     "pcm_no_hwa": AnalogConfig(preset="pcm_no_hwa", weight_noise_std=0.0, clip_value=1.0, inp_bits=8,
                                out_bits=8, out_noise=0.04, tile_size=512, g_max=25.0, drift_compensation=True,
-                               input_range=True, out_scaling=True),
+                               input_range=True, out_scaling=True, implementation="fast"),
     # aihwkit's default periphery management: per-input-vector abs-max noise management
     # and iterative bound management instead of learned input ranges and output scales.
     "pcm_hwa_absmax": AnalogConfig(preset="pcm_hwa_absmax", weight_noise_std=0.08, clip_value=1.0, inp_bits=8,
                                    out_bits=8, out_noise=0.04, tile_size=512, g_max=25.0,
-                                   drift_compensation=True, input_range=False, out_scaling=False),
+                                   drift_compensation=True, input_range=False, out_scaling=False,
+                                   implementation="aihwkit"),  # per-vector scaling needs the unfold path
     # Ideal periphery: no weight noise in training, no quantisation, no output noise
     # (programming noise and drift still come from the PCM model at evaluation).
     "ideal_periphery": AnalogConfig(preset="ideal_periphery", weight_noise_std=0.0, clip_value=0.0, inp_bits=0,
                                     out_bits=0, out_noise=0.0, tile_size=0, g_max=25.0,
                                     drift_compensation=True, input_range=False, out_scaling=False,
-                                    rpu_overrides={"forward.is_perfect": True}),
+                                    rpu_overrides={"forward.is_perfect": True}, implementation="fast"),
 }
 
 
 def convert(net: nn.Module, config: AnalogConfig) -> nn.Module:
-    """Convert every Conv2d and Linear of ``net`` to aihwkit analog layers (a new module)."""
+    """Convert every Conv2d and Linear of ``net`` to aihwkit analog layers (a new module).
+
+    With ``implementation: fast`` convolutions become
+    :class:`~lightning_nas.fast_analog.FastAnalogConv2d` (an ``AnalogConv2d``); a preset the
+    fast path can't reproduce exactly is an error, never a silent fallback.
+    """
+    from aihwkit.nn import AnalogConv2d, AnalogLinear
     from aihwkit.nn.conversion import convert_to_analog
 
-    return convert_to_analog(net, config.to_rpu_config())
+    rpu = config.to_rpu_config()
+    conv_class = AnalogConv2d
+    if config.resolved().implementation == "fast":
+        from lightning_nas.fast_analog import FastAnalogConv2d, check_supported
+
+        check_supported(rpu)
+        conv_class = FastAnalogConv2d
+    return convert_to_analog(net, rpu, conversion_map={nn.Conv2d: conv_class, nn.Linear: AnalogLinear})
 
 
 def is_analog(module: nn.Module) -> bool:

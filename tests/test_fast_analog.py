@@ -1,0 +1,180 @@
+"""The fast analog convolution against aihwkit's torch tile on the same weights and inputs."""
+
+import copy
+
+import pytest
+import torch
+from aihwkit.nn import AnalogConv2d
+from torch import nn
+
+from lightning_nas.analog import AnalogConfig, convert
+from lightning_nas.errors import UserError
+from lightning_nas.fast_analog import FastAnalogConv2d
+from lightning_nas.module import AnalogNASModule
+
+
+def pair(conv: nn.Conv2d, input_range: float = 2.5, **overrides):
+    """(reference, fast) analog layers holding the same weights and input ranges."""
+    torch.manual_seed(0)
+    ref = convert(nn.Sequential(copy.deepcopy(conv)), AnalogConfig(implementation="aihwkit", **overrides))[0]
+    fast = convert(nn.Sequential(copy.deepcopy(conv)), AnalogConfig(implementation="fast", **overrides))[0]
+    assert type(ref) is AnalogConv2d and type(fast) is FastAnalogConv2d
+    fast.load_state_dict(ref.state_dict())
+    for layer in (ref, fast):
+        for tile in layer.analog_tiles():
+            if tile.input_range is not None:
+                tile.input_range.data.fill_(input_range)
+                tile.input_range_update_idx.data.fill_(10**6)  # no more init-from-data updates
+    return ref, fast
+
+
+def conv(cin=16, cout=24, k=3, stride=1, padding=1, seed=0) -> nn.Conv2d:
+    torch.manual_seed(seed)
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=padding, bias=False)
+
+
+def run(layer, x, seed=5, train=False):
+    layer.train(train)
+    torch.manual_seed(seed)
+    return layer(x)
+
+
+def mismatch(a, b, tol=1e-5) -> float:
+    return ((a - b).abs() > tol).float().mean().item()
+
+
+X = torch.randn(8, 16, 10, 10, generator=torch.Generator().manual_seed(1))
+
+
+def test_ideal_forward_equals_digital():
+    digital = conv()
+    ref, fast = pair(digital, preset="ideal_periphery")
+    expected = digital(X)
+    assert torch.allclose(run(fast, X), expected, atol=1e-5)
+    assert torch.allclose(run(ref, X), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("tile_size", [0, 72, 100])  # one tile; split on channel borders; split inside a window
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_quantised_forward_matches_reference(tile_size, bits, stride):
+    c = conv(stride=stride)
+    ref, fast = pair(c, tile_size=tile_size, inp_bits=bits, out_bits=bits, out_noise=0.0)
+    assert len(list(fast.analog_tiles())) == {0: 1, 72: 2, 100: 2}[tile_size]
+    a, b = run(ref, X), run(fast, X)
+    assert a.shape == b.shape
+    # Identical up to float summation order, which can flip an ADC rounding now and then.
+    assert mismatch(a, b) < 0.01
+
+
+def test_input_quantisation_step():
+    eye = nn.Conv2d(4, 4, 1, bias=False)
+    eye.weight.data = torch.eye(4).view(4, 4, 1, 1)
+    _, fast = pair(eye, input_range=1.0, inp_bits=4, out_bits=0, out_noise=0.0)
+    x = torch.rand(2, 4, 5, 5) * 2 - 1
+    y = run(fast, x)
+    levels = y * (2 ** 4 - 2) / 2  # 14 steps over [-1, 1]
+    assert torch.allclose(levels, levels.round(), atol=1e-4)
+    assert (y - x).abs().max() <= 1 / 14 + 1e-6  # rounding error at most half a step (step = 2/14)
+
+
+def test_output_quantisation_step_of_a_single_tile():
+    ref, fast = pair(conv(), out_bits=4, inp_bits=0, out_noise=0.0)
+    tile = next(fast.analog_tiles())
+    y = run(fast, X)
+    scales = tile.out_scaling_alpha * tile.get_mapping_scales()  # learned and mapping scales per column
+    y_tile = y / (tile.input_range * scales.view(1, -1, 1, 1))
+    step = 2 * tile.rpu_config.forward.out_bound / (2 ** 4 - 2)
+    assert torch.allclose(y_tile / step, (y_tile / step).round(), atol=1e-3)
+
+
+def test_each_input_tile_is_quantised_separately():
+    one_tile, _ = pair(conv(), tile_size=0, out_bits=4, out_noise=0.0)
+    _, split = pair(conv(), tile_size=72, out_bits=4, out_noise=0.0)
+    a, b = run(one_tile, X), run(split, X)
+    # Two partial sums each rounded on a 4-bit ADC differ from one rounded full sum.
+    assert mismatch(a, b, tol=1e-3) > 0.05
+
+
+def residual_std(layer, clean, x, n=20, train=False):
+    res = torch.stack([run(layer, x, seed=s, train=train) - clean for s in range(n)])
+    return res.mean().item(), res.std().item()
+
+
+def test_output_noise_magnitude_matches_reference():
+    ref, fast = pair(conv(), out_noise=0.1, inp_bits=0, out_bits=0)
+    ref0, _ = pair(conv(), out_noise=0.0, inp_bits=0, out_bits=0)
+    clean = run(ref0, X).detach()
+    with torch.no_grad():
+        m_ref, s_ref = residual_std(ref, clean, X)
+        m_fast, s_fast = residual_std(fast, clean, X)
+    assert s_ref > 0.01
+    assert abs(s_fast / s_ref - 1) < 0.05
+    assert abs(m_fast) < 0.05 * s_fast and abs(m_ref) < 0.05 * s_ref
+
+
+def test_weight_noise_matches_reference():
+    ref, fast = pair(conv(), weight_noise_std=0.1, out_noise=0.0, inp_bits=0, out_bits=0)
+    ref0, _ = pair(conv(), weight_noise_std=0.0, out_noise=0.0, inp_bits=0, out_bits=0)
+    with torch.no_grad():
+        clean = run(ref0, X, train=True)
+        # Same seed: the tiles draw the same weight noise in the same order.
+        assert torch.allclose(run(ref, X, train=True), run(fast, X, train=True), atol=1e-5)
+        _, s_ref = residual_std(ref, clean, X, train=True)
+        _, s_fast = residual_std(fast, clean, X, train=True)
+        _, s_eval = residual_std(fast, run(ref0, X), X, train=False)
+    assert s_ref > 0.01 and abs(s_fast / s_ref - 1) < 0.05
+    assert s_eval < 1e-6  # no weight noise at evaluation
+
+
+def grads(layer, x, g, seed=5):
+    layer.train()
+    x = x.clone().requires_grad_(True)
+    torch.manual_seed(seed)
+    (layer(x) * g).sum().backward()
+    tile = next(layer.analog_tiles())
+    return x.grad, tile.tile.weight.grad, tile.input_range.grad, tile.out_scaling_alpha.grad
+
+
+@pytest.mark.parametrize("scale,ir_rtol", [(0.5, 1e-3), (4.0, 0.25)])  # no input clipping / 10%+ clipped
+def test_gradients_match_reference(scale, ir_rtol):
+    ref, fast = pair(conv(), weight_noise_std=0.0, out_noise=0.0)
+    x = X * scale
+    g = torch.randn(8, 24, 10, 10, generator=torch.Generator().manual_seed(2))
+    gr, gf = grads(ref, x, g), grads(fast, x, g)
+    for name, a, b in zip(("input", "weight"), gr[:2], gf[:2]):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
+    assert torch.allclose(gr[3], gf[3], rtol=1e-3, atol=1e-4)  # learned output scales
+    # Input range: exact without clipping; with clipping the per-pixel sum of the
+    # clipping term differs from aihwkit's per-unfolded-element sum (documented).
+    assert torch.allclose(gr[2], gf[2], rtol=ir_rtol, atol=1e-4)
+
+
+def test_input_range_initialised_from_unfolded_statistics():
+    ref, fast = pair(conv(), out_noise=0.0)
+    for layer in (ref, fast):
+        for tile in layer.analog_tiles():
+            tile.input_range_update_idx.data.fill_(0)
+    for seed in range(3):
+        run(ref, X * (seed + 1), train=True)
+        run(fast, X * (seed + 1), train=True)
+    r_ref = next(ref.analog_tiles()).input_range.item()
+    r_fast = next(fast.analog_tiles()).input_range.item()
+    assert r_ref == pytest.approx(r_fast, rel=1e-5)
+    assert next(fast.analog_tiles()).input_range_update_idx.item() == 3
+
+
+def test_unsupported_periphery_is_an_error_not_a_fallback():
+    with pytest.raises(UserError, match="noise_management=ABS_MAX"):
+        convert(nn.Sequential(conv()), AnalogConfig(implementation="fast", input_range=False))
+    net = convert(nn.Sequential(conv()), AnalogConfig(preset="pcm_hwa_absmax"))  # its default is aihwkit
+    assert type(net[0]) is AnalogConv2d
+
+
+def test_default_module_uses_fast_path_and_reference_stays_selectable():
+    fast = AnalogNASModule("resnet20", input_shape=(1, 8, 8))
+    ref = AnalogNASModule("resnet20", analog=AnalogConfig(implementation="aihwkit"), input_shape=(1, 8, 8))
+    assert any(isinstance(m, FastAnalogConv2d) for m in fast.net.modules())
+    assert not any(isinstance(m, FastAnalogConv2d) for m in ref.net.modules())
+    # Same state-dict layout: a checkpoint of one loads into the other.
+    ref.load_state_dict(fast.state_dict())
