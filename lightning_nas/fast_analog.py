@@ -25,10 +25,12 @@ Semantic notes (tested in ``tests/test_fast_analog.py``):
 * the input-range initialisation from data uses the standard deviation over the
   *unfolded* elements (padding zeros and repeated pixels included), computed
   exactly with a box filter, as aihwkit does on the unfolded matrix;
-* the input-range gradient's clipping term sums the gradient per pixel, whereas
-  aihwkit sums it per unfolded element, clamped to one sign before the sum; the
-  two differ only where a clipped pixel's gradients differ in sign between the
-  patches that contain it. Every other gradient is the same.
+* gradients are aihwkit's: straight-through quantisation, the clip masks of
+  ``torch.clamp`` (no gradient *at* a bound, so an input clipped to its range, which
+  the DAC sees as exactly +-1, passes none), the division by the input range and
+  ``InputRangeForward``'s clipping and decay terms. One difference remains, only
+  when ``forward.inp_bound > 1``: the clipping term then sums the gradient per pixel,
+  where aihwkit sums it per unfolded element, clamped to one sign first.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ import torch
 import torch.nn.functional as F
 from aihwkit.nn import AnalogConv2d
 from aihwkit.simulator.parameters.enums import AnalogMVType, BoundManagementType, NoiseManagementType
-from aihwkit.simulator.tiles.analog_mvm import AnalogMVM
 from aihwkit.simulator.tiles.array import TileModuleArray
 from aihwkit.simulator.tiles.torch_tile import TorchSimulatorTile
 from torch import Tensor
@@ -61,10 +62,16 @@ def unsupported_reason(rpu_config: Any) -> Optional[str]:
         return f"forward.noise_management={io.noise_management.name} (per-input-vector scaling)"
     if io.bound_management != BoundManagementType.NONE:
         return f"forward.bound_management={io.bound_management.name}"
+    if not rpu_config.pre_post.input_range.enable:
+        return "a periphery without learned input ranges (pre_post.input_range.enable=false)"
     if io.inp_noise > 0:
         return "forward.inp_noise > 0 (noise per unfolded element)"
-    if io.inp_sto_round:
-        return "forward.inp_sto_round (stochastic rounding per unfolded element)"
+    if io.inp_sto_round or io.out_sto_round:
+        return "forward.inp_sto_round/out_sto_round (stochastic rounding)"
+    if io.inp_asymmetry or io.out_asymmetry:
+        return "forward.inp_asymmetry/out_asymmetry"
+    if getattr(rpu_config, "handle_output_bound", False):
+        return "output-bound gradient handling"
     if rpu_config.modifier.per_batch_sample:
         return "modifier.per_batch_sample"
     return None
@@ -77,32 +84,105 @@ def check_supported(rpu_config: Any) -> None:
                         "(the reference path) or change that setting")
 
 
-class _InputRangeGradient(Function):
-    """Identity whose backward gives the learned input range aihwkit's gradient
-    (``InputRangeForward``), with the clipping percentage of the decay term taken
-    over the unfolded elements (passed in as ``percentage``)."""
+# -- element-wise chains ---------------------------------------------------------------------
+# They apply the same operations in the same order as aihwkit (so the numbers agree), but
+# in place and without the intermediate tensors autograd would keep. torch.clamp passes no
+# gradient *at* a bound (a value equal to a bound counts as clipped); the masks follow that.
+def _dac(x: Tensor, bound: float, r: Tensor, step: float, inp_bound: float,
+         need_mask: bool) -> tuple[Tensor, Optional[Tensor]]:
+    """Clip to the input range, scale by it, quantise (``step > 0``), clip to the DAC bound.
+    Also returns the mask of elements the DAC clip passes gradients through."""
+    y = torch.clamp(x, -bound, bound).div_(r)
+    passed = None
+    if step > 0:
+        y.div_(step).round_()
+        if need_mask:
+            passed = y.abs() < inp_bound / step
+        y.mul_(step)
+    elif need_mask:
+        passed = y.abs() < inp_bound
+    if inp_bound < 1.0:  # |x1 / r| <= 1 already
+        y.clamp_(-inp_bound, inp_bound)
+    return y, passed
+
+
+def _adc(y: Tensor, noise_std: float, step: float, bound: float, need_mask: bool) -> tuple[Tensor, Optional[Tensor]]:
+    """Output noise, ADC quantisation (``step > 0``) and clipping; also returns the mask of
+    elements passing gradients (``None`` when nothing was clipped)."""
+    if noise_std > 0:
+        out = torch.randn_like(y).mul_(noise_std).add_(y)
+    else:
+        out = y.clone()
+    unit = 1.0
+    if step > 0:
+        out.div_(step).round_()
+        unit = step
+    lim = bound / unit
+    lo, hi = torch.aminmax(out)
+    passed = None
+    if lo <= -lim or hi >= lim:
+        if need_mask:
+            passed = out.abs() < lim
+        out.clamp_(-lim, lim)
+    if step > 0:
+        out.mul_(step)
+    return out, passed
+
+
+class _DAC(Function):
+    """The tile's input path with aihwkit's gradients: straight-through quantisation, the
+    clip masks, the division by the learned input range and ``InputRangeForward``'s
+    clipping and decay terms."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, input_range: Tensor, ir_params: Any, percentage: Tensor) -> Tensor:
-        ctx.save_for_backward(x, input_range, percentage)
-        ctx.ir_params = ir_params
-        return x
+    def forward(ctx: Any, x: Tensor, r: Tensor, step: float, inp_bound: float, ir_params: Any,
+                percentage: Tensor) -> Tensor:
+        bound = abs(r.item())
+        out, passed = _dac(x, bound, r, step, inp_bound, need_mask=True)
+        ctx.save_for_backward(x, passed, r, percentage)
+        ctx.args = (bound, inp_bound, ir_params)
+        return out
 
     @staticmethod
-    def backward(ctx: Any, d_output: Tensor) -> tuple:
-        x, input_range, percentage = ctx.saved_tensors
-        p = ctx.ir_params
-        ir_grad = torch.zeros_like(input_range)
-        ir_grad += torch.clamp((x >= input_range) * d_output, max=0.0).sum()
-        ir_grad -= torch.clamp((x <= -input_range) * d_output, min=0.0).sum()
-        if p.gradient_relative:
-            ir_grad *= input_range
-            ir_grad *= p.gradient_scale
+    def backward(ctx: Any, g: Tensor) -> tuple:
+        x, passed, r, percentage = ctx.saved_tensors
+        bound, inp_bound, p = ctx.args
+        gm = torch.where(passed, g, 0.0)
         if p.manage_output_clipping:
             raise NotImplementedError("input_range.manage_output_clipping")
+        if inp_bound <= 1.0:
+            # An input at or beyond its range reaches the DAC as +-1 (or rounds to it) and
+            # passes no gradient, so passed elements are unclipped (x1 == x) and
+            # InputRangeForward's clipping term is zero.
+            grad_r = -(gm * x).sum() / (r * r)
+            grad_x = gm.div_(r)
+        else:
+            x1 = torch.clamp(x, -bound, bound)
+            grad_r = -(gm * x1).sum() / (r * r)
+            g2 = gm / r
+            clip = torch.clamp((x1 >= r) * g2, max=0.0).sum() - torch.clamp((x1 <= -r) * g2, min=0.0).sum()
+            if p.gradient_relative:
+                clip = clip * r * p.gradient_scale
+            grad_r = grad_r + clip
+            grad_x = torch.where((x > -bound) & (x < bound), g2, 0.0)
         if p.decay > 0:
-            ir_grad += p.decay * input_range * (percentage > p.input_min_percentage)
-        return d_output, ir_grad, None, None
+            grad_r = grad_r + p.decay * r * (percentage > p.input_min_percentage)
+        return grad_x, grad_r, None, None, None, None
+
+
+class _ADC(Function):
+    """Output noise, ADC quantisation and clipping; straight-through inside the bound."""
+
+    @staticmethod
+    def forward(ctx: Any, y: Tensor, noise_std: float, step: float, bound: float) -> Tensor:
+        out, passed = _adc(y, noise_std, step, bound, need_mask=True)
+        ctx.save_for_backward(passed)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple:
+        (passed,) = ctx.saved_tensors
+        return (g if passed is None else torch.where(passed, g, 0.0)), None, None, None
 
 
 class FastAnalogConv2d(AnalogConv2d):
@@ -145,7 +225,8 @@ def analog_conv2d(layer: AnalogConv2d, x: Tensor) -> Tensor:
         # Where a tile boundary cuts through a channel's kernel window, the tile's
         # weights are padded with zeros for the part of the window it doesn't hold.
         pad = (in_lo - c_lo * k, c_hi * k - in_hi)
-        row = torch.cat([_tile_conv(tile, layer, xs, pad, c_hi - c_lo) for tile, _, _ in tiles], dim=1)
+        parts = [_tile_conv(tile, layer, xs, pad, c_hi - c_lo) for tile, _, _ in tiles]
+        row = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         out = row if out is None else out + row
     module = layer.analog_module
     bias = module.bias if isinstance(module, TileModuleArray) else None
@@ -158,80 +239,120 @@ def _conv(layer: AnalogConv2d, x: Tensor, kernel: Tensor) -> Tensor:
     return F.conv2d(x, kernel, None, layer.stride, layer.padding, layer.dilation)
 
 
-def _window_mask(layer: AnalogConv2d, channels: int, pad: tuple[int, int], like: Tensor) -> Tensor:
-    """A (1, channels, kh, kw) kernel of ones over the unfolded elements this tile holds."""
-    kh, kw = layer.kernel_size
-    mask = torch.ones(channels * kh * kw, dtype=like.dtype, device=like.device)
-    mask[: pad[0]] = 0
-    if pad[1]:
-        mask[-pad[1]:] = 0
-    return mask.view(1, channels, kh, kw)
+def _covered(size: int, k: int, stride: int, pad: int, dil: int, out: int) -> list[list[int]]:
+    """For each kernel offset, which input positions (0/1) some output position reads."""
+    rows = []
+    for i in range(k):
+        hit = [0] * size
+        for o in range(out):
+            p = o * stride + i * dil - pad
+            if 0 <= p < size:
+                hit[p] = 1
+        rows.append(hit)
+    return rows
+
+
+_MAPS: dict = {}
+
+
+def _unfold_counts(layer: AnalogConv2d, channels: int, pad: tuple[int, int], h: int, w: int,
+                   out_hw: tuple[int, int], device: torch.device) -> Tensor:
+    """``(channels, h*w)``: how often each input pixel of each channel appears among the
+    unfolded elements this tile holds (the padding zeros are not pixels)."""
+    key = (layer.kernel_size, layer.stride, layer.padding, layer.dilation, channels, pad, h, w, out_hw, device)
+    if key not in _MAPS:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+        rows = torch.tensor(_covered(h, kh, sh, ph, dh, out_hw[0]), dtype=torch.float64)
+        cols = torch.tensor(_covered(w, kw, sw, pw, dw, out_hw[1]), dtype=torch.float64)
+        cover = (rows[:, None, :, None] * cols[None, :, None, :]).reshape(kh * kw, h * w)
+        mask = torch.ones(channels * kh * kw, dtype=torch.float64)
+        mask[: pad[0]] = 0
+        if pad[1]:
+            mask[-pad[1]:] = 0
+        _MAPS[key] = (mask.view(channels, kh * kw) @ cover).to(device)
+    return _MAPS[key]
+
+
+def _count_outside(x: Tensor, bound: float) -> Tensor:
+    return (x.abs() >= bound).sum(0, dtype=torch.float64)
 
 
 @torch.no_grad()
-def _update_input_range_from_data(tile: Any, layer: AnalogConv2d, xs: Tensor, pad: tuple[int, int]) -> None:
-    """aihwkit's ``apply_input_range(update_from_data=True)`` with the std of the unfolded input."""
+def _update_input_range_from_data(tile: Any, xs: Tensor, counts: Tensor, n: int) -> None:
+    """aihwkit's ``apply_input_range(update_from_data=True)`` with the std of the unfolded input
+    (padding zeros included: they count as elements but add nothing to the sums)."""
     params = tile.rpu_config.pre_post.input_range
     idx = tile.input_range_update_idx
     if idx < params.init_from_data:
-        x64 = xs.double()
-        mask = _window_mask(layer, xs.shape[1], pad, x64)
-        s1 = _conv(layer, x64, mask)
-        n = s1.numel() * (mask.sum().item())
-        total = s1.sum()
-        var = ((_conv(layer, x64 * x64, mask).sum() - total * total / n) / max(n - 1, 1)).clamp_min(0)
-        std = var.sqrt().to(xs.dtype)
+        x64 = xs.detach().double()
+        s1 = (x64.sum(0).flatten(1) * counts).sum()
+        s2 = ((x64 * x64).sum(0).flatten(1) * counts).sum()
+        std = ((s2 - s1 * s1 / n) / max(n - 1, 1)).clamp_min(0).sqrt().to(xs.dtype)
         if std > 0.0:
             tile.input_range.data = (tile.input_range.data * idx + params.init_std_alpha * std) / (idx + 1)
             tile.input_range_update_idx.data += 1
         tile.input_range.data = tile.input_range.data.abs()
 
 
-@torch.no_grad()
-def _unfolded_in_range_fraction(layer: AnalogConv2d, xs: Tensor, pad: tuple[int, int], bound: Tensor) -> Tensor:
-    """Fraction of the unfolded input elements with ``|x| < bound`` (padding zeros count as inside)."""
-    outside = (xs.abs() >= bound).to(xs.dtype)
-    mask = _window_mask(layer, xs.shape[1], pad, xs)
-    counts = _conv(layer, outside, mask)
-    n = counts.numel() * mask.sum()
-    return 1.0 - counts.sum() / n
+def _out_hw(layer: AnalogConv2d, h: int, w: int) -> tuple[int, int]:
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+    return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
 
 
 def _tile_conv(tile: Any, layer: AnalogConv2d, xs: Tensor, pad: tuple[int, int], channels: int) -> Tensor:
     rpu = tile.rpu_config
     io = rpu.forward
     is_test = not tile.training
-    # -- pre_forward (TorchInferenceTile): learned input range -----------------------------
+    ideal = io.is_perfect or io.mv_type == AnalogMVType.IDEAL
+    step_in = (1 / io.inp_res if io.inp_res > 1.0 else io.inp_res) * 2 * io.inp_bound if io.inp_res > 0 else 0.0
+    step_out = (1 / io.out_res if io.out_res > 1.0 else io.out_res) * 2 * io.out_bound if io.out_res > 0 else 0.0
+    # -- input: learned range (pre_forward) and DAC -----------------------------------------
     r = tile.input_range
     if r is not None:
-        if not is_test:
-            _update_input_range_from_data(tile, layer, xs, pad)
-        bound = abs(r.item())
-        xs = torch.clamp(xs, min=-bound, max=bound)
         ir = rpu.pre_post.input_range
-        if torch.is_grad_enabled() and (r.requires_grad or xs.requires_grad):
-            percentage = (_unfolded_in_range_fraction(layer, xs, pad, r.detach()) if ir.decay > 0
-                          else xs.new_zeros(()))
-            xs = _InputRangeGradient.apply(xs, r, ir, percentage)
-        xs = xs / r
-    # -- the analog MVM (TorchSimulatorTile.forward + AnalogMVM.matmul) ---------------------
+        training = not is_test and torch.is_grad_enabled()
+        needs_stats = (not is_test and tile.input_range_update_idx < ir.init_from_data) or (training and ir.decay > 0)
+        if needs_stats:
+            h, w = xs.shape[-2:]
+            out_hw = _out_hw(layer, h, w)
+            counts = _unfold_counts(layer, channels, pad, h, w, out_hw, xs.device)
+            n = xs.shape[0] * out_hw[0] * out_hw[1] * (channels * layer.kernel_size[0] * layer.kernel_size[1]
+                                                       - pad[0] - pad[1])
+            if not is_test and tile.input_range_update_idx < ir.init_from_data:
+                _update_input_range_from_data(tile, xs, counts, n)
+        percentage = xs.new_zeros(())
+        if training and ir.decay > 0:
+            outside = (_count_outside(xs.detach(), abs(r.item())).flatten(1) * counts).sum()
+            percentage = (1.0 - outside / n).to(xs.dtype)
+        if torch.is_grad_enabled():
+            xq = _DAC.apply(xs, r, 0.0 if ideal else step_in, float("inf") if ideal else io.inp_bound,
+                            ir, percentage)
+        else:
+            xq = _dac(xs, abs(r.item()), r, 0.0 if ideal else step_in,
+                      float("inf") if ideal else io.inp_bound, need_mask=False)[0]
+    else:  # ideal periphery (check_supported rules out the other cases)
+        xq = xs
+    # -- weights: the tile's own, plus training weight noise (aihwkit's modify_weight) -------
     weight = tile.tile.weight
     if not is_test:
         weight = TorchSimulatorTile.modify_weight(weight, rpu.modifier, xs.shape[0])
     kernel = F.pad(weight, pad) if pad != (0, 0) else weight
-    kernel = kernel.reshape(weight.shape[0], channels, *layer.kernel_size)
-    if io.is_perfect or io.mv_type == AnalogMVType.IDEAL:
-        y = _conv(layer, xs, kernel)
-    else:
-        xq = AnalogMVM._prepare_input(xs, scale=1.0, scaling=False,
-                                      with_asymmetry=io.inp_asymmetry != 0.0, io_pars=io)
-        y = _conv(layer, xq, kernel)
-        _, y = AnalogMVM._finalize_output(y, io, out_noise_values=tile.tile.out_noise_values)
-        if io.out_scale != 1.0:
-            y = y * io.out_scale
-    # -- post_forward: input range, mapping scales, drift compensation; learned out scales ---
-    y = tile.post_forward(y, 1, is_test)
-    y = tile.apply_out_scaling(y, (1, -1, 1, 1))
+    y = _conv(layer, xq, kernel.reshape(weight.shape[0], channels, *layer.kernel_size))
+    # -- output: noise, ADC, clipping; then the tile's scales -----------------------------------
+    if not ideal:
+        out_bound = io.out_bound if io.out_bound > 0 else float("inf")
+        if torch.is_grad_enabled():
+            y = _ADC.apply(y, io.out_noise, step_out, out_bound)
+        else:
+            y = _adc(y, io.out_noise, step_out, out_bound, need_mask=False)[0]
+    scale = tile.out_scaling_alpha.view(-1) if tile.out_scaling_alpha is not None else None
+    for extra in (r, tile.get_mapping_scales(), io.out_scale if io.out_scale != 1.0 else None,
+                  tile.alpha if is_test and rpu.drift_compensation is not None else None):
+        if extra is not None:
+            scale = extra if scale is None else scale * extra
+    if scale is not None:
+        scale = scale.view(1, -1, 1, 1) if torch.is_tensor(scale) and scale.numel() > 1 else scale
+        y = y * scale if torch.is_grad_enabled() else y.mul_(scale)
     if tile.digital_bias and tile.bias is not None:
         y = y + tile.bias.view(1, -1, 1, 1)
     return y

@@ -136,8 +136,8 @@ def grads(layer, x, g, seed=5):
     return x.grad, tile.tile.weight.grad, tile.input_range.grad, tile.out_scaling_alpha.grad
 
 
-@pytest.mark.parametrize("scale,ir_rtol", [(0.5, 1e-3), (4.0, 0.25)])  # no input clipping / 10%+ clipped
-def test_gradients_match_reference(scale, ir_rtol):
+@pytest.mark.parametrize("scale", [0.5, 4.0])  # no input clipping / many inputs clipped
+def test_gradients_match_reference(scale):
     ref, fast = pair(conv(), weight_noise_std=0.0, out_noise=0.0)
     x = X * scale
     g = torch.randn(8, 24, 10, 10, generator=torch.Generator().manual_seed(2))
@@ -145,9 +145,7 @@ def test_gradients_match_reference(scale, ir_rtol):
     for name, a, b in zip(("input", "weight"), gr[:2], gf[:2]):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
     assert torch.allclose(gr[3], gf[3], rtol=1e-3, atol=1e-4)  # learned output scales
-    # Input range: exact without clipping; with clipping the per-pixel sum of the
-    # clipping term differs from aihwkit's per-unfolded-element sum (documented).
-    assert torch.allclose(gr[2], gf[2], rtol=ir_rtol, atol=1e-4)
+    assert torch.allclose(gr[2], gf[2], rtol=1e-3, atol=1e-4)  # learned input range
 
 
 def test_input_range_initialised_from_unfolded_statistics():
@@ -178,3 +176,10 @@ def test_default_module_uses_fast_path_and_reference_stays_selectable():
     assert not any(isinstance(m, FastAnalogConv2d) for m in ref.net.modules())
     # Same state-dict layout: a checkpoint of one loads into the other.
     ref.load_state_dict(fast.state_dict())
+
+
+def test_periphery_without_learned_input_range_is_rejected():
+    # aihwkit's torch tile passes no input gradient at all in this configuration.
+    overrides = {"forward.noise_management": "none", "forward.bound_management": "none"}
+    with pytest.raises(UserError, match="without learned input ranges"):
+        convert(nn.Sequential(conv()), AnalogConfig(input_range=False, rpu_overrides=overrides))
