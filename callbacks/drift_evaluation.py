@@ -37,7 +37,7 @@ class DriftEvaluation(L.Callback):
     """
 
     def __init__(self, t_inference: Sequence[float] = DEFAULT_TIMES, n_reps: int = 5, std_time: float = DAY,
-                 every_n_val_epochs: Optional[int] = None, seed: int = 0) -> None:
+                 every_n_val_epochs: Optional[int] = None, seed: int = 0, verbose: bool = True) -> None:
         times = sorted(float(t) for t in t_inference)
         if not times or times[0] < 0:
             raise UserError(f"t_inference must be a non-empty list of times >= 0 s, got {list(t_inference)}")
@@ -52,6 +52,7 @@ class DriftEvaluation(L.Callback):
         self.std_time = float(std_time)
         self.every_n_val_epochs = every_n_val_epochs
         self.seed = seed
+        self.verbose = verbose
         self.metrics: dict[str, float] = {}
         self.raw: dict[float, list[float]] = {}
 
@@ -76,6 +77,7 @@ class DriftEvaluation(L.Callback):
         pl_module.log_dict(self.metrics)
         if trainer.is_global_zero:
             self._write_json(trainer)
+        if self.verbose:
             rank_zero_info(f"Drift evaluation ({self.n_reps} programmings, test set, accuracy in %):\n"
                            f"{format_table(self.metrics)}")
 

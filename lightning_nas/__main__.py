@@ -21,14 +21,22 @@ def _space(argv: list[str]) -> None:
     main(argv)
 
 
+def _build_dataset(argv: list[str]) -> None:
+    from lightning_nas.commands.build_dataset import main
+
+    main(argv)
+
+
 SUBCOMMANDS: dict[str, Callable[[list[str]], None]] = {
     "space": _space,
+    "build-dataset": _build_dataset,
 }
 
 USAGE = (
     "usage: python -m lightning_nas {" + ",".join(LIGHTNING_SUBCOMMANDS + tuple(SUBCOMMANDS)) + "} [--config FILE] ...\n"
     "  fit|validate|test|predict  LightningCLI on the analog module (see --help of each)\n"
-    "  space                      print the search space, its exact size and samples"
+    "  space                      print the search space, its exact size and samples\n"
+    "  build-dataset              train sampled architectures into a surrogate dataset (resumable)"
 )
 
 

@@ -1,0 +1,1 @@
+"""Surrogate-dataset campaigns: train many sampled architectures, store one row each."""

@@ -1,0 +1,100 @@
+"""Train one architecture with a campaign budget and turn the result into a row."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from lightning_nas.metrics import DEFAULT_TIMES
+
+
+@dataclass
+class Budget:
+    """What each architecture of a campaign gets."""
+
+    epochs: int = 3
+    digital_warmup_epochs: int = 0
+    train_fraction: float = 1.0
+    """Train on a seeded subset of the training split (proxy data)."""
+    n_reps: int = 3
+    t_inference: list[float] = field(default_factory=lambda: list(DEFAULT_TIMES))
+    lr: float = 0.05
+    seed: int = 0
+    limit_train_batches: Optional[int] = None
+    """Cap the batches per epoch (partial training; mostly for tests)."""
+
+
+def instantiate(spec: dict[str, Any]) -> Any:
+    """Build ``{"class_path": "pkg.mod.Class", "init_args": {...}}``."""
+    module, name = spec["class_path"].rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)(**spec.get("init_args", {}))
+
+
+def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
+    """Train and drift-evaluate ``job["arch"]``; returns the row (never raises for the
+    architecture's own failures: divergence and errors become a status)."""
+    import lightning as L
+    import torch
+
+    from callbacks import DriftEvaluation
+    from lightning_nas.analog import AnalogConfig
+    from lightning_nas.module import AnalogNASModule
+    from lightning_nas.space import Architecture, n_params
+
+    arch = Architecture.from_dict(job["arch"])
+    budget = Budget(**job["budget"])
+    analog = AnalogConfig(**job["analog"]).resolved()
+    row: dict[str, Any] = {
+        "arch_id": arch.id, "arch": arch.to_dict(), "describe": arch.describe(),
+        "features": arch.features(), "analog": analog.features(), "task": job["task"],
+        "epochs": budget.epochs, "seed": budget.seed, "status": "ok", "message": "",
+    }
+    start = time.perf_counter()
+    try:
+        if job.get("threads"):
+            torch.set_num_threads(job["threads"])
+        L.seed_everything(budget.seed, verbose=False)
+        data_spec = {**job["data"], "init_args": {**job["data"].get("init_args", {}),
+                                                   "train_fraction": budget.train_fraction,
+                                                   "seed": budget.seed}}
+        dm = instantiate(data_spec)
+        row["n_params"] = n_params(arch, dm.input_shape, dm.num_classes)
+        model = AnalogNASModule(arch.to_dict(), analog=analog, input_shape=dm.input_shape,
+                                num_classes=dm.num_classes, lr=budget.lr,
+                                digital_warmup_epochs=budget.digital_warmup_epochs)
+        drift = DriftEvaluation(t_inference=budget.t_inference, n_reps=budget.n_reps, seed=budget.seed,
+                                verbose=False)
+        logger: Any = False
+        if job.get("log_dir"):
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            logger = TensorBoardLogger(job["log_dir"], name=arch.id, version="")
+        trainer = L.Trainer(max_epochs=budget.epochs, callbacks=[drift], logger=logger,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            limit_train_batches=budget.limit_train_batches, num_sanity_val_steps=0,
+                            accelerator=job.get("accelerator", "auto"), devices=job.get("devices", "auto"))
+        trainer.fit(model, datamodule=dm)
+        result = trainer.test(model, datamodule=dm, verbose=False)[0]
+        row["acc_eval"] = 100.0 * float(result["test/acc"])
+        row["val_acc"] = 100.0 * float(trainer.callback_metrics.get("val/acc", math.nan))
+        row["metrics"] = {k.split("/", 1)[1]: v for k, v in drift.metrics.items()}
+        if not all(math.isfinite(v) for v in row["metrics"].values()):
+            row["status"], row["message"] = "diverged", "non-finite drift metrics"
+    except FloatingPointError as err:
+        row["status"], row["message"] = "diverged", str(err)
+    except Exception as err:  # noqa: BLE001 - recorded in the row, the campaign goes on
+        row["status"] = "failed"
+        row["message"] = f"{type(err).__name__}: {err}"
+        row["traceback"] = traceback.format_exc(limit=5)
+        if "out of memory" in str(err).lower():
+            row["message"] = "out of memory: " + row["message"]
+    row["wall_s"] = time.perf_counter() - start
+    return row
+
+
+def budget_dict(budget: Budget) -> dict[str, Any]:
+    return asdict(budget)

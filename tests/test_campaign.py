@@ -1,0 +1,138 @@
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+from lightning_nas.campaign import train as train_mod
+from lightning_nas.campaign.store import RowStore, export
+from lightning_nas.commands import build_dataset
+from lightning_nas.errors import UserError
+from lightning_nas.space import n_params
+
+TINY_BUDGET = ["--budget.epochs", "1", "--budget.limit_train_batches", "2", "--budget.n_reps", "2"]
+
+
+def campaign_args(tmp_path, n=4, workers="0", *extra):
+    return ["--data.class_path", "lightning_nas.data.DigitsDataModule", "--data.init_args.batch_size", "64",
+            "--sampling.n", str(n), "--sampling.max_params", "20000", "--sampling.method", "uniform",
+            "--store", str(tmp_path / "rows.sqlite"), "--campaign_dir", str(tmp_path / "tb"),
+            "--workers", workers, *TINY_BUDGET, *extra]
+
+
+def test_four_architecture_campaign_end_to_end(tmp_path):
+    build_dataset.main(campaign_args(tmp_path, 4, "0", "--export", str(tmp_path / "rows.csv")))
+    with RowStore(tmp_path / "rows.sqlite") as store:
+        rows = store.rows()
+    assert len(rows) == 4 and len({r["arch_id"] for r in rows}) == 4
+    for row in rows:
+        assert row["status"] == "ok", row["message"]
+        assert set(row["metrics"]) == {"acc_1s", "acc_1h", "acc_1d", "acc_30d", "acc_1d_std", "avm"}
+        assert row["metrics"]["avm"] == pytest.approx(row["metrics"]["acc_1s"] - row["metrics"]["acc_30d"])
+        assert len(row["features"]) == 28 and row["analog"]["inp_bits"] == 8
+        assert row["n_params"] <= 20000 and row["wall_s"] > 0 and row["epochs"] == 1
+        assert (tmp_path / "tb" / row["arch_id"]).is_dir()  # one TensorBoard folder per architecture
+    header = (tmp_path / "rows.csv").read_text().splitlines()[0].split(",")
+    assert {"arch_id", "metrics.acc_1d", "metrics.avm", "analog.g_max", "n_params", "status"} <= set(header)
+    # Same command again: nothing to do, nothing duplicated.
+    build_dataset.main(campaign_args(tmp_path, 4, "0"))
+    with RowStore(tmp_path / "rows.sqlite") as store:
+        assert len(store) == 4
+
+
+def test_failing_architecture_is_recorded_and_the_campaign_goes_on(tmp_path, monkeypatch):
+    real = train_mod.train_architecture
+    calls = []
+
+    def flaky(job):
+        calls.append(job)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(job)
+
+    def guarded(job):  # what a worker does: failures inside training become rows
+        try:
+            return flaky(job)
+        except RuntimeError as err:
+            return build_dataset.failed_row(job, f"RuntimeError: {err}")
+
+    monkeypatch.setattr(build_dataset, "train_architecture", guarded)
+    build_dataset.main(campaign_args(tmp_path, 3, "0"))
+    with RowStore(tmp_path / "rows.sqlite") as store:
+        rows = store.rows()
+    assert [r["status"] for r in rows].count("failed") == 1 and len(rows) == 3
+    assert "out of memory" in next(r for r in rows if r["status"] == "failed")["message"]
+
+
+def test_training_errors_become_statuses(tmp_path):
+    job = {"arch": {"stages": [{}]}, "budget": {"epochs": 1, "limit_train_batches": 1, "n_reps": 1},
+           "analog": {}, "task": "digits", "data": {"class_path": "lightning_nas.data.DigitsDataModule",
+                                                    "init_args": {"batch_size": 10**9}}}
+    row = train_mod.train_architecture(job)
+    assert row["status"] == "ok"  # a huge batch is fine
+    job["budget"].update(lr=1e38, limit_train_batches=5)  # no clipping: the weights overflow
+    job["analog"] = {"clip_value": 0.0}
+    job["data"]["init_args"]["batch_size"] = 32
+    row = train_mod.train_architecture(job)
+    assert row["status"] == "diverged" and "diverged" in row["message"]
+    job["data"]["class_path"] = "lightning_nas.data.Nope"
+    row = train_mod.train_architecture(job)
+    assert row["status"] == "failed" and "AttributeError" in row["message"]
+
+
+def test_store_refuses_a_different_campaign_and_keeps_rows_once(tmp_path):
+    with RowStore(tmp_path / "s.sqlite") as store:
+        store.bind({"task": "a", "budget": {"epochs": 1}})
+        assert store.add({"arch_id": "x", "status": "ok"})
+        assert not store.add({"arch_id": "x", "status": "failed"})
+        with pytest.raises(UserError, match="different budget"):
+            store.bind({"task": "a", "budget": {"epochs": 2}})
+    with pytest.raises(UserError, match="unknown export format"):
+        export([], tmp_path / "rows.txt")
+
+
+def count_rows(path):
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(path, timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_kill_9_and_resume_keeps_every_finished_row_exactly_once(tmp_path):
+    cmd = [sys.executable, "-m", "lightning_nas", "build-dataset", *campaign_args(tmp_path, 5, "1")]
+    store = tmp_path / "rows.sqlite"
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while count_rows(store) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its worker, no clean-up
+    proc.wait()
+    with RowStore(store) as s:
+        before = {r["arch_id"]: r for r in s.rows()}
+    assert 2 <= len(before) < 5, "the campaign should have been killed mid-way"
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{len(before)} already in" in done.stderr
+    with RowStore(store) as s:
+        after = s.rows()
+    assert len(after) == 5 and len({r["arch_id"] for r in after}) == 5
+    for row in after:  # rows finished before the kill are untouched
+        if row["arch_id"] in before:
+            assert json.dumps(row, sort_keys=True) == json.dumps(before[row["arch_id"]], sort_keys=True)
+
+
+def test_bad_campaign_config_is_one_line(run_cli, tmp_path):
+    proc = run_cli("build-dataset", *campaign_args(tmp_path, 2, "0"), "--analog.preset", "nope")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: unknown analog preset")
+    proc = run_cli("build-dataset", *campaign_args(tmp_path, 2, "0"), "--sampling.max_params", "10")
+    assert proc.returncode == 2 and "raise max_params" in proc.stderr
+    assert "Traceback" not in proc.stderr
