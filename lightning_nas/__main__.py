@@ -27,16 +27,40 @@ def _build_dataset(argv: list[str]) -> None:
     main(argv)
 
 
+def _fit_surrogate(argv: list[str]) -> None:
+    from lightning_nas.commands.fit_surrogate import main
+
+    main(argv)
+
+
+def _search(argv: list[str]) -> None:
+    from lightning_nas.commands.search import main
+
+    main(argv)
+
+
+def _retrain(argv: list[str]) -> None:
+    from lightning_nas.commands.retrain import main
+
+    main(argv)
+
+
 SUBCOMMANDS: dict[str, Callable[[list[str]], None]] = {
     "space": _space,
     "build-dataset": _build_dataset,
+    "fit-surrogate": _fit_surrogate,
+    "search": _search,
+    "retrain": _retrain,
 }
 
 USAGE = (
     "usage: python -m lightning_nas {" + ",".join(LIGHTNING_SUBCOMMANDS + tuple(SUBCOMMANDS)) + "} [--config FILE] ...\n"
     "  fit|validate|test|predict  LightningCLI on the analog module (see --help of each)\n"
     "  space                      print the search space, its exact size and samples\n"
-    "  build-dataset              train sampled architectures into a surrogate dataset (resumable)"
+    "  build-dataset              train sampled architectures into a surrogate dataset (resumable)\n"
+    "  fit-surrogate              train and evaluate the XGBoost (and MLP) surrogates\n"
+    "  search                     evolutionary search with a surrogate under constraints\n"
+    "  retrain                    train the search winners and a baseline fully, compare them"
 )
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any, Literal, Mapping, Optional, Union
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
@@ -146,6 +147,6 @@ class AnalogNASModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_fit_start(self) -> None:
-        self.print(f"architecture {self.arch.id} {self.arch.describe()}: {self.n_params:,} parameters, "
+        rank_zero_info(f"architecture {self.arch.id} {self.arch.describe()}: {self.n_params:,} parameters, "
                    f"analog preset {self.analog_config.preset!r}")
 

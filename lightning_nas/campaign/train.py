@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import time
 import traceback
@@ -54,6 +55,8 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
         "epochs": budget.epochs, "seed": budget.seed, "status": "ok", "message": "",
     }
     start = time.perf_counter()
+    for name in ("lightning.pytorch", "lightning.fabric"):  # one line per architecture is the progress bar
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         if job.get("threads"):
             torch.set_num_threads(job["threads"])

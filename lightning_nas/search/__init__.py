@@ -1,0 +1,1 @@
+"""Evolutionary search over the space with a surrogate predictor."""

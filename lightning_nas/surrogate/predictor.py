@@ -1,0 +1,62 @@
+"""The surrogate predictor: load the saved models and predict for a batch of architectures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from lightning_nas.errors import UserError
+from lightning_nas.space import SPACE_VERSION, Architecture
+from lightning_nas.surrogate.data import all_feature_names, features
+
+META_FILE = "metadata.json"
+MODEL_FILES = {"acc_1d": "acc_1d_ranker.json", "avm": "avm_regressor.json", "std": "std_regressor.json"}
+
+
+class SurrogatePredictor:
+    """``predict(archs) -> {"acc_1d", "avm", "std"}`` from the XGBoost surrogates.
+
+    ``acc_1d`` is the pairwise ranker's score mapped linearly onto 1-day accuracy in %
+    (the map is fitted on the training rows and keeps the ranker's order); ``avm`` (pp)
+    and ``std`` (pp, 1-day std over programmings) come from the regressors. Predictions
+    are for the analog hardware the surrogate was trained on, unless ``analog`` (the
+    features of :meth:`lightning_nas.analog.AnalogConfig.features`) is given.
+    """
+
+    def __init__(self, models: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.models = models
+        self.meta = meta
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "SurrogatePredictor":
+        import xgboost as xgb
+
+        directory = Path(directory)
+        meta_path = directory / META_FILE
+        if not meta_path.is_file():
+            raise UserError(f"no surrogate in {directory} (missing {META_FILE}); run fit-surrogate first")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("feature_names") != all_feature_names():
+            raise UserError(f"surrogate {directory} was trained on other features than this version's search "
+                            "space provides; retrain it with fit-surrogate")
+        if meta.get("space_version") != SPACE_VERSION:
+            raise UserError(f"surrogate {directory} is for search-space version {meta.get('space_version')}, "
+                            f"this is version {SPACE_VERSION}; retrain it with fit-surrogate")
+        models = {}
+        for key, name in MODEL_FILES.items():
+            model = xgb.XGBRanker() if key == "acc_1d" else xgb.XGBRegressor()
+            model.load_model(directory / name)
+            models[key] = model
+        return cls(models, meta)
+
+    def predict(self, archs: Sequence[Architecture], analog: Optional[dict[str, float]] = None) -> dict[str, np.ndarray]:
+        if not archs:
+            return {"acc_1d": np.empty(0), "avm": np.empty(0), "std": np.empty(0)}
+        x = features(archs, analog or self.meta["analog"])
+        a, b = self.meta["acc_1d_calibration"]
+        return {"acc_1d": a * self.models["acc_1d"].predict(x) + b,
+                "avm": self.models["avm"].predict(x).astype(np.float64),
+                "std": self.models["std"].predict(x).astype(np.float64)}

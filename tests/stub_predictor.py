@@ -1,0 +1,24 @@
+"""Synthetic predictors for search tests (importable by class_path)."""
+
+import numpy as np
+
+from lightning_nas.space import Architecture, Stage
+
+TARGET = Architecture(24, 5, (Stage(4, 2, "B", 2.0, True), Stage(3, 1, "A", 1.5, False), Stage(2, 3, "A", 2.5)))
+
+
+class TargetPredictor:
+    """acc_1d = 100 - distance of the feature vector to TARGET's: a known optimum."""
+
+    def __init__(self, avm_per_stage: float = 1.0) -> None:
+        self.target = np.asarray(TARGET.features())
+        self.scale = np.asarray([16, 2, 1] + [4, 1, 1, 0.5, 1] * 5, dtype=float)
+        self.avm_per_stage = avm_per_stage
+        self.calls = 0
+
+    def predict(self, archs):
+        self.calls += 1
+        x = np.asarray([a.features() for a in archs])
+        dist = np.abs((x - self.target) / self.scale).sum(axis=1)
+        return {"acc_1d": 100.0 - dist, "avm": np.asarray([self.avm_per_stage * a.M for a in archs], float),
+                "std": np.full(len(archs), 0.5)}

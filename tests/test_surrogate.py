@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import pytest
+
+from lightning_nas.analog import AnalogConfig
+from lightning_nas.campaign.store import RowStore, export
+from lightning_nas.commands import fit_surrogate
+from lightning_nas.errors import UserError
+from lightning_nas.space import sample
+from lightning_nas.surrogate import SurrogatePredictor
+from lightning_nas.surrogate.data import load_rows, matrix
+from lightning_nas.surrogate.models import MLPParams, XGBParams
+from lightning_nas.surrogate.report import ranking_quality, regression_quality
+
+ANALOG = AnalogConfig().features()
+
+
+def synthetic_rows(n=160, seed=0):
+    """Rows whose metrics are known functions of the architecture (plus a little noise)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for arch in sample(n, seed=seed, method="uniform", max_params=300_000):
+        depth = sum(s.R for s in arch.stages)
+        width = arch.out_channel0 * np.prod([s.widenfact for s in arch.stages])
+        acc = 80 + 2.0 * np.log(width) + 0.3 * depth + rng.normal(0, 0.05)
+        avm = 0.5 + 0.05 * depth + rng.normal(0, 0.05)
+        rows.append({"arch_id": arch.id, "arch": arch.to_dict(), "analog": ANALOG, "status": "ok",
+                     "metrics": {"acc_1d": acc, "avm": avm, "acc_1d_std": 0.2 + 0.01 * depth}})
+    return rows
+
+
+def test_report_numbers_on_known_cases():
+    true = np.array([1.0, 2.0, 3.0, 4.0])
+    assert ranking_quality(true, true) == {"kendall_tau": 1.0, "spearman_rho": 1.0}
+    assert ranking_quality(-true, true)["kendall_tau"] == -1.0
+    r = regression_quality(true + 1.0, true)
+    assert r["mae"] == 1.0 and r["r2"] == pytest.approx(1 - 4 / 5) and r["kendall_tau"] == 1.0
+    swapped = ranking_quality(np.array([2.0, 1.0, 3.0, 4.0]), true)  # one discordant pair of six
+    assert swapped["kendall_tau"] == pytest.approx(4 / 6)
+
+
+def test_surrogates_learn_a_known_function():
+    x, y, _ = matrix(synthetic_rows())
+    train, test = fit_surrogate.split(len(x), 0.2, seed=0)
+    assert len(test) == 32 and not set(train) & set(test)
+    _, metrics, _ = fit_surrogate.fit_and_score(x, y, train, test, XGBParams(), MLPParams(epochs=150), seed=0)
+    assert metrics["xgb_acc_1d_ranker"]["kendall_tau"] > 0.75
+    assert metrics["mlp_acc_1d_ranker"]["kendall_tau"] > 0.6
+    assert metrics["xgb_avm_regressor"]["r2"] > 0.7
+    assert metrics["xgb_std_regressor"]["r2"] > 0.7
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    path = tmp_path / "rows.sqlite"
+    with RowStore(path) as store:
+        for row in synthetic_rows(80):
+            store.add(row)
+        store.add({"arch_id": "bad", "status": "failed", "message": "x"})
+    return path
+
+
+def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
+    out = tmp_path / "sur"
+    fit_surrogate.main(["--data", str(store_path), "--out_dir", str(out), "--mlp.epochs", "30", "--kfold", "3"])
+    printed = capsys.readouterr().out
+    assert "kendall_tau" in printed and "3-fold" in printed
+    for name in ("acc_1d_ranker.json", "avm_regressor.json", "std_regressor.json", "metadata.json",
+                 "report.json", "scatter_acc_1d.png", "scatter_avm.png", "scatter_std.png", "scatter_mlp.png"):
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["rows"] == 80 and meta["n_train"] == 64  # the failed row is not used
+    predictor = SurrogatePredictor.load(out)
+    archs = sample(5, seed=99)
+    pred = predictor.predict(archs)
+    assert set(pred) == {"acc_1d", "avm", "std"} and all(v.shape == (5,) for v in pred.values())
+    again = SurrogatePredictor.load(out).predict(archs)
+    assert all(np.array_equal(pred[k], again[k]) for k in pred)
+    x, y, stored_archs = matrix(load_rows(store_path))
+    fit = predictor.predict(stored_archs)
+    assert np.corrcoef(fit["acc_1d"], y["acc_1d"])[0, 1] > 0.9  # calibrated onto accuracy %
+    assert abs(fit["acc_1d"].mean() - y["acc_1d"].mean()) < 1.0
+
+
+def test_csv_export_is_accepted_as_surrogate_data(store_path, tmp_path):
+    with RowStore(store_path) as store:
+        csv_path = export(store.rows(), tmp_path / "rows.csv")
+    a, b = load_rows(csv_path), load_rows(store_path)
+    assert [r["arch"] for r in a] == [r["arch"] for r in b]
+    assert matrix(a)[0].tolist() == matrix(b)[0].tolist()
+
+
+def test_feature_or_space_mismatch_is_a_clear_error(store_path, tmp_path):
+    out = tmp_path / "sur"
+    fit_surrogate.main(["--data", str(store_path), "--out_dir", str(out), "--mlp.epochs", "5"])
+    meta = json.loads((out / "metadata.json").read_text())
+    (out / "metadata.json").write_text(json.dumps({**meta, "feature_names": meta["feature_names"][:-1]}))
+    with pytest.raises(UserError, match="other features"):
+        SurrogatePredictor.load(out)
+    (out / "metadata.json").write_text(json.dumps({**meta, "space_version": "0"}))
+    with pytest.raises(UserError, match="search-space version 0"):
+        SurrogatePredictor.load(out)
+    with pytest.raises(UserError, match="no surrogate"):
+        SurrogatePredictor.load(tmp_path)
+
+
+def test_missing_data_and_bad_options(run_cli, tmp_path):
+    proc = run_cli("fit-surrogate", "--data", str(tmp_path / "none.sqlite"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.raises(UserError, match="test_fraction"):
+        fit_surrogate.split(10, 1.5, 0)
