@@ -82,7 +82,7 @@ def test_training_errors_become_statuses(tmp_path):
     assert row["status"] == "diverged" and "diverged" in row["message"]
     job["data"]["class_path"] = "lightning_nas.data.Nope"
     row = train_mod.train_architecture(job)
-    assert row["status"] == "failed" and "AttributeError" in row["message"]
+    assert row["status"] == "failed" and "can't be imported" in row["message"]
 
 
 def test_store_refuses_a_different_campaign_and_keeps_rows_once(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import time
@@ -10,6 +9,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from lightning_nas.classpath import instantiate
 from lightning_nas.metrics import DEFAULT_TIMES
 
 
@@ -27,12 +27,6 @@ class Budget:
     seed: int = 0
     limit_train_batches: Optional[int] = None
     """Cap the batches per epoch (partial training; mostly for tests)."""
-
-
-def instantiate(spec: dict[str, Any]) -> Any:
-    """Build ``{"class_path": "pkg.mod.Class", "init_args": {...}}``."""
-    module, name = spec["class_path"].rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)(**spec.get("init_args", {}))
 
 
 def train_architecture(job: dict[str, Any]) -> dict[str, Any]:

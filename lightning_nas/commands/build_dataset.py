@@ -20,7 +20,8 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from lightning_nas.analog import AnalogConfig
 from lightning_nas.campaign.store import RowStore, export
-from lightning_nas.campaign.train import Budget, instantiate, train_architecture
+from lightning_nas.campaign.train import Budget, train_architecture
+from lightning_nas.classpath import instantiate
 from lightning_nas.data import TaskDataModule
 from lightning_nas.errors import UserError
 from lightning_nas.space import SPACE_VERSION, Architecture, sample

@@ -10,7 +10,6 @@ plots ``best_so_far.png`` and ``pareto.png``.
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import sys
 from dataclasses import asdict
@@ -20,6 +19,7 @@ from typing import Any, Optional, Sequence, Union
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from lightning_nas.classpath import instantiate
 from lightning_nas.errors import UserError
 from lightning_nas.search.evolution import (
     Individual, SearchConfig, SearchResult, as_row, evolve, pareto_front, random_search)
@@ -44,14 +44,7 @@ def build_parser() -> ArgumentParser:
 
 def load_predictor(spec: Union[str, dict]) -> Any:
     if isinstance(spec, dict):
-        if "class_path" not in spec:
-            raise UserError("predictor must be a surrogate directory or a mapping with class_path")
-        module, name = spec["class_path"].rsplit(".", 1)
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as err:
-            raise UserError(f"predictor class {spec['class_path']!r} can't be imported: {err}") from None
-        predictor = cls(**spec.get("init_args", {}))
+        predictor = instantiate(spec)
     else:
         from lightning_nas.surrogate import SurrogatePredictor
 

@@ -81,14 +81,9 @@ def fitness_function(name: str) -> Callable[[dict[str, np.ndarray], Sequence[Arc
         return lambda pred, archs: np.asarray(pred["acc_1d"], np.float64) / np.maximum(
             np.asarray(pred["std"], np.float64), 1e-3)
     if "." in name:
-        import importlib
+        from lightning_nas.classpath import resolve
 
-        module, fn = name.rsplit(".", 1)
-        try:
-            return getattr(importlib.import_module(module), fn)
-        except (ImportError, AttributeError) as err:
-            raise UserError(f"fitness {name!r} can't be imported ({err}); use acc, acc_over_std or "
-                            "a dotted path to a function") from None
+        return resolve(name)
     raise UserError(f"unknown fitness {name!r}; use acc, acc_over_std or a dotted path to a function")
 
 
