@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - create .venv, install, train ResNet-20 hardware-aware on digits, print the drift table
+#   make demo   - create .venv, install, then on digits: search with the shipped surrogate,
+#                 retrain the best winner and the ResNet-20 baseline hardware-aware, print the comparison
 #   make test   - create .venv, install, run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -17,7 +18,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m lightning_nas fit --config configs/digits.yaml
+	$(PY) -m lightning_nas search --config configs/search_digits.yaml
+	$(PY) -m lightning_nas retrain --config configs/retrain_digits.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -36,6 +36,7 @@ def test_four_architecture_campaign_end_to_end(tmp_path):
         assert row["metrics"]["avm"] == pytest.approx(row["metrics"]["acc_1s"] - row["metrics"]["acc_30d"])
         assert len(row["features"]) == 28 and row["analog"]["inp_bits"] == 8
         assert row["n_params"] <= 20000 and row["wall_s"] > 0 and row["epochs"] == 1
+        assert 0 <= row["val_acc"] <= 100 and 0 <= row["acc_eval"] <= 100  # validation ran, before test
         assert (tmp_path / "tb" / row["arch_id"]).is_dir()  # one TensorBoard folder per architecture
     header = (tmp_path / "rows.csv").read_text().splitlines()[0].split(",")
     assert {"arch_id", "metrics.acc_1d", "metrics.avm", "analog.g_max", "n_params", "status"} <= set(header)

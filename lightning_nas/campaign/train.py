@@ -75,9 +75,9 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
                             limit_train_batches=budget.limit_train_batches, num_sanity_val_steps=0,
                             accelerator=job.get("accelerator", "auto"), devices=job.get("devices", "auto"))
         trainer.fit(model, datamodule=dm)
+        row["val_acc"] = 100.0 * float(trainer.callback_metrics.get("val/acc", math.nan))
         result = trainer.test(model, datamodule=dm, verbose=False)[0]
         row["acc_eval"] = 100.0 * float(result["test/acc"])
-        row["val_acc"] = 100.0 * float(trainer.callback_metrics.get("val/acc", math.nan))
         row["metrics"] = {k.split("/", 1)[1]: v for k, v in drift.metrics.items()}
         if not all(math.isfinite(v) for v in row["metrics"].values()):
             row["status"], row["message"] = "diverged", "non-finite drift metrics"
