@@ -23,7 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -56,6 +57,9 @@ class Stage:
     convblock: str = "A"
     widenfact: float = 1.0
     skip: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate(0)
 
     def validate(self, index: int) -> None:
         """Raise :class:`ArchitectureError` naming the field of stage ``index`` (1-based)."""
@@ -94,8 +98,7 @@ class Architecture:
             _fail("M (number of stages)", len(self.stages), f"1..{MAX_STAGES}")
         for i, stage in enumerate(self.stages, start=1):
             if not isinstance(stage, Stage):
-                _fail(f"stages[{i}]", stage, "a Stage")
-            stage.validate(i)
+                _fail(f"stages[{i}]", stage, "a Stage")  # a Stage validated itself when it was made
 
     @property
     def M(self) -> int:
@@ -107,7 +110,8 @@ class Architecture:
             "out_channel0": self.out_channel0,
             "kernel0": self.kernel0,
             "M": self.M,
-            "stages": [asdict(s) for s in self.stages],
+            "stages": [{"R": s.R, "B": s.B, "convblock": s.convblock, "widenfact": s.widenfact, "skip": s.skip}
+                       for s in self.stages],
         }
 
     @classmethod
@@ -134,7 +138,10 @@ class Architecture:
             s = dict(s)
             if "widenfact" in s and isinstance(s["widenfact"], int) and not isinstance(s["widenfact"], bool):
                 s["widenfact"] = float(s["widenfact"])
-            stages.append(Stage(**s))
+            try:
+                stages.append(Stage(**s))
+            except ArchitectureError as err:  # name the stage: stages[0] -> stages[i]
+                raise ArchitectureError(str(err).replace("stages[0]", f"stages[{i}]")) from None
         if "M" in data and data["M"] != len(stages):
             raise ArchitectureError(
                 f"architecture field 'M' is {data['M']!r} but {len(stages)} stage(s) are given; make them agree")
@@ -152,9 +159,9 @@ class Architecture:
 
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """Stable 12-hex-digit id: a hash of the canonical JSON form."""
+        """Stable 12-hex-digit id: a hash of the canonical JSON form (computed once)."""
         return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
 
     def describe(self) -> str:

@@ -111,7 +111,7 @@ def test_evolution_beats_random_search_on_a_known_optimum(policy):
     gap_evo, gap_rnd = 100 - best_evo.fitness, 100 - best_rnd.fitness
     assert gap_evo < 0.5 * gap_rnd, (gap_evo, gap_rnd)
     if policy == "tournament":
-        assert gap_evo <= 0.25  # the optimum, or one residual block away from it
+        assert gap_evo <= 0.5 and gap_evo < 0.1 * gap_rnd  # at most two residual blocks from the optimum
         first = next(e for e, b in evo.best_so_far if b >= best_rnd.fitness)
         assert first < evo.evaluations / 4  # reaches random search's best with far fewer evaluations
 

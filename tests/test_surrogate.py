@@ -7,7 +7,7 @@ from lightning_nas.analog import AnalogConfig
 from lightning_nas.campaign.store import RowStore, export
 from lightning_nas.commands import fit_surrogate
 from lightning_nas.errors import UserError
-from lightning_nas.space import sample
+from lightning_nas.space import Architecture, sample
 from lightning_nas.surrogate import SurrogatePredictor
 from lightning_nas.surrogate.data import load_rows, matrix
 from lightning_nas.surrogate.models import MLPParams, XGBParams
@@ -81,13 +81,14 @@ def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
     fit = predictor.predict(stored_archs)
     assert np.corrcoef(fit["acc_1d"], y["acc_1d"])[0, 1] > 0.9  # calibrated onto accuracy %
     assert abs(fit["acc_1d"].mean() - y["acc_1d"].mean()) < 1.0
+    assert pred["acc_1d"].max() <= y["acc_1d"].max() + 0.1  # no extrapolation beyond the measured range
 
 
 def test_csv_export_is_accepted_as_surrogate_data(store_path, tmp_path):
     with RowStore(store_path) as store:
         csv_path = export(store.rows(), tmp_path / "rows.csv")
     a, b = load_rows(csv_path), load_rows(store_path)
-    assert [r["arch"] for r in a] == [r["arch"] for r in b]
+    assert [Architecture.from_dict(r["arch"]) for r in a] == [Architecture.from_dict(r["arch"]) for r in b]
     assert matrix(a)[0].tolist() == matrix(b)[0].tolist()
 
 

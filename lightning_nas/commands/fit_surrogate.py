@@ -22,7 +22,7 @@ from lightning_nas.errors import UserError
 from lightning_nas.space import SPACE_VERSION
 from lightning_nas.surrogate.data import all_feature_names, load_rows, matrix
 from lightning_nas.surrogate.models import (
-    MLPParams, XGBParams, calibration, fit_mlp_ranker, fit_xgb_ranker, fit_xgb_regressor)
+    MLPParams, XGBParams, calibrate, calibration, fit_mlp_ranker, fit_xgb_ranker, fit_xgb_regressor)
 from lightning_nas.surrogate.predictor import META_FILE, MODEL_FILES
 from lightning_nas.surrogate.report import ranking_quality, regression_quality, scatter
 
@@ -56,7 +56,7 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], train: np.ndarray, te
     models = {"acc_1d": ranker, "avm": fit_xgb_regressor(x[train], y["avm"][train], xgb, seed),
               "std": fit_xgb_regressor(x[train], y["std"][train], xgb, seed),
               "mlp": fit_mlp_ranker(x[train], y["acc_1d"][train], mlp, seed), "calibration": cal}
-    pred = {"acc_1d": cal[0] * ranker.predict(x[test]) + cal[1], "avm": models["avm"].predict(x[test]),
+    pred = {"acc_1d": calibrate(ranker.predict(x[test]), cal), "avm": models["avm"].predict(x[test]),
             "std": models["std"].predict(x[test]), "mlp": models["mlp"].score(x[test])}
     metrics = {"xgb_acc_1d_ranker": {**ranking_quality(pred["acc_1d"], y["acc_1d"][test]),
                                      "mae_calibrated": float(np.mean(np.abs(pred["acc_1d"] - y["acc_1d"][test])))},
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> None:
     meta = {"feature_names": all_feature_names(), "space_version": SPACE_VERSION, "rows": len(rows),
             "n_train": int(len(train)), "data": str(cfg.data), "seed": cfg.seed,
             "analog": json.loads(sorted(analogs)[0]), "analog_configs": len(analogs),
-            "acc_1d_calibration": list(models["calibration"]), "xgb": asdict(xgb), "mlp": asdict(mlp),
+            "acc_1d_calibration": models["calibration"], "xgb": asdict(xgb), "mlp": asdict(mlp),
             "mlp_hidden": mlp.hidden, "metrics": report}
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     (out / "report.json").write_text(json.dumps(report, indent=2))

@@ -53,7 +53,11 @@ def train_one(name: str, arch_spec: str, cfg: Any) -> dict[str, Any]:
     args = ["fit", "--config", cfg.fit_config, "--model.init_args.architecture", arch_spec,
             "--trainer.logger.init_args.save_dir", str(Path(cfg.out_dir) / "runs"),
             "--trainer.logger.init_args.name", name, "--test_after_fit", "true", *cfg.fit_args]
-    cli = AnalogNASCLI(args=args)
+    argv, sys.argv = sys.argv, sys.argv[:1]  # the CLI reads these args, not this process's command line
+    try:
+        cli = AnalogNASCLI(args=args)
+    finally:
+        sys.argv = argv
     drift = next(cb for cb in cli.trainer.callbacks if isinstance(cb, DriftEvaluation))
     row = {"name": name, "arch_id": cli.model.arch.id, "n_params": cli.model.n_params}
     row.update({k.split("/", 1)[1]: v for k, v in drift.metrics.items()})

@@ -95,11 +95,15 @@ class Evaluator:
         self.in_shape, self.n_classes = tuple(in_shape), n_classes
         self.fitness = fitness_function(cfg.fitness)
         self.cache: dict[str, Individual] = {}
+        self.evaluated: set[Architecture] = set()
+        self._params: dict[Architecture, int] = {}
         self.result = SearchResult(population=[])
         self.best = -math.inf
 
     def params(self, arch: Architecture) -> int:
-        return n_params(arch, self.in_shape, self.n_classes)
+        if arch not in self._params:
+            self._params[arch] = n_params(arch, self.in_shape, self.n_classes)
+        return self._params[arch]
 
     def __call__(self, archs: Sequence[Architecture], generation: int) -> list[Individual]:
         new = []
@@ -119,6 +123,7 @@ class Evaluator:
                 ind = Individual(a, self.params(a), p, float(fit[k]), ok, generation, self.result.evaluations)
                 self.result.evaluations += 1
                 self.cache[a.id] = ind
+                self.evaluated.add(a)
                 self.result.history.append(ind)
                 if ok and ind.fitness > self.best:
                     self.best = ind.fitness
@@ -136,22 +141,22 @@ def select_parent(pop: list[Individual], cfg: SearchConfig, rng: random.Random) 
         fits = np.array([i.fitness for i in feasible])
         weights = fits - fits.min() + 1e-9
         return rng.choices(feasible, weights=weights.tolist())[0]
-    sample_ = rng.sample(pop, min(cfg.tournament_size, len(pop)))
-    return max(sample_, key=_rank_key)
+    contenders = [pop[rng.randrange(len(pop))] for _ in range(cfg.tournament_size)]
+    return max(contenders, key=_rank_key)
 
 
 def _children(parents: list[Individual], n: int, ev: Evaluator, cfg: SearchConfig,
               rng: random.Random) -> list[Architecture]:
     probs = {"width": cfg.p_width, "depth": cfg.p_depth, "other": cfg.p_other}
     out: list[Architecture] = []
-    ids: set[str] = set()
-    for _ in range(50 * n):
+    seen: set[Architecture] = set()  # dataclass hashing: cheaper than computing ids
+    for _ in range(5 * n):  # a converged population mostly yields duplicates: do not insist
         if len(out) == n:
             break
         child = mutate(select_parent(parents, cfg, rng).arch, rng, probs)
-        if child.id in ev.cache or child.id in ids or ev.params(child) >= cfg.max_params:
+        if child in ev.evaluated or child in seen or ev.params(child) >= cfg.max_params:
             continue  # evaluated already, or infeasible by size: rejected before prediction
-        ids.add(child.id)
+        seen.add(child)
         out.append(child)
     return out
 

@@ -11,11 +11,17 @@ from torch import nn
 
 @dataclass
 class XGBParams:
-    n_estimators: int = 400
-    max_depth: int = 4
+    n_estimators: int = 300
+    max_depth: int = 3
     learning_rate: float = 0.05
     subsample: float = 0.9
     colsample_bytree: float = 0.9
+    pairs_per_sample: int = 8
+    """Ranker only: pairs drawn per architecture (``lambdarank_pair_method="mean"``). XGBoost's
+    default for rank:pairwise (top-k pairs) ranked much worse here (Kendall tau 0.44 vs 0.69)."""
+
+    def trees(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "pairs_per_sample"}
 
 
 @dataclass
@@ -32,7 +38,9 @@ def fit_xgb_ranker(x: np.ndarray, y: np.ndarray, params: XGBParams, seed: int):
     """``rank:pairwise`` ranker over one query group (all architectures are comparable)."""
     import xgboost as xgb
 
-    model = xgb.XGBRanker(objective="rank:pairwise", random_state=seed, n_jobs=2, **vars(params))
+    model = xgb.XGBRanker(objective="rank:pairwise", lambdarank_pair_method="mean",
+                          lambdarank_num_pair_per_sample=params.pairs_per_sample, random_state=seed, n_jobs=2,
+                          **params.trees())
     model.fit(x, y, qid=np.zeros(len(y), dtype=np.int64))
     return model
 
@@ -40,17 +48,23 @@ def fit_xgb_ranker(x: np.ndarray, y: np.ndarray, params: XGBParams, seed: int):
 def fit_xgb_regressor(x: np.ndarray, y: np.ndarray, params: XGBParams, seed: int):
     import xgboost as xgb
 
-    model = xgb.XGBRegressor(objective="reg:squarederror", random_state=seed, n_jobs=2, **vars(params))
+    model = xgb.XGBRegressor(objective="reg:squarederror", random_state=seed, n_jobs=2, **params.trees())
     model.fit(x, y)
     return model
 
 
-def calibration(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``y ~ a * score + b`` (a >= 0): ranker scores on the target's scale, order kept."""
-    a, b = np.polyfit(score, y, 1) if np.ptp(score) > 0 else (0.0, float(np.mean(y)))
-    if a < 0:
-        a, b = 0.0, float(np.mean(y))
-    return float(a), float(b)
+def calibration(score: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
+    """A monotone map from ranker scores onto the target's scale: the k-th smallest training
+    score maps to the k-th smallest training target (quantile matching). It keeps the
+    ranker's order and stays within the measured range (no linear extrapolation)."""
+    return {"scores": np.sort(score).astype(float).tolist(), "values": np.sort(y).astype(float).tolist()}
+
+
+def calibrate(score: np.ndarray, cal: dict[str, list[float]]) -> np.ndarray:
+    s, v = np.asarray(cal["scores"]), np.asarray(cal["values"])
+    inside = np.clip(score, s[0], s[-1])
+    # Beyond the training scores the value is capped; a tiny slope keeps the ranker's order.
+    return np.interp(inside, s, v) + 1e-3 * (score - inside)
 
 
 class MLPRanker(nn.Module):

@@ -11,6 +11,7 @@ import numpy as np
 from lightning_nas.errors import UserError
 from lightning_nas.space import SPACE_VERSION, Architecture
 from lightning_nas.surrogate.data import all_feature_names, features
+from lightning_nas.surrogate.models import calibrate
 
 META_FILE = "metadata.json"
 MODEL_FILES = {"acc_1d": "acc_1d_ranker.json", "avm": "avm_regressor.json", "std": "std_regressor.json"}
@@ -19,8 +20,9 @@ MODEL_FILES = {"acc_1d": "acc_1d_ranker.json", "avm": "avm_regressor.json", "std
 class SurrogatePredictor:
     """``predict(archs) -> {"acc_1d", "avm", "std"}`` from the XGBoost surrogates.
 
-    ``acc_1d`` is the pairwise ranker's score mapped linearly onto 1-day accuracy in %
-    (the map is fitted on the training rows and keeps the ranker's order); ``avm`` (pp)
+    ``acc_1d`` is the pairwise ranker's score mapped monotonically onto 1-day accuracy in %
+    (quantile matching on the training rows: it keeps the ranker's order and stays in the
+    measured range); ``avm`` (pp)
     and ``std`` (pp, 1-day std over programmings) come from the regressors. Predictions
     are for the analog hardware the surrogate was trained on, unless ``analog`` (the
     features of :meth:`lightning_nas.analog.AnalogConfig.features`) is given.
@@ -56,7 +58,6 @@ class SurrogatePredictor:
         if not archs:
             return {"acc_1d": np.empty(0), "avm": np.empty(0), "std": np.empty(0)}
         x = features(archs, analog or self.meta["analog"])
-        a, b = self.meta["acc_1d_calibration"]
-        return {"acc_1d": a * self.models["acc_1d"].predict(x) + b,
+        return {"acc_1d": calibrate(self.models["acc_1d"].predict(x), self.meta["acc_1d_calibration"]),
                 "avm": self.models["avm"].predict(x).astype(np.float64),
-                "std": self.models["std"].predict(x).astype(np.float64)}
+                "std": np.clip(self.models["std"].predict(x).astype(np.float64), 0.0, None)}  # a std is >= 0
