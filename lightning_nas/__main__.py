@@ -7,50 +7,22 @@ User errors (:class:`~lightning_nas.errors.UserError`) print one line and exit 2
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
-from typing import Callable
 
 from lightning_nas.errors import UserError
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
-def _space(argv: list[str]) -> None:
-    from lightning_nas.commands.space import main
-
-    main(argv)
-
-
-def _build_dataset(argv: list[str]) -> None:
-    from lightning_nas.commands.build_dataset import main
-
-    main(argv)
-
-
-def _fit_surrogate(argv: list[str]) -> None:
-    from lightning_nas.commands.fit_surrogate import main
-
-    main(argv)
-
-
-def _search(argv: list[str]) -> None:
-    from lightning_nas.commands.search import main
-
-    main(argv)
-
-
-def _retrain(argv: list[str]) -> None:
-    from lightning_nas.commands.retrain import main
-
-    main(argv)
-
-
-SUBCOMMANDS: dict[str, Callable[[list[str]], None]] = {
-    "space": _space,
-    "build-dataset": _build_dataset,
-    "fit-surrogate": _fit_surrogate,
-    "search": _search,
-    "retrain": _retrain,
+# Subcommand -> module with ``main(argv)``; imported only when used (startup stays fast).
+SUBCOMMANDS: dict[str, str] = {
+    "space": "lightning_nas.commands.space",
+    "build-dataset": "lightning_nas.commands.build_dataset",
+    "fit-surrogate": "lightning_nas.commands.fit_surrogate",
+    "search": "lightning_nas.commands.search",
+    "retrain": "lightning_nas.commands.retrain",
 }
 
 USAGE = (
@@ -88,10 +60,13 @@ def main(argv: list[str] | None = None) -> int:
 
             run_lightning_cli(None if from_process else [command, *rest])
         elif command in SUBCOMMANDS:
-            SUBCOMMANDS[command](rest)
+            importlib.import_module(SUBCOMMANDS[command]).main(rest)
         else:
             print(f"error: unknown subcommand {command!r}\n{USAGE}", file=sys.stderr)
             return 2
+    except BrokenPipeError:  # e.g. `python -m lightning_nas space | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - user errors may arrive wrapped by jsonargparse
         err = user_error_in(exc)
         if err is None:
