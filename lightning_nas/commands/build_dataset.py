@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from lightning_nas.analog import AnalogConfig
+from lightning_nas.campaign.ray_executor import RayOptions, run_jobs_ray
 from lightning_nas.campaign.store import RowStore, export
 from lightning_nas.campaign.train import Budget, train_architecture
 from lightning_nas.classpath import instantiate
@@ -53,6 +54,11 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--workers", type=Optional[int], default=None,
                         help="Worker processes (0: train in this process). Default: one per GPU, else 1.")
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto (GPUs when present).")
+    parser.add_argument("--threads_per_worker", type=Optional[int], default=None,
+                        help="torch threads of each local worker (default: CPU cores / workers).")
+    parser.add_argument("--executor", type=str, default="local",
+                        help="local (worker processes on this machine) or ray (tasks on a Ray cluster).")
+    parser.add_dataclass_arguments(RayOptions, "ray")
     parser.add_argument("--export", type=Optional[str], default=None,
                         help="Also write all rows to this .csv or .parquet file at the end.")
     return parser
@@ -136,6 +142,8 @@ def main(argv: list[str]) -> None:
     budget = Budget(**cfg.budget.as_dict())
     if cfg.workers is not None and cfg.workers < 0:
         raise UserError(f"workers must be >= 0, got {cfg.workers}")
+    if cfg.executor not in ("local", "ray"):
+        raise UserError(f"unknown executor {cfg.executor!r}; use local or ray")
     if cfg.sampling.n < 1:
         raise UserError(f"sampling.n must be >= 1, got {cfg.sampling.n}")
     dm = instantiate(data)  # validates the task arguments and gives the input shape
@@ -149,9 +157,11 @@ def main(argv: list[str]) -> None:
         store.bind(campaign_identity(data, analog, budget))
         todo = plan(cfg, store, dm.input_shape, dm.num_classes)
         total, done = cfg.sampling.n, cfg.sampling.n - len(todo)
+        where = (f"Ray tasks ({cfg.ray.num_cpus} CPU, {cfg.ray.num_gpus} GPU each)" if cfg.executor == "ray"
+                 else f"{workers or 'no'} worker process(es)")
         print(f"campaign: {total} architectures of task {task_name(data)}, {done} already in {cfg.store}, "
-              f"{len(todo)} to train with {workers or 'no'} worker process(es)", file=sys.stderr)
-        threads = max(1, (os.cpu_count() or 1) // max(1, workers)) if not gpus else None
+              f"{len(todo)} to train with {where}", file=sys.stderr)
+        threads = cfg.threads_per_worker or (max(1, (os.cpu_count() or 1) // max(1, workers)) if not gpus else None)
         jobs = []
         for i, arch in enumerate(todo):
             job = {"arch": arch.to_dict(), "budget": asdict(budget), "analog": asdict(analog), "data": data,
@@ -169,7 +179,10 @@ def main(argv: list[str]) -> None:
                 bar.set_postfix(failed=failures, last=f"{row['arch_id']} {row['status']}")
                 bar.update(1)
 
-            run_jobs(jobs, workers, on_row, train_architecture)
+            if cfg.executor == "ray":
+                run_jobs_ray(jobs, on_row, train_architecture, RayOptions(**cfg.ray.as_dict()), failed_row)
+            else:
+                run_jobs(jobs, workers, on_row, train_architecture)
         ok = len(store.rows("ok"))
         print(f"done: {len(store)} rows in {cfg.store} ({ok} ok, {len(store) - ok} diverged/failed)",
               file=sys.stderr)

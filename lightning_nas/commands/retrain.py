@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from lightning_nas.campaign.ray_executor import RayOptions
 from lightning_nas.errors import UserError
 from lightning_nas.space import PRESETS, load_architecture
 
@@ -33,6 +34,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--out_dir", type=str, default="runs/retrain")
     parser.add_argument("--fit_args", type=list[str], default=[],
                         help="Extra fit arguments for every run, e.g. ['--trainer.max_epochs', '20'].")
+    parser.add_argument("--executor", type=str, default="local",
+                        help="local (one run after the other) or ray (one Ray task per run).")
+    parser.add_dataclass_arguments(RayOptions, "ray")
     return parser
 
 
@@ -46,13 +50,13 @@ def winner_files(path: str, top_k: int) -> list[Path]:
     return files[:top_k]
 
 
-def train_one(name: str, arch_spec: str, cfg: Any) -> dict[str, Any]:
+def train_one(name: str, arch_spec: str, cfg: dict[str, Any]) -> dict[str, Any]:
     from callbacks import DriftEvaluation
     from lightning_nas.cli import AnalogNASCLI
 
-    args = ["fit", "--config", cfg.fit_config, "--model.init_args.architecture", arch_spec,
-            "--trainer.logger.init_args.save_dir", str(Path(cfg.out_dir) / "runs"),
-            "--trainer.logger.init_args.name", name, "--test_after_fit", "true", *cfg.fit_args]
+    args = ["fit", "--config", cfg["fit_config"], "--model.init_args.architecture", arch_spec,
+            "--trainer.logger.init_args.save_dir", str(Path(cfg["out_dir"]) / "runs"),
+            "--trainer.logger.init_args.name", name, "--test_after_fit", "true", *cfg["fit_args"]]
     argv, sys.argv = sys.argv, sys.argv[:1]  # the CLI reads these args, not this process's command line
     try:
         cli = AnalogNASCLI(args=args)
@@ -62,6 +66,10 @@ def train_one(name: str, arch_spec: str, cfg: Any) -> dict[str, Any]:
     row = {"name": name, "arch_id": cli.model.arch.id, "n_params": cli.model.n_params}
     row.update({k.split("/", 1)[1]: v for k, v in drift.metrics.items()})
     return row
+
+
+def _train_run(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    return train_one(*item)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -85,16 +93,36 @@ def main(argv: list[str]) -> None:
         if cfg.baseline not in PRESETS:
             raise UserError(f"unknown baseline {cfg.baseline!r}; use one of {', '.join(PRESETS)} or null")
         runs.append((f"baseline_{cfg.baseline}", cfg.baseline))
-    out = Path(cfg.out_dir)
+    out = Path(cfg.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for name, spec in runs:
-        print(f"retrain: {name} ({spec})", file=sys.stderr)
-        rows.append(train_one(name, spec, cfg))
+    # Absolute paths: Ray workers may run elsewhere.
+    settings = {"fit_config": str(Path(cfg.fit_config).resolve()), "out_dir": str(out), "fit_args": cfg.fit_args}
+    runs = [(name, spec if spec in PRESETS else str(Path(spec).resolve())) for name, spec in runs]
+    results: dict[str, dict[str, Any]] = {}
+
+    def record(run: tuple[str, str], row: dict[str, Any]) -> None:
+        results[run[0]] = row
+        done = [results[name] for name, _ in runs if name in results]  # in the order of the runs
         with (out / "comparison.csv").open("w", newline="") as f:  # rewritten after every run
             writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(rows)
-        (out / "comparison.md").write_text(markdown(rows))
+            writer.writerows(done)
+        (out / "comparison.md").write_text(markdown(done))
+
+    if cfg.executor == "ray":
+        from lightning_nas.campaign.ray_executor import run_tasks
+
+        def failed(run: tuple[str, str], message: str) -> dict[str, Any]:
+            raise UserError(f"retrain of {run[0]} failed on Ray: {message}")
+
+        run_tasks(_train_run, [(name, spec, settings) for name, spec in runs],
+                  lambda item, row: record(item[:2], row), RayOptions(**cfg.ray.as_dict()), failed)
+    elif cfg.executor == "local":
+        for name, spec in runs:
+            print(f"retrain: {name} ({spec})", file=sys.stderr)
+            record((name, spec), train_one(name, spec, settings))
+    else:
+        raise UserError(f"unknown executor {cfg.executor!r}; use local or ray")
+    rows = [results[name] for name, _ in runs]
     print("\n" + markdown(rows))
     print(f"wrote {out}/comparison.csv and comparison.md", file=sys.stderr)
