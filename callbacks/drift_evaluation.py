@@ -27,7 +27,7 @@ class DriftEvaluation(L.Callback):
     for the test set and ``analog_val/...`` for mid-training evaluations.
 
     The test results are also written to ``drift_metrics.json`` in the trainer's log
-    dir and kept in :attr:`metrics`. The model's own weights are never changed, so
+    dir, kept in :attr:`metrics` and, with ``verbose``, printed as a table. The model's own weights are never changed, so
     training can go on after a mid-training evaluation.
 
     Example::
@@ -59,6 +59,8 @@ class DriftEvaluation(L.Callback):
     def evaluate(self, pl_module: L.LightningModule, dataloader: Any, prefix: str = PREFIX) -> dict[str, float]:
         """Run the drift evaluation on ``dataloader`` and return the summary dict."""
         net = getattr(pl_module, "net", pl_module)
+        if isinstance(dataloader, (list, tuple)):  # several dataloaders: evaluate the first
+            dataloader = dataloader[0]
         self.raw = evaluate_drift(net, dataloader, self.t_inference, self.n_reps, self.seed, pl_module.device)
         return drift_summary(self.raw, self.std_time, prefix=prefix)
 

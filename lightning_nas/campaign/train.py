@@ -6,7 +6,7 @@ import logging
 import math
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from lightning_nas.classpath import instantiate
@@ -92,6 +92,3 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
     row["wall_s"] = time.perf_counter() - start
     return row
 
-
-def budget_dict(budget: Budget) -> dict[str, Any]:
-    return asdict(budget)
