@@ -64,6 +64,8 @@ def unsupported_reason(rpu_config: Any) -> Optional[str]:
         return f"forward.bound_management={io.bound_management.name}"
     if not rpu_config.pre_post.input_range.enable:
         return "a periphery without learned input ranges (pre_post.input_range.enable=false)"
+    if io.out_noise_std > 0:
+        return "forward.out_noise_std > 0 (per-column output-noise levels)"
     if io.inp_noise > 0:
         return "forward.inp_noise > 0 (noise per unfolded element)"
     if io.inp_sto_round or io.out_sto_round:
@@ -340,6 +342,9 @@ def _tile_conv(tile: Any, layer: AnalogConv2d, xs: Tensor, pad: tuple[int, int],
     y = _conv(layer, xq, kernel.reshape(weight.shape[0], channels, *layer.kernel_size))
     # -- output: noise, ADC, clipping; then the tile's scales -----------------------------------
     if not ideal:
+        if tile.tile.out_noise_values is not None:
+            raise UserError("the fast analog path does not support per-column output noise "
+                            "(out_noise_values); set analog.implementation: aihwkit")
         out_bound = io.out_bound if io.out_bound > 0 else float("inf")
         if torch.is_grad_enabled():
             y = _ADC.apply(y, io.out_noise, step_out, out_bound)

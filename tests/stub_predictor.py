@@ -22,3 +22,16 @@ class TargetPredictor:
         dist = np.abs((x - self.target) / self.scale).sum(axis=1)
         return {"acc_1d": 100.0 - dist, "avm": np.asarray([self.avm_per_stage * a.M for a in archs], float),
                 "std": np.full(len(archs), 0.5)}
+
+
+def crash_for_small_stem(job):
+    """A campaign 'train' function for worker-crash tests: the worker dies on architectures
+    with an 8-channel stem, any other returns a row at once."""
+    import os
+
+    from lightning_nas.space import Architecture
+
+    arch = Architecture.from_dict(job["arch"])
+    if arch.out_channel0 == 8:
+        os._exit(1)
+    return {"arch_id": arch.id, "status": "ok", "message": ""}

@@ -137,3 +137,33 @@ def test_bad_campaign_config_is_one_line(run_cli, tmp_path):
     proc = run_cli("build-dataset", *campaign_args(tmp_path, 2, "0"), "--sampling.max_params", "10")
     assert proc.returncode == 2 and "raise max_params" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_crashing_architecture_fails_alone_and_its_neighbours_train(tmp_path):
+    from stub_predictor import crash_for_small_stem
+    from lightning_nas.space import Architecture, Stage
+
+    archs = [Architecture(c, 3, (Stage(),)) for c in (16, 8, 24, 32, 12)]
+    jobs = [{"arch": a.to_dict(), "analog": {}, "task": "digits", "budget": {"epochs": 1, "seed": 0}}
+            for a in archs]
+    rows = []
+    build_dataset.run_jobs(jobs, 2, rows.append, crash_for_small_stem)
+    status = {r["arch_id"]: r["status"] for r in rows}
+    assert len(rows) == 5 and set(status) == {a.id for a in archs}
+    assert status.pop(archs[1].id) == "failed"
+    assert set(status.values()) == {"ok"}  # the jobs beside the crash were not blamed
+
+
+def test_failed_rows_are_retried_on_the_next_run(tmp_path):
+    with RowStore(tmp_path / "s.sqlite") as store:
+        assert store.add({"arch_id": "a", "status": "failed"})
+        assert store.ids(statuses=("ok", "diverged")) == set()
+        assert store.add({"arch_id": "a", "status": "ok", "x": 1})  # the retry replaces it
+        assert not store.add({"arch_id": "a", "status": "failed"})  # an ok row stays
+        assert store.rows()[0]["x"] == 1 and len(store) == 1
+
+
+def test_a_bad_budget_is_refused_before_training(tmp_path):
+    with pytest.raises(UserError, match="std_time"):
+        build_dataset.main(campaign_args(tmp_path, 2, "0", "--budget.t_inference", "[1, 3600]"))
+    assert not (tmp_path / "rows.sqlite").exists() or len(RowStore(tmp_path / "rows.sqlite")) == 0

@@ -165,6 +165,8 @@ def test_input_range_initialised_from_unfolded_statistics():
 def test_unsupported_periphery_is_an_error_not_a_fallback():
     with pytest.raises(UserError, match="noise_management=ABS_MAX"):
         convert(nn.Sequential(conv()), AnalogConfig(implementation="fast", input_range=False))
+    with pytest.raises(UserError, match="out_noise_std"):
+        convert(nn.Sequential(conv()), AnalogConfig(rpu_overrides={"forward.out_noise_std": 0.5}))
     net = convert(nn.Sequential(conv()), AnalogConfig(preset="pcm_hwa_absmax"))  # its default is aihwkit
     assert type(net[0]) is AnalogConv2d
 

@@ -59,14 +59,20 @@ class RowStore:
 
     # -- rows ----------------------------------------------------------------------------
     def add(self, row: dict[str, Any]) -> bool:
-        """Store ``row`` atomically; False if its architecture is already stored."""
+        """Store ``row`` atomically; False if its architecture is already stored. A stored
+        ``failed`` row (a retry) is replaced; ``ok`` and ``diverged`` rows never are."""
         with self.conn:
-            cur = self.conn.execute("INSERT OR IGNORE INTO rows VALUES (?, ?, ?)",
-                                    (row["arch_id"], row["status"], json.dumps(row, sort_keys=True)))
+            cur = self.conn.execute(
+                "INSERT INTO rows VALUES (?, ?, ?) ON CONFLICT(arch_id) DO UPDATE SET "
+                "status = excluded.status, row = excluded.row WHERE rows.status = 'failed'",
+                (row["arch_id"], row["status"], json.dumps(row, sort_keys=True)))
         return cur.rowcount == 1
 
-    def ids(self) -> set[str]:
-        return {r[0] for r in self.conn.execute("SELECT arch_id FROM rows")}
+    def ids(self, statuses: tuple[str, ...] | None = None) -> set[str]:
+        if statuses is None:
+            return {r[0] for r in self.conn.execute("SELECT arch_id FROM rows")}
+        marks = ",".join("?" * len(statuses))
+        return {r[0] for r in self.conn.execute(f"SELECT arch_id FROM rows WHERE status IN ({marks})", statuses)}
 
     def rows(self, status: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT row FROM rows" + (" WHERE status = ?" if status else "") + " ORDER BY rowid"

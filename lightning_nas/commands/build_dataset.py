@@ -85,23 +85,40 @@ def plan(cfg: Any, store: RowStore, input_shape, num_classes) -> list[Architectu
     s = cfg.sampling
     archs = sample(s.n, seed=s.seed, method=s.method, max_params=s.max_params, in_shape=input_shape,
                    n_classes=num_classes)
-    done = store.ids()
+    done = store.ids(statuses=("ok", "diverged"))  # failed rows are tried again
     return [a for a in archs if a.id not in done]
 
 
 def run_jobs(jobs: list[dict[str, Any]], workers: int, on_row: Callable[[dict[str, Any]], None],
-             train: Callable[[dict[str, Any]], dict[str, Any]] = train_architecture) -> None:
+             train: Callable[[dict[str, Any]], dict[str, Any]] = train_architecture, gpus: int = 0) -> None:
     """Run ``train`` on every job (in this process when ``workers == 0``) and hand each row
-    to ``on_row`` as it finishes. A job whose worker process dies is retried once, then
-    recorded as failed."""
+    to ``on_row`` as it finishes.
+
+    A worker process that dies breaks the whole pool, so the jobs it held can't tell who
+    crashed. They are re-run one at a time, each alone in a fresh one-worker pool: a job
+    that crashes alone twice is recorded as failed; the others train normally.
+    """
     if workers == 0:
         for job in jobs:
             on_row(train(job))
         return
-    pending = list(jobs)
-    attempts: dict[str, int] = {}
-    while pending:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    pending, suspects = list(jobs), []
+    crashes: dict[str, int] = {}
+    while pending or suspects:
+        if suspects:
+            job = suspects.pop(0)
+            with _pool(1, gpus) as pool:
+                try:
+                    on_row(pool.submit(train, job).result())
+                except BrokenProcessPool:
+                    key = Architecture.from_dict(job["arch"]).id
+                    crashes[key] = crashes.get(key, 0) + 1
+                    if crashes[key] >= 2:
+                        on_row(failed_row(job, "its worker process died (killed or crashed) twice"))
+                    else:
+                        suspects.append(job)
+            continue
+        with _pool(workers, gpus) as pool:
             running: dict[Future, dict[str, Any]] = {}
             broken = False
             while (pending or running) and not broken:
@@ -115,15 +132,25 @@ def run_jobs(jobs: list[dict[str, Any]], workers: int, on_row: Callable[[dict[st
                         on_row(future.result())
                     except BrokenProcessPool:
                         broken = True
-                        key = Architecture.from_dict(job["arch"]).id
-                        attempts[key] = attempts.get(key, 0) + 1
-                        if attempts[key] >= 2:
-                            on_row(failed_row(job, "worker process died (killed or crashed) twice"))
-                        else:
-                            pending.append(job)
-            if broken:  # the pool is unusable: requeue what was still running
-                for future, job in running.items():
-                    pending.append(job)
+                        suspects.append(job)
+            suspects.extend(running.values())  # in flight when the pool broke
+
+
+def _pool(workers: int, gpus: int) -> ProcessPoolExecutor:
+    """Spawned workers; with GPUs each worker takes its own device for all its jobs."""
+    ctx = get_context("spawn")
+    if not gpus:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    counter = ctx.Value("i", 0)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_claim_gpu,
+                               initargs=(counter, gpus))
+
+
+def _claim_gpu(counter: Any, gpus: int) -> None:
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
 
 
 def failed_row(job: dict[str, Any], message: str) -> dict[str, Any]:
@@ -131,6 +158,20 @@ def failed_row(job: dict[str, Any], message: str) -> dict[str, Any]:
     return {"arch_id": arch.id, "arch": arch.to_dict(), "describe": arch.describe(), "features": arch.features(),
             "analog": AnalogConfig(**job["analog"]).features(), "task": job["task"], "status": "failed",
             "message": message, "epochs": job["budget"]["epochs"], "seed": job["budget"]["seed"], "wall_s": 0.0}
+
+
+def check_budget(budget: Budget) -> None:
+    """Catch a bad budget before a campaign (and its store) is bound to it."""
+    from callbacks import DriftEvaluation
+
+    if budget.epochs < 1 or not 0 <= budget.digital_warmup_epochs <= budget.epochs:
+        raise UserError(f"budget.epochs must be >= 1 and budget.digital_warmup_epochs in 0..epochs, got "
+                        f"{budget.epochs} and {budget.digital_warmup_epochs}")
+    if not 0 < budget.train_fraction <= 1:
+        raise UserError(f"budget.train_fraction must be in (0, 1], got {budget.train_fraction}")
+    if budget.lr <= 0:
+        raise UserError(f"budget.lr must be > 0, got {budget.lr}")
+    DriftEvaluation(t_inference=budget.t_inference, n_reps=budget.n_reps)  # raises on bad drift settings
 
 
 def main(argv: list[str]) -> None:
@@ -146,6 +187,7 @@ def main(argv: list[str]) -> None:
         raise UserError(f"unknown executor {cfg.executor!r}; use local or ray")
     if cfg.sampling.n < 1:
         raise UserError(f"sampling.n must be >= 1, got {cfg.sampling.n}")
+    check_budget(budget)
     dm = instantiate(data)  # validates the task arguments and gives the input shape
     import torch
 
@@ -163,10 +205,10 @@ def main(argv: list[str]) -> None:
               f"{len(todo)} to train with {where}", file=sys.stderr)
         threads = cfg.threads_per_worker or (max(1, (os.cpu_count() or 1) // max(1, workers)) if not gpus else None)
         jobs = []
-        for i, arch in enumerate(todo):
+        for arch in todo:
             job = {"arch": arch.to_dict(), "budget": asdict(budget), "analog": asdict(analog), "data": data,
                    "task": task_name(data), "log_dir": cfg.campaign_dir, "threads": threads,
-                   "accelerator": "gpu" if gpus else "cpu", "devices": [i % gpus] if gpus else 1}
+                   "accelerator": "gpu" if gpus else "cpu", "devices": 1}
             jobs.append(job)
         from tqdm import tqdm
 
@@ -182,7 +224,7 @@ def main(argv: list[str]) -> None:
             if cfg.executor == "ray":
                 run_jobs_ray(jobs, on_row, train_architecture, RayOptions(**cfg.ray.as_dict()), failed_row)
             else:
-                run_jobs(jobs, workers, on_row, train_architecture)
+                run_jobs(jobs, workers, on_row, train_architecture, gpus)
         ok = len(store.rows("ok"))
         print(f"done: {len(store)} rows in {cfg.store} ({ok} ok, {len(store) - ok} diverged/failed)",
               file=sys.stderr)

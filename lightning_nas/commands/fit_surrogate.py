@@ -95,6 +95,8 @@ def main(argv: list[str]) -> None:
     xgb, mlp = XGBParams(**cfg.xgb.as_dict()), MLPParams(**cfg.mlp.as_dict())
     rows = load_rows(cfg.data)
     x, y, _ = matrix(rows)
+    if cfg.kfold and not 2 <= cfg.kfold <= len(x):  # before anything is written
+        raise UserError(f"kfold must be 0 (off) or 2..{len(x)}, got {cfg.kfold}")
     analogs = {json.dumps(r["analog"], sort_keys=True) for r in rows}
     train, test = split(len(x), cfg.test_fraction, cfg.seed)
     models, metrics, pred = fit_and_score(x, y, train, test, xgb, mlp, cfg.seed)

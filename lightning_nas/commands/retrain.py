@@ -44,7 +44,8 @@ def winner_files(path: str, top_k: int) -> list[Path]:
     p = Path(path)
     if p.is_file():
         return [p]
-    files = sorted(p.glob("winner_*.yaml"), key=lambda f: int(f.stem.split("_")[-1])) if p.is_dir() else []
+    numbered = [f for f in p.glob("winner_*.yaml") if f.stem.split("_")[-1].isdigit()] if p.is_dir() else []
+    files = sorted(numbered, key=lambda f: int(f.stem.split("_")[-1]))
     if not files:
         raise UserError(f"no winner_<k>.yaml in {p}; run search first or point --winners at its winners/ folder")
     return files[:top_k]
@@ -69,6 +70,9 @@ def train_one(name: str, arch_spec: str, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_run(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(item[2]["threads"])  # a Ray task uses the CPUs it declared
     return train_one(*item)
 
 
@@ -76,8 +80,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
     body = ""
     for r in rows:
-        cells = [f"{r[c]:.2f}" if isinstance(r[c], float) else (f"{r[c]:,}" if c == "n_params" else str(r[c]))
-                 for c in COLUMNS]
+        values = [r.get(c, "") for c in COLUMNS]  # drift times outside the defaults: empty cells
+        cells = [f"{v:.2f}" if isinstance(v, float) else (f"{v:,}" if c == "n_params" and v != "" else str(v))
+                 for c, v in zip(COLUMNS, values)]
         body += "| " + " | ".join(cells) + " |\n"
     return head + body
 
@@ -115,7 +120,8 @@ def main(argv: list[str]) -> None:
         def failed(run: tuple[str, str], message: str) -> dict[str, Any]:
             raise UserError(f"retrain of {run[0]} failed on Ray: {message}")
 
-        run_tasks(_train_run, [(name, spec, settings) for name, spec in runs],
+        threads = {**settings, "threads": max(1, int(cfg.ray.num_cpus))}
+        run_tasks(_train_run, [(name, spec, threads) for name, spec in runs],
                   lambda item, row: record(item[:2], row), RayOptions(**cfg.ray.as_dict()), failed)
     elif cfg.executor == "local":
         for name, spec in runs:
