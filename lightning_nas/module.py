@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Any, Literal, Mapping, Union
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info

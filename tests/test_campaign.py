@@ -8,12 +8,10 @@ import time
 
 import pytest
 
-from conftest import ROOT
 from lightning_nas.campaign import train as train_mod
 from lightning_nas.campaign.store import RowStore, export
 from lightning_nas.commands import build_dataset
 from lightning_nas.errors import UserError
-from lightning_nas.space import n_params
 
 TINY_BUDGET = ["--budget.epochs", "1", "--budget.limit_train_batches", "2", "--budget.n_reps", "2"]
 

@@ -10,7 +10,7 @@ from lightning_nas.errors import UserError
 from lightning_nas.search import mutations as mut
 from lightning_nas.search.evolution import SearchConfig, evolve, pareto_front, random_search
 from lightning_nas.space import Architecture, load_architecture, n_params, sample
-from stub_predictor import TARGET, TargetPredictor
+from stub_predictor import TargetPredictor
 
 SHAPE, CLASSES = (1, 8, 8), 10
 ARCHS = sample(60, seed=5, method="uniform")

@@ -29,6 +29,18 @@ class Budget:
     """Cap the batches per epoch (partial training; mostly for tests)."""
 
 
+def base_row(job: dict[str, Any], status: str = "ok", message: str = "") -> dict[str, Any]:
+    """The fields every row has, whatever happened to the training."""
+    from lightning_nas.analog import AnalogConfig
+    from lightning_nas.space import Architecture
+
+    arch = Architecture.from_dict(job["arch"])
+    budget = Budget(**job["budget"])
+    return {"arch_id": arch.id, "arch": arch.to_dict(), "describe": arch.describe(),
+            "features": arch.features(), "analog": AnalogConfig(**job["analog"]).features(), "task": job["task"],
+            "epochs": budget.epochs, "seed": budget.seed, "status": status, "message": message, "wall_s": 0.0}
+
+
 def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
     """Train and drift-evaluate ``job["arch"]``; returns the row (never raises for the
     architecture's own failures: divergence and errors become a status)."""
@@ -43,11 +55,7 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
     arch = Architecture.from_dict(job["arch"])
     budget = Budget(**job["budget"])
     analog = AnalogConfig(**job["analog"]).resolved()
-    row: dict[str, Any] = {
-        "arch_id": arch.id, "arch": arch.to_dict(), "describe": arch.describe(),
-        "features": arch.features(), "analog": analog.features(), "task": job["task"],
-        "epochs": budget.epochs, "seed": budget.seed, "status": "ok", "message": "",
-    }
+    row = base_row(job)
     start = time.perf_counter()
     for name in ("lightning.pytorch", "lightning.fabric"):  # one line per architecture is the progress bar
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -21,7 +21,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning_nas.analog import AnalogConfig
 from lightning_nas.campaign.ray_executor import RayOptions, run_jobs_ray
 from lightning_nas.campaign.store import RowStore, export
-from lightning_nas.campaign.train import Budget, train_architecture
+from lightning_nas.campaign.train import Budget, base_row, train_architecture
 from lightning_nas.classpath import instantiate
 from lightning_nas.data import TaskDataModule
 from lightning_nas.errors import UserError
@@ -154,10 +154,7 @@ def _claim_gpu(counter: Any, gpus: int) -> None:
 
 
 def failed_row(job: dict[str, Any], message: str) -> dict[str, Any]:
-    arch = Architecture.from_dict(job["arch"])
-    return {"arch_id": arch.id, "arch": arch.to_dict(), "describe": arch.describe(), "features": arch.features(),
-            "analog": AnalogConfig(**job["analog"]).features(), "task": job["task"], "status": "failed",
-            "message": message, "epochs": job["budget"]["epochs"], "seed": job["budget"]["seed"], "wall_s": 0.0}
+    return base_row(job, "failed", message)
 
 
 def check_budget(budget: Budget) -> None:

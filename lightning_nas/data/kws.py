@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import TensorDataset
 from torchvision.datasets.utils import download_and_extract_archive
 
-from lightning_nas.data.base import TaskDataModule, check_fraction
+from lightning_nas.data.base import TaskDataModule
 from lightning_nas.errors import DatasetNotFoundError, UserError
 
 URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"

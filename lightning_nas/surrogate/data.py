@@ -9,10 +9,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lightning_nas.analog import AnalogConfig
 from lightning_nas.errors import UserError
 from lightning_nas.space import Architecture, feature_names
 
-ANALOG_FEATURES = ("weight_noise_std", "inp_bits", "out_bits", "out_noise", "tile_size", "g_max")
+ANALOG_FEATURES = tuple(AnalogConfig().features())  # the hardware features, defined in one place
 TARGETS = {"acc_1d": "acc_1d", "avm": "avm", "std": "acc_1d_std"}  # predictor key -> row metric
 
 
