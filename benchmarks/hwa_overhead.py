@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import time
 from typing import Callable
@@ -24,6 +25,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from lightning_nas import periphery
 from lightning_nas.analog import AnalogConfig, convert
 from lightning_nas.network import build_network
 from lightning_nas.space import load_architecture
@@ -36,8 +38,10 @@ def digital_path(net: nn.Module, device: torch.device) -> tuple[nn.Module, torch
     return model, torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
 
-def analog_path(implementation: str) -> Callable[[nn.Module, torch.device], tuple[nn.Module, torch.optim.Optimizer]]:
-    """The default preset ``pcm_hwa`` computed by ``implementation`` ("aihwkit" or "fast")."""
+def analog_path(implementation: str, periphery: str = "auto"
+                ) -> Callable[[nn.Module, torch.device], tuple[nn.Module, torch.optim.Optimizer]]:
+    """The default preset ``pcm_hwa`` computed by ``implementation`` ("aihwkit" or "fast"); the
+    fast path's element-wise periphery runs the backend ``periphery`` (see lightning_nas.periphery)."""
 
     def factory(net: nn.Module, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
         from aihwkit.optim import AnalogSGD
@@ -46,6 +50,7 @@ def analog_path(implementation: str) -> Callable[[nn.Module, torch.device], tupl
         model = convert(copy.deepcopy(net), config).to(device)
         return model, AnalogSGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
+    factory.periphery = periphery
     return factory
 
 
@@ -53,7 +58,8 @@ def analog_path(implementation: str) -> Callable[[nn.Module, torch.device], tupl
 PATHS: dict[str, Callable[[nn.Module, torch.device], tuple[nn.Module, torch.optim.Optimizer]]] = {
     "digital": digital_path,
     "aihwkit": analog_path("aihwkit"),
-    "fast": analog_path("fast"),
+    "fast": analog_path("fast"),  # the default: native C kernel on CPU, torch.compile on CUDA
+    "fast-eager": analog_path("fast", periphery="eager"),  # the same with eager PyTorch element-wise ops
 }
 
 
@@ -117,12 +123,14 @@ def main() -> None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     paths = ["digital"] + [name for name in args.paths if name != "digital"]
+    backend = periphery.backend_setting()
 
     import aihwkit
     meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "torch": torch.__version__, "aihwkit": aihwkit.__version__, "threads": torch.get_num_threads(),
             "arch": args.arch, "input_shape": args.input_shape, "num_classes": args.num_classes,
-            "warmup": args.warmup, "iters": args.iters}
+            "warmup": args.warmup, "iters": args.iters,
+            "periphery": {n: getattr(PATHS[n], "periphery", "-") for n in paths if n != "digital"}}
     print("  ".join(f"{k}={v}" for k, v in meta.items()))
 
     torch.manual_seed(args.seed)
@@ -134,9 +142,11 @@ def main() -> None:
         y = torch.randint(0, args.num_classes, (bs,), generator=gen).to(device)
         row: dict[str, dict[str, float]] = {}
         for name in paths:
+            os.environ[periphery.ENV] = getattr(PATHS[name], "periphery", "auto")
             model, opt = PATHS[name](net, device)
             row[name] = measure(model, opt, x, y, device, args.warmup, args.iters)
             del model, opt
+        os.environ[periphery.ENV] = backend
         for name in paths:
             r = row[name]
             r["train_ratio"] = r["train_ms"] / row["digital"]["train_ms"]

@@ -46,6 +46,7 @@ from aihwkit.simulator.tiles.torch_tile import TorchSimulatorTile
 from torch import Tensor
 from torch.autograd import Function
 
+from lightning_nas import periphery
 from lightning_nas.errors import UserError
 
 
@@ -86,79 +87,41 @@ def check_supported(rpu_config: Any) -> None:
                         "(the reference path) or change that setting")
 
 
-# -- element-wise chains ---------------------------------------------------------------------
-# They apply the same operations in the same order as aihwkit (so the numbers agree), but
-# in place and without the intermediate tensors autograd would keep. torch.clamp passes no
-# gradient *at* a bound (a value equal to a bound counts as clipped); the masks follow that.
-def _dac(x: Tensor, bound: float, r: Tensor, step: float, inp_bound: float,
-         need_mask: bool) -> tuple[Tensor, Optional[Tensor]]:
-    """Clip to the input range, scale by it, quantise (``step > 0``), clip to the DAC bound.
-    Also returns the mask of elements the DAC clip passes gradients through."""
-    y = torch.clamp(x, -bound, bound).div_(r)
-    passed = None
-    if step > 0:
-        y.div_(step).round_()
-        if need_mask:
-            passed = y.abs() < inp_bound / step
-        y.mul_(step)
-    elif need_mask:
-        passed = y.abs() < inp_bound
-    if inp_bound < 1.0:  # |x1 / r| <= 1 already
-        y.clamp_(-inp_bound, inp_bound)
-    return y, passed
-
-
-def _adc(y: Tensor, noise_std: float, step: float, bound: float, need_mask: bool) -> tuple[Tensor, Optional[Tensor]]:
-    """Output noise, ADC quantisation (``step > 0``) and clipping; also returns the mask of
-    elements passing gradients (``None`` when nothing was clipped)."""
-    if noise_std > 0:
-        out = torch.randn_like(y).mul_(noise_std).add_(y)
-    else:
-        out = y.clone()
-    unit = 1.0
-    if step > 0:
-        out.div_(step).round_()
-        unit = step
-    lim = bound / unit
-    lo, hi = torch.aminmax(out)
-    passed = None
-    if lo <= -lim or hi >= lim:
-        if need_mask:
-            passed = out.abs() < lim
-        out.clamp_(-lim, lim)
-    if step > 0:
-        out.mul_(step)
-    return out, passed
+# The element-wise DAC/ADC chains live in lightning_nas.periphery (eager, native C, compiled).
 
 
 class _DAC(Function):
     """The tile's input path with aihwkit's gradients: straight-through quantisation, the
     clip masks, the division by the learned input range and ``InputRangeForward``'s
-    clipping and decay terms."""
+    clipping and decay terms. With ``counts`` (the input-range decay is on) the forward also
+    measures the fraction of unfolded inputs inside the range, which gates the decay."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, r: Tensor, step: float, inp_bound: float, ir_params: Any,
-                percentage: Tensor) -> Tensor:
-        bound = abs(r.item())
-        out, passed = _dac(x, bound, r, step, inp_bound, need_mask=True)
-        ctx.save_for_backward(x, passed, r, percentage)
-        ctx.args = (bound, inp_bound, ir_params)
+                counts: Optional[Tensor], n_unfolded: int) -> Tensor:
+        out, outside = periphery.dac(x, r, step, inp_bound, counts=counts)
+        percentage = (1.0 - outside / n_unfolded).to(x.dtype) if outside is not None else x.new_zeros(())
+        ctx.save_for_backward(x, r, percentage)  # the clip mask is recomputed from x
+        ctx.args = (step, inp_bound, ir_params)
         return out
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple:
-        x, passed, r, percentage = ctx.saved_tensors
-        bound, inp_bound, p = ctx.args
-        gm = torch.where(passed, g, 0.0)
+        x, r, percentage = ctx.saved_tensors
+        step, inp_bound, p = ctx.args
         if p.manage_output_clipping:
             raise NotImplementedError("input_range.manage_output_clipping")
         if inp_bound <= 1.0:
             # An input at or beyond its range reaches the DAC as +-1 (or rounds to it) and
             # passes no gradient, so passed elements are unclipped (x1 == x) and
             # InputRangeForward's clipping term is zero.
-            grad_r = -(gm * x).sum() / (r * r)
-            grad_x = gm.div_(r)
+            # g is the gradient the tile's convolution computed for its input, which feeds
+            # nothing else: it may be overwritten.
+            grad_x, sum_gx = periphery.dac_backward(g, x, r, step, inp_bound, inplace=True)
+            grad_r = -sum_gx / (r * r)
         else:
+            gm = torch.where(periphery.dac_mask(x, r, step, inp_bound), g, 0.0)
+            bound = r.abs()
             x1 = torch.clamp(x, -bound, bound)
             grad_r = -(gm * x1).sum() / (r * r)
             g2 = gm / r
@@ -169,22 +132,29 @@ class _DAC(Function):
             grad_x = torch.where((x > -bound) & (x < bound), g2, 0.0)
         if p.decay > 0:
             grad_r = grad_r + p.decay * r * (percentage > p.input_min_percentage)
-        return grad_x, grad_r, None, None, None, None
+        return grad_x, grad_r, None, None, None, None, None
 
 
 class _ADC(Function):
-    """Output noise, ADC quantisation and clipping; straight-through inside the bound."""
+    """Output noise, ADC quantisation and clipping (straight-through inside the bound), then
+    the tile's output scales (``scale``, per channel or scalar, may be learned)."""
 
     @staticmethod
-    def forward(ctx: Any, y: Tensor, noise_std: float, step: float, bound: float) -> Tensor:
-        out, passed = _adc(y, noise_std, step, bound, need_mask=True)
-        ctx.save_for_backward(passed)
+    def forward(ctx: Any, y: Tensor, scale: Optional[Tensor], noise_std: float, step: float, bound: float) -> Tensor:
+        keep = scale is not None and ctx.needs_input_grad[1]
+        # In place over the convolution's output where the backend can (nothing else holds it).
+        out, passed, unscaled = periphery.adc(y, noise_std, step, bound, need_mask=True, scale=scale,
+                                              keep_unscaled=keep, inplace=True)
+        if out is y:
+            ctx.mark_dirty(y)
+        ctx.save_for_backward(passed, scale, unscaled, out if keep and unscaled is None else None)
         return out
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple:
-        (passed,) = ctx.saved_tensors
-        return (g if passed is None else torch.where(passed, g, 0.0)), None, None, None
+        passed, scale, unscaled, out = ctx.saved_tensors
+        grad_y, grad_scale = periphery.adc_backward(g, passed, scale, unscaled, out)
+        return grad_y, grad_scale, None, None, None
 
 
 class FastAnalogConv2d(AnalogConv2d):
@@ -275,25 +245,31 @@ def _unfold_counts(layer: AnalogConv2d, channels: int, pad: tuple[int, int], h: 
     return _MAPS[key]
 
 
-def _count_outside(x: Tensor, bound: float) -> Tensor:
-    return (x.abs() >= bound).sum(0, dtype=torch.float64)
-
-
 @torch.no_grad()
 def _update_input_range_from_data(tile: Any, xs: Tensor, counts: Tensor, n: int) -> None:
     """aihwkit's ``apply_input_range(update_from_data=True)`` with the std of the unfolded input
-    (padding zeros included: they count as elements but add nothing to the sums)."""
+    (padding zeros included: they count as elements but add nothing to the sums). The caller
+    checks that the tile is still initialising (``_initialising``)."""
     params = tile.rpu_config.pre_post.input_range
     idx = tile.input_range_update_idx
-    if idx < params.init_from_data:
-        x64 = xs.detach().double()
-        s1 = (x64.sum(0).flatten(1) * counts).sum()
-        s2 = ((x64 * x64).sum(0).flatten(1) * counts).sum()
-        std = ((s2 - s1 * s1 / n) / max(n - 1, 1)).clamp_min(0).sqrt().to(xs.dtype)
-        if std > 0.0:
-            tile.input_range.data = (tile.input_range.data * idx + params.init_std_alpha * std) / (idx + 1)
-            tile.input_range_update_idx.data += 1
-        tile.input_range.data = tile.input_range.data.abs()
+    s1, s2 = periphery.weighted_moments(xs, counts)
+    std = ((s2 - s1 * s1 / n) / max(n - 1, 1)).clamp_min(0).sqrt().to(xs.dtype)
+    if std > 0.0:
+        tile.input_range.data = (tile.input_range.data * idx + params.init_std_alpha * std) / (idx + 1)
+        tile.input_range_update_idx.data += 1
+    tile.input_range.data = tile.input_range.data.abs()
+
+
+def _initialising(tile: Any, init_from_data: int) -> bool:
+    """Whether the tile still initialises its input range from data. Reading the counter costs
+    a device sync, so "done" is remembered until the counter is overwritten (a checkpoint load)."""
+    idx = tile.input_range_update_idx
+    if getattr(tile, "_lnas_range_done", None) == idx._version:
+        return False
+    if int(idx) >= init_from_data:
+        tile._lnas_range_done = idx._version
+        return False
+    return True
 
 
 def _out_hw(layer: AnalogConv2d, h: int, w: int) -> tuple[int, int]:
@@ -310,28 +286,25 @@ def _tile_conv(tile: Any, layer: AnalogConv2d, xs: Tensor, pad: tuple[int, int],
     step_out = (1 / io.out_res if io.out_res > 1.0 else io.out_res) * 2 * io.out_bound if io.out_res > 0 else 0.0
     # -- input: learned range (pre_forward) and DAC -----------------------------------------
     r = tile.input_range
+    grad = torch.is_grad_enabled()
     if r is not None:
         ir = rpu.pre_post.input_range
-        training = not is_test and torch.is_grad_enabled()
-        needs_stats = (not is_test and tile.input_range_update_idx < ir.init_from_data) or (training and ir.decay > 0)
-        if needs_stats:
+        training = not is_test and grad
+        initialising = not is_test and _initialising(tile, ir.init_from_data)
+        if initialising or (training and ir.decay > 0):
             h, w = xs.shape[-2:]
             out_hw = _out_hw(layer, h, w)
             counts = _unfold_counts(layer, channels, pad, h, w, out_hw, xs.device)
             n = xs.shape[0] * out_hw[0] * out_hw[1] * (channels * layer.kernel_size[0] * layer.kernel_size[1]
                                                        - pad[0] - pad[1])
-            if not is_test and tile.input_range_update_idx < ir.init_from_data:
+            if initialising:
                 _update_input_range_from_data(tile, xs, counts, n)
-        percentage = xs.new_zeros(())
-        if training and ir.decay > 0:
-            outside = (_count_outside(xs.detach(), abs(r.item())).flatten(1) * counts).sum()
-            percentage = (1.0 - outside / n).to(xs.dtype)
-        if torch.is_grad_enabled():
-            xq = _DAC.apply(xs, r, 0.0 if ideal else step_in, float("inf") if ideal else io.inp_bound,
-                            ir, percentage)
+        step, bound = (0.0, float("inf")) if ideal else (step_in, io.inp_bound)
+        if grad:
+            decay = training and ir.decay > 0
+            xq = _DAC.apply(xs, r, step, bound, ir, counts if decay else None, n if decay else 1)
         else:
-            xq = _dac(xs, abs(r.item()), r, 0.0 if ideal else step_in,
-                      float("inf") if ideal else io.inp_bound, need_mask=False)[0]
+            xq = periphery.dac(xs, r, step, bound)[0]
     else:  # ideal periphery (check_supported rules out the other cases)
         xq = xs
     # -- weights: the tile's own, plus training weight noise (aihwkit's modify_weight) -------
@@ -341,23 +314,25 @@ def _tile_conv(tile: Any, layer: AnalogConv2d, xs: Tensor, pad: tuple[int, int],
     kernel = F.pad(weight, pad) if pad != (0, 0) else weight
     y = _conv(layer, xq, kernel.reshape(weight.shape[0], channels, *layer.kernel_size))
     # -- output: noise, ADC, clipping; then the tile's scales -----------------------------------
-    if not ideal:
-        if tile.tile.out_noise_values is not None:
-            raise UserError("the fast analog path does not support per-column output noise "
-                            "(out_noise_values); set analog.implementation: aihwkit")
-        out_bound = io.out_bound if io.out_bound > 0 else float("inf")
-        if torch.is_grad_enabled():
-            y = _ADC.apply(y, io.out_noise, step_out, out_bound)
-        else:
-            y = _adc(y, io.out_noise, step_out, out_bound, need_mask=False)[0]
     scale = tile.out_scaling_alpha.view(-1) if tile.out_scaling_alpha is not None else None
     for extra in (r, tile.get_mapping_scales(), io.out_scale if io.out_scale != 1.0 else None,
                   tile.alpha if is_test and rpu.drift_compensation is not None else None):
         if extra is not None:
             scale = extra if scale is None else scale * extra
+    if not torch.is_tensor(scale) and scale is not None:
+        scale = y.new_tensor(float(scale))
+    if not ideal:
+        if tile.tile.out_noise_values is not None:
+            raise UserError("the fast analog path does not support per-column output noise "
+                            "(out_noise_values); set analog.implementation: aihwkit")
+        out_bound = io.out_bound if io.out_bound > 0 else float("inf")
+        if grad:
+            y = _ADC.apply(y, scale, io.out_noise, step_out, out_bound)
+        else:
+            y = periphery.adc(y, io.out_noise, step_out, out_bound, need_mask=False, scale=scale, inplace=True)[0]
+        scale = None  # applied by the ADC pass
     if scale is not None:
-        scale = scale.view(1, -1, 1, 1) if torch.is_tensor(scale) and scale.numel() > 1 else scale
-        y = y * scale if torch.is_grad_enabled() else y.mul_(scale)
+        y = y * periphery.per_channel(scale, y)
     if tile.digital_bias and tile.bias is not None:
         y = y + tile.bias.view(1, -1, 1, 1)
     return y

@@ -1,6 +1,7 @@
 """The fast analog convolution against aihwkit's torch tile on the same weights and inputs."""
 
 import copy
+import os
 
 import pytest
 import torch
@@ -12,6 +13,9 @@ from lightning_nas.errors import UserError
 from lightning_nas.fast_analog import FastAnalogConv2d
 from lightning_nas.module import AnalogNASModule
 
+# The GPU check runs this file with LIGHTNING_NAS_TEST_DEVICE=cuda (both paths on the GPU).
+DEVICE = torch.device(os.environ.get("LIGHTNING_NAS_TEST_DEVICE", "cpu"))
+
 
 def pair(conv: nn.Conv2d, input_range: float = 2.5, **overrides):
     """(reference, fast) analog layers holding the same weights and input ranges."""
@@ -20,6 +24,7 @@ def pair(conv: nn.Conv2d, input_range: float = 2.5, **overrides):
     fast = convert(nn.Sequential(copy.deepcopy(conv)), AnalogConfig(implementation="fast", **overrides))[0]
     assert type(ref) is AnalogConv2d and type(fast) is FastAnalogConv2d
     fast.load_state_dict(ref.state_dict())
+    ref, fast = ref.to(DEVICE), fast.to(DEVICE)
     for layer in (ref, fast):
         for tile in layer.analog_tiles():
             if tile.input_range is not None:
@@ -43,13 +48,13 @@ def mismatch(a, b, tol=1e-5) -> float:
     return ((a - b).abs() > tol).float().mean().item()
 
 
-X = torch.randn(8, 16, 10, 10, generator=torch.Generator().manual_seed(1))
+X = torch.randn(8, 16, 10, 10, generator=torch.Generator().manual_seed(1)).to(DEVICE)
 
 
 def test_ideal_forward_equals_digital():
     digital = conv()
     ref, fast = pair(digital, preset="ideal_periphery")
-    expected = digital(X)
+    expected = digital.to(DEVICE)(X)
     assert torch.allclose(run(fast, X), expected, atol=1e-5)
     assert torch.allclose(run(ref, X), expected, atol=1e-5)
 
@@ -71,7 +76,7 @@ def test_input_quantisation_step():
     eye = nn.Conv2d(4, 4, 1, bias=False)
     eye.weight.data = torch.eye(4).view(4, 4, 1, 1)
     _, fast = pair(eye, input_range=1.0, inp_bits=4, out_bits=0, out_noise=0.0)
-    x = torch.rand(2, 4, 5, 5) * 2 - 1
+    x = (torch.rand(2, 4, 5, 5) * 2 - 1).to(DEVICE)
     y = run(fast, x)
     levels = y * (2 ** 4 - 2) / 2  # 14 steps over [-1, 1]
     assert torch.allclose(levels, levels.round(), atol=1e-4)
@@ -140,7 +145,7 @@ def grads(layer, x, g, seed=5):
 def test_gradients_match_reference(scale):
     ref, fast = pair(conv(), weight_noise_std=0.0, out_noise=0.0)
     x = X * scale
-    g = torch.randn(8, 24, 10, 10, generator=torch.Generator().manual_seed(2))
+    g = torch.randn(8, 24, 10, 10, generator=torch.Generator().manual_seed(2)).to(DEVICE)
     gr, gf = grads(ref, x, g), grads(fast, x, g)
     for name, a, b in zip(("input", "weight"), gr[:2], gf[:2]):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
