@@ -27,7 +27,8 @@ class DriftEvaluation(L.Callback):
     for the test set and ``analog_val/...`` for mid-training evaluations.
 
     The test results are also written to ``drift_metrics.json`` in the trainer's log
-    dir, kept in :attr:`metrics` and, with ``verbose``, printed as a table. The model's own weights are never changed, so
+    dir (unless ``save_json`` is false), kept in :attr:`metrics` and, with ``verbose``,
+    printed as a table. The model's own weights are never changed, so
     training can go on after a mid-training evaluation.
 
     Example::
@@ -37,7 +38,8 @@ class DriftEvaluation(L.Callback):
     """
 
     def __init__(self, t_inference: Sequence[float] = DEFAULT_TIMES, n_reps: int = 5, std_time: float = DAY,
-                 every_n_val_epochs: Optional[int] = None, seed: int = 0, verbose: bool = True) -> None:
+                 every_n_val_epochs: Optional[int] = None, seed: int = 0, verbose: bool = True,
+                 save_json: bool = True) -> None:
         times = sorted(float(t) for t in t_inference)
         if not times or times[0] < 0:
             raise UserError(f"t_inference must be a non-empty list of times >= 0 s, got {list(t_inference)}")
@@ -53,6 +55,7 @@ class DriftEvaluation(L.Callback):
         self.every_n_val_epochs = every_n_val_epochs
         self.seed = seed
         self.verbose = verbose
+        self.save_json = save_json
         self.metrics: dict[str, float] = {}
         self.raw: dict[float, list[float]] = {}
 
@@ -77,7 +80,7 @@ class DriftEvaluation(L.Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.metrics = self.evaluate(pl_module, trainer.test_dataloaders)
         pl_module.log_dict(self.metrics)
-        if trainer.is_global_zero:
+        if self.save_json and trainer.is_global_zero:
             self._write_json(trainer)
         if self.verbose:
             rank_zero_info(f"Drift evaluation ({self.n_reps} programmings, test set, accuracy in %):\n"

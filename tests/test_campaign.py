@@ -68,12 +68,15 @@ def test_failing_architecture_is_recorded_and_the_campaign_goes_on(tmp_path, mon
     assert "out of memory" in next(r for r in rows if r["status"] == "failed")["message"]
 
 
-def test_training_errors_become_statuses(tmp_path):
+def test_training_errors_become_statuses(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     job = {"arch": {"stages": [{}]}, "budget": {"epochs": 1, "limit_train_batches": 1, "n_reps": 1},
            "analog": {}, "task": "digits", "data": {"class_path": "lightning_nas.data.DigitsDataModule",
                                                     "init_args": {"batch_size": 10**9}}}
     row = train_mod.train_architecture(job)
     assert row["status"] == "ok"  # a huge batch is fine
+    assert set(row["metrics"]) >= {"acc_1d", "avm"}
+    assert not list(tmp_path.iterdir())  # no log dir: nothing written to the working directory
     job["budget"].update(lr=1e38, limit_train_batches=5)  # no clipping: the weights overflow
     job["analog"] = {"clip_value": 0.0}
     job["data"]["init_args"]["batch_size"] = 32

@@ -71,8 +71,10 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
         model = AnalogNASModule(arch.to_dict(), analog=analog, input_shape=dm.input_shape,
                                 num_classes=dm.num_classes, lr=budget.lr,
                                 digital_warmup_epochs=budget.digital_warmup_epochs)
+        # The row keeps the metrics; without a log dir there is nowhere to put drift_metrics.json
+        # (the trainer would fall back to the working directory).
         drift = DriftEvaluation(t_inference=budget.t_inference, n_reps=budget.n_reps, seed=budget.seed,
-                                verbose=False)
+                                verbose=False, save_json=bool(job.get("log_dir")))
         logger: Any = False
         if job.get("log_dir"):
             from lightning.pytorch.loggers import TensorBoardLogger
