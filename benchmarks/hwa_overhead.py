@@ -6,8 +6,10 @@ the same digital network weights and is timed on the same random inputs:
 * ``train``: one training step (forward, cross-entropy backward, optimizer step, ``model.train()``);
 * ``eval``:  one evaluation forward (``model.eval()``, ``torch.no_grad()``).
 
-Reported times are the median over ``--iters`` timed iterations after ``--warmup``
-untimed ones; ratios are always relative to the ``digital`` path.
+Reported times are the median over ``--iters`` timed rounds after ``--warmup`` untimed
+ones; in every round each path runs once, in turn. Ratios are always relative to the
+``digital`` path. Training is timed after the tiles' input ranges are initialised from
+data (``--input-range-init done``, the steady state) unless ``running`` is asked for.
 
     .venv/bin/python benchmarks/hwa_overhead.py --arch resnet32 --batch-sizes 32 128 --iters 5
 """
@@ -15,12 +17,13 @@ untimed ones; ratios are always relative to the ``digital`` path.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -63,43 +66,74 @@ PATHS: dict[str, Callable[[nn.Module, torch.device], tuple[nn.Module, torch.opti
 }
 
 
-def median_ms(fn: Callable[[], None], device: torch.device, warmup: int, iters: int) -> float:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+class Runner:
+    """One path's model, optimizer and its two timed operations on fixed inputs."""
 
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    def __init__(self, name: str, net: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> None:
+        self.name, self.x, self.y, self.device = name, x, y, device
+        self.periphery = getattr(PATHS[name], "periphery", "auto")
+        with self.backend():
+            self.model, self.opt = PATHS[name](net, device)
+        self.loss_fn = nn.CrossEntropyLoss()
 
+    @contextlib.contextmanager
+    def backend(self) -> Iterator[None]:
+        """Run with the path's periphery backend (lightning_nas.periphery reads it per call)."""
+        old = os.environ.get(periphery.ENV)
+        os.environ[periphery.ENV] = self.periphery
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop(periphery.ENV, None)
+            else:
+                os.environ[periphery.ENV] = old
 
-def measure(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-            device: torch.device, warmup: int, iters: int) -> dict[str, float]:
-    loss_fn = nn.CrossEntropyLoss()
+    def train_step(self) -> None:
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        self.loss_fn(self.model(self.x), self.y).backward()
+        self.opt.step()
 
-    def train_step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        opt.step()
-
-    def eval_forward() -> None:
+    def eval_forward(self) -> None:
+        self.model.eval()
         with torch.no_grad():
-            model(x)
+            self.model(self.x)
 
-    # Eval first: it leaves weights and BN statistics untouched, so every path is evaluated
-    # on exactly the same weights.
-    model.eval()
-    eval_ms = median_ms(eval_forward, device, warmup, iters)
-    model.train()
-    train_ms = median_ms(train_step, device, warmup, iters)
-    return {"train_ms": train_ms, "eval_ms": eval_ms}
+    def timed(self, op: str) -> float:
+        with self.backend():
+            sync(self.device)
+            start = time.perf_counter()
+            getattr(self, op)()
+            sync(self.device)
+        return (time.perf_counter() - start) * 1e3
+
+    def finish_input_range_init(self) -> None:
+        """Count every tile's input range as initialised from data (as after the first
+        ``init_from_data`` training batches; during those, each step also measures input statistics)."""
+        for module in self.model.modules():
+            if hasattr(module, "analog_tiles"):
+                for tile in module.analog_tiles():
+                    if getattr(tile, "input_range", None) is not None:
+                        tile.input_range_update_idx.data.fill_(tile.rpu_config.pre_post.input_range.init_from_data)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(runners: list[Runner], op: str, warmup: int, iters: int) -> dict[str, float]:
+    """Median ms of ``op`` per path; the paths take turns in every round, so a machine that
+    speeds up or slows down during the run affects every path alike."""
+    for _ in range(warmup):
+        for r in runners:
+            r.timed(op)
+    times: dict[str, list[float]] = {r.name: [] for r in runners}
+    for _ in range(iters):
+        for r in runners:
+            times[r.name].append(r.timed(op))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -114,8 +148,18 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave)")
     p.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--input-range-init", choices=["done", "running"], default="done",
+                   help="time training after the tiles' input ranges are initialised from data (done, the "
+                        "steady state) or during that phase (running: the first init_from_data=100 batches)")
+    p.add_argument("--max-batch", nargs="+", default=[], metavar="PATH=N",
+                   help="run PATH only up to batch size N (e.g. aihwkit=128: its unfolded activations "
+                        "need more than 24 GB of RAM at batch 512)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON (after every batch size)")
     args = p.parse_args()
+    try:
+        max_batch = {k: int(v) for k, v in (item.split("=") for item in args.max_batch)}
+    except ValueError:
+        p.error(f"--max-batch takes PATH=N pairs, got {args.max_batch}")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,44 +167,47 @@ def main() -> None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     paths = ["digital"] + [name for name in args.paths if name != "digital"]
-    backend = periphery.backend_setting()
 
     import aihwkit
     meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "torch": torch.__version__, "aihwkit": aihwkit.__version__, "threads": torch.get_num_threads(),
             "arch": args.arch, "input_shape": args.input_shape, "num_classes": args.num_classes,
-            "warmup": args.warmup, "iters": args.iters,
+            "warmup": args.warmup, "iters": args.iters, "input_range_init": args.input_range_init,
+            "max_batch": max_batch, "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "-"),
             "periphery": {n: getattr(PATHS[n], "periphery", "-") for n in paths if n != "digital"}}
     print("  ".join(f"{k}={v}" for k, v in meta.items()))
 
     torch.manual_seed(args.seed)
     net = build_network(load_architecture(args.arch), args.input_shape, args.num_classes)
+    header = f"{'batch':>5}  {'path':<10} {'train ms':>10} {'eval ms':>10} {'train x':>8} {'eval x':>8}"
+    print(header + "\n" + "-" * len(header), flush=True)
     results = []
     for bs in args.batch_sizes:
         gen = torch.Generator().manual_seed(args.seed + bs)
         x = torch.randn(bs, *args.input_shape, generator=gen).to(device)
         y = torch.randint(0, args.num_classes, (bs,), generator=gen).to(device)
-        row: dict[str, dict[str, float]] = {}
-        for name in paths:
-            os.environ[periphery.ENV] = getattr(PATHS[name], "periphery", "auto")
-            model, opt = PATHS[name](net, device)
-            row[name] = measure(model, opt, x, y, device, args.warmup, args.iters)
-            del model, opt
-        os.environ[periphery.ENV] = backend
-        for name in paths:
-            r = row[name]
-            r["train_ratio"] = r["train_ms"] / row["digital"]["train_ms"]
-            r["eval_ratio"] = r["eval_ms"] / row["digital"]["eval_ms"]
-            results.append({"batch_size": bs, "path": name, **r})
-
-    header = f"{'batch':>5}  {'path':<10} {'train ms':>10} {'eval ms':>10} {'train x':>8} {'eval x':>8}"
-    print(header + "\n" + "-" * len(header))
-    for r in results:
-        print(f"{r['batch_size']:>5}  {r['path']:<10} {r['train_ms']:>10.1f} {r['eval_ms']:>10.1f} "
-              f"{r['train_ratio']:>8.2f} {r['eval_ratio']:>8.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results}, f, indent=2)
+        names = [n for n in paths if bs <= max_batch.get(n, bs)]
+        runners = [Runner(name, net, x, y, device) for name in names]
+        # Eval first: it leaves weights and BN statistics untouched, so every path is evaluated
+        # on exactly the same weights.
+        eval_ms = measure(runners, "eval_forward", args.warmup, args.iters)
+        for r in runners:
+            r.train_step()  # the first step initialises the input ranges from data
+            if args.input_range_init == "done":
+                r.finish_input_range_init()
+        train_ms = measure(runners, "train_step", args.warmup, args.iters)
+        del runners
+        for name in names:  # printed (and saved) per batch size: a later crash loses nothing
+            r = {"batch_size": bs, "path": name, "train_ms": train_ms[name], "eval_ms": eval_ms[name],
+                 "train_ratio": train_ms[name] / train_ms["digital"], "eval_ratio": eval_ms[name] / eval_ms["digital"]}
+            results.append(r)
+            print(f"{bs:>5}  {name:<10} {r['train_ms']:>10.1f} {r['eval_ms']:>10.1f} "
+                  f"{r['train_ratio']:>8.2f} {r['eval_ratio']:>8.2f}", flush=True)
+        for name in sorted(set(paths) - set(names)):
+            print(f"{bs:>5}  {name:<10} {'skipped (--max-batch)':>30}", flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"meta": meta, "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ output, so the same computation can run as a convolution on the image:
   added in digital, each quantised on its own.
 
 Nothing is copied: every number is read from the tile and its ``rpu_config`` (the
-preset object), and aihwkit's own functions do the quantisation, noise and scaling.
+preset object); the weight noise is aihwkit's own ``modify_weight``; the element-wise
+DAC/ADC run in :mod:`lightning_nas.periphery` (native C on CPU, ``torch.compile`` on
+CUDA, eager PyTorch as the reference), fused with the scales and the masks' gradients.
 The layer stays an aihwkit ``AnalogConv2d`` (same tiles, same state dict), so
 programming, drift and checkpoints work unchanged; ``layer.fast = False`` runs
 aihwkit's unfold path.
@@ -320,7 +322,7 @@ def _tile_conv(tile: Any, layer: AnalogConv2d, xs: Tensor, pad: tuple[int, int],
         if extra is not None:
             scale = extra if scale is None else scale * extra
     if not torch.is_tensor(scale) and scale is not None:
-        scale = y.new_tensor(float(scale))
+        scale = periphery.scalar_like(float(scale), y)
     if not ideal:
         if tile.tile.out_noise_values is not None:
             raise UserError("the fast analog path does not support per-column output noise "

@@ -276,7 +276,8 @@ _compiled: dict[str, Callable] = {}
 _scalars: dict[tuple, Tensor] = {}
 
 
-def _scalar(value: float, like: Tensor) -> Tensor:
+def scalar_like(value: float, like: Tensor) -> Tensor:
+    """A cached 0-d tensor holding ``value`` on ``like``'s device (no host-to-device copy per call)."""
     key = (value, like.device, like.dtype)
     if key not in _scalars:
         _scalars[key] = torch.tensor(value, device=like.device, dtype=like.dtype)
@@ -359,14 +360,14 @@ def dac(x: Tensor, r: Tensor, step: float, inp_bound: float, counts: Optional[Te
     if backend == "native":
         return dac_native(x, r, step, inp_bound, counts)
     if backend == "compile":
-        return _compiled_fn("dac")(x, r, _scalar(step, x), _scalar(inp_bound, x), step > 0, inp_bound < 1.0, counts)
+        return _compiled_fn("dac")(x, r, scalar_like(step, x), scalar_like(inp_bound, x), step > 0, inp_bound < 1.0, counts)
     return _dac(x, r, step, inp_bound, step > 0, inp_bound < 1.0, counts)
 
 
 def dac_mask(x: Tensor, r: Tensor, step: float, inp_bound: float, backend: Optional[str] = None) -> Tensor:
     """Where the DAC's clip passes gradients (``torch.clamp`` semantics)."""
     if (backend or choose(x)) == "compile":
-        return _compiled_fn("dac_mask")(x, r, _scalar(step, x), _scalar(inp_bound, x), step > 0)
+        return _compiled_fn("dac_mask")(x, r, scalar_like(step, x), scalar_like(inp_bound, x), step > 0)
     return _dac_mask(x, r, step, inp_bound, step > 0)
 
 
@@ -378,7 +379,7 @@ def dac_backward(g: Tensor, x: Tensor, r: Tensor, step: float, inp_bound: float,
     if backend == "native":
         return dac_backward_native(g, x, r, step, inp_bound, inplace)
     if backend == "compile":
-        return _compiled_fn("dac_backward")(g, x, r, _scalar(step, x), _scalar(inp_bound, x), step > 0)
+        return _compiled_fn("dac_backward")(g, x, r, scalar_like(step, x), scalar_like(inp_bound, x), step > 0)
     return _dac_backward(g, x, r, step, inp_bound, step > 0)
 
 
@@ -392,7 +393,7 @@ def adc(y: Tensor, noise_std: float, step: float, bound: float, need_mask: bool,
     if backend == "native":
         return adc_native(y, noise_std, step, bound, need_mask, scale, keep_unscaled, inplace)
     if backend == "compile":
-        return _compiled_fn("adc")(y, _scalar(noise_std, y), _scalar(step, y), _scalar(bound, y), noise_std > 0,
+        return _compiled_fn("adc")(y, scalar_like(noise_std, y), scalar_like(step, y), scalar_like(bound, y), noise_std > 0,
                                    step > 0, need_mask, scale, keep_unscaled)
     return _adc(y, noise_std, step, bound, noise_std > 0, step > 0, need_mask, scale, keep_unscaled)
 

@@ -1,0 +1,156 @@
+"""The periphery backends (native C, torch.compile) against the eager reference, and the
+statistics of the native kernel's Gaussian noise."""
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+from lightning_nas import periphery as P
+from lightning_nas.errors import UserError
+
+# (N, C, H, W): a 7x7 plane (odd sizes, bit masks not byte aligned per plane) and one tensor
+# larger than a thread chunk (32768 elements), so several OpenMP chunks are used.
+SHAPES = [(3, 5, 7, 7), (4, 16, 32, 32)]
+STEP_IN, STEP_OUT = 2 / 254, 20 / 254
+
+
+def data(shape, seed=0, scale=2.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g) * scale
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("step,inp_bound", [(STEP_IN, 1.0), (0.0, 1.0), (STEP_IN, 0.5)])
+def test_native_dac_and_backward_equal_eager(shape, step, inp_bound):
+    x, g, r = data(shape), data(shape, 1), torch.tensor([1.7])
+    counts = torch.randint(0, 10, (shape[1], shape[2] * shape[3])).double()
+    ref, ref_outside = P.dac(x, r, step, inp_bound, counts=counts, backend="eager")
+    out, outside = P.dac(x, r, step, inp_bound, counts=counts, backend="native")
+    assert torch.equal(out, ref)
+    assert outside.item() == ref_outside.item() > 0  # exact: integer counts in float64
+    ref_gx, ref_sum = P.dac_backward(g, x, r, step, inp_bound, backend="eager")
+    gx, total = P.dac_backward(g.clone(), x, r, step, inp_bound, inplace=True, backend="native")
+    assert torch.allclose(gx, ref_gx, rtol=1e-6, atol=1e-7)
+    assert total.item() == pytest.approx(ref_sum.item(), rel=1e-4)
+    assert (ref_gx == 0).float().mean() > 0.05  # the clip masked some gradients
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("step,bound", [(STEP_OUT, 3.0), (0.0, 3.0), (STEP_OUT, math.inf)])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_native_adc_and_backward_equal_eager(shape, step, bound, per_channel):
+    y, g = data(shape), data(shape, 1)
+    scale = torch.rand(shape[1]) + 0.5 if per_channel else torch.tensor([0.7])
+    ref, ref_mask, ref_q = P.adc(y, 0.0, step, bound, True, scale, keep_unscaled=True, backend="eager")
+    out, packed, q = P.adc(y.clone(), 0.0, step, bound, True, scale, keep_unscaled=True, inplace=True,
+                           backend="native")
+    assert torch.equal(out, ref)
+    assert torch.equal(P._unpack_bits(packed, y), ref_mask)
+    assert q is None  # recovered from out in the backward
+    ref_gy, ref_gs = P.adc_backward(g, ref_mask, scale, ref_q, None, backend="eager")
+    gy, gs = P.adc_backward(g, packed, scale, q, out, backend="native")
+    assert torch.equal(gy, ref_gy)
+    assert gs.shape == scale.shape and torch.allclose(gs, ref_gs, rtol=1e-4, atol=1e-4)
+    if bound < math.inf:
+        assert 0.01 < (~ref_mask).float().mean() < 0.9  # some outputs clipped, most not
+
+
+def test_native_adc_keeps_the_unscaled_output_when_a_scale_is_zero():
+    y, g = data(SHAPES[0]), data(SHAPES[0], 1)
+    scale = torch.rand(5) + 0.5
+    scale[2] = 0.0
+    _, mask, ref_q = P.adc(y, 0.0, STEP_OUT, 3.0, True, scale, keep_unscaled=True, backend="eager")
+    out, packed, q = P.adc(y, 0.0, STEP_OUT, 3.0, True, scale, keep_unscaled=True, backend="native")
+    assert torch.equal(q, ref_q)
+    ref = P.adc_backward(g, mask, scale, ref_q, None, backend="eager")
+    got = P.adc_backward(g, packed, scale, q, out, backend="native")
+    assert torch.allclose(got[1], ref[1], rtol=1e-4, atol=1e-4) and got[1][2] != 0
+
+
+def native_noise(n=2_000_000, seed=0, std=1.0):
+    torch.manual_seed(seed)
+    return P.adc(torch.zeros(1, 1, 1, n), std, 0.0, math.inf, False, backend="native")[0].flatten().double()
+
+
+def test_native_noise_is_standard_gaussian():
+    z = native_noise()
+    assert abs(z.mean().item()) < 0.003 and abs(z.std().item() - 1) < 0.003
+    assert stats.kstest(z[:200_000].numpy(), "norm").pvalue > 1e-3
+    tail = (z.abs() > 3).double().mean().item()
+    assert tail == pytest.approx(2 * stats.norm.sf(3), rel=0.1)
+    assert abs(stats.kurtosis(z.numpy())) < 0.02  # Gaussian tails, not a sum of uniforms
+    for lag in (1, 2, 1024):  # neighbours, Box-Muller pairs, block halves
+        assert abs(torch.corrcoef(torch.stack([z[:-lag], z[lag:]]))[0, 1].item()) < 0.005
+
+
+def test_native_noise_follows_torch_seed_and_not_thread_count():
+    a, b = native_noise(100_000, seed=1), native_noise(100_000, seed=1)
+    assert torch.equal(a, b)
+    assert abs(torch.corrcoef(torch.stack([a, native_noise(100_000, seed=2)]))[0, 1]) < 0.02
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = native_noise(100_000, seed=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, a)
+
+
+def test_output_noise_std_matches_eager():
+    y = torch.zeros(8, 4, 50, 50)
+    torch.manual_seed(0)
+    eager = P.adc(y, 0.04, STEP_OUT, 3.0, False, backend="eager")[0] - y
+    native = P.adc(y, 0.04, STEP_OUT, 3.0, False, backend="native")[0] - y
+    # Noise (std 0.04) below half an ADC step (0.039): most outputs round to 0 in both.
+    assert native.std().item() == pytest.approx(eager.std().item(), rel=0.03)
+    assert (native == 0).float().mean().item() == pytest.approx((eager == 0).float().mean().item(), abs=0.01)
+
+
+def test_compiled_backend_equals_eager():
+    x, r = data(SHAPES[0]), torch.tensor([1.7])
+    scale = torch.rand(5) + 0.5
+    for args in [(x, r, STEP_IN, 1.0)]:
+        assert torch.equal(P.dac(*args, backend="compile")[0], P.dac(*args, backend="eager")[0])
+    a = P.adc(x, 0.0, STEP_OUT, 3.0, True, scale, keep_unscaled=True, backend="compile")
+    b = P.adc(x, 0.0, STEP_OUT, 3.0, True, scale, keep_unscaled=True, backend="eager")
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+
+
+def test_backend_setting_errors_and_fallbacks(monkeypatch):
+    x = data(SHAPES[0])
+    monkeypatch.setenv(P.ENV, "fastest")
+    with pytest.raises(UserError, match="LIGHTNING_NAS_PERIPHERY='fastest'.*auto, eager, native, compile"):
+        P.choose(x)
+    monkeypatch.setenv(P.ENV, "native")
+    with pytest.raises(UserError, match="float32"):
+        P.choose(x.double())
+    monkeypatch.setenv(P.ENV, "auto")
+    assert P.choose(x) == "native"
+    with pytest.warns(UserWarning, match="eager PyTorch backend.*float64"):
+        assert P.choose(x.double()) == "eager"
+
+
+def test_missing_compiler_is_an_error_or_a_warned_fallback(monkeypatch, tmp_path):
+    monkeypatch.setattr(P, "_lib", None)
+    monkeypatch.setattr(P, "_lib_error", None)
+    monkeypatch.setenv("LIGHTNING_NAS_CACHE", str(tmp_path))  # nothing built there yet
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setattr(P, "_warned", set())
+    x = data(SHAPES[0])
+    monkeypatch.setenv(P.ENV, "native")
+    with pytest.raises(UserError, match="C kernel could not be built"):
+        P.choose(x)
+    monkeypatch.setenv(P.ENV, "auto")
+    with pytest.warns(UserWarning, match="could not be built"):
+        assert P.choose(x) == "eager"
+
+
+def test_native_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("LIGHTNING_NAS_CACHE", str(tmp_path))
+    first = P.build_native()
+    assert first.parent == tmp_path and first.suffix == ".so"
+    mtime = first.stat().st_mtime_ns
+    assert P.build_native() == first and first.stat().st_mtime_ns == mtime
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary files left
