@@ -155,7 +155,11 @@ def build_native() -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)  # several processes may build at once
     os.close(fd)
     cmd = [compiler, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:
+        os.unlink(tmp)
+        raise RuntimeError(f"C compiler {compiler!r} can't run ({e.strerror}); set CC or install gcc/clang") from None
     if done.returncode != 0:
         os.unlink(tmp)
         raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()[:500]}")

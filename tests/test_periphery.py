@@ -10,6 +10,13 @@ from scipy import stats
 from lightning_nas import periphery as P
 from lightning_nas.errors import UserError
 
+try:
+    P.native_library()
+    NATIVE_ERROR = None
+except RuntimeError as err:  # e.g. no C compiler: `auto` then runs eager (tested below)
+    NATIVE_ERROR = str(err)
+needs_native = pytest.mark.skipif(NATIVE_ERROR is not None, reason=f"native kernel unavailable: {NATIVE_ERROR}")
+
 # (N, C, H, W): a 7x7 plane (odd sizes, bit masks not byte aligned per plane) and one tensor
 # larger than a thread chunk (32768 elements), so several OpenMP chunks are used.
 SHAPES = [(3, 5, 7, 7), (4, 16, 32, 32)]
@@ -21,6 +28,7 @@ def data(shape, seed=0, scale=2.0):
     return torch.randn(*shape, generator=g) * scale
 
 
+@needs_native
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("step,inp_bound", [(STEP_IN, 1.0), (0.0, 1.0), (STEP_IN, 0.5)])
 def test_native_dac_and_backward_equal_eager(shape, step, inp_bound):
@@ -37,6 +45,7 @@ def test_native_dac_and_backward_equal_eager(shape, step, inp_bound):
     assert (ref_gx == 0).float().mean() > 0.05  # the clip masked some gradients
 
 
+@needs_native
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("step,bound", [(STEP_OUT, 3.0), (0.0, 3.0), (STEP_OUT, math.inf)])
 @pytest.mark.parametrize("per_channel", [True, False])
@@ -57,6 +66,7 @@ def test_native_adc_and_backward_equal_eager(shape, step, bound, per_channel):
         assert 0.01 < (~ref_mask).float().mean() < 0.9  # some outputs clipped, most not
 
 
+@needs_native
 def test_native_adc_keeps_the_unscaled_output_when_a_scale_is_zero():
     y, g = data(SHAPES[0]), data(SHAPES[0], 1)
     scale = torch.rand(5) + 0.5
@@ -74,6 +84,7 @@ def native_noise(n=2_000_000, seed=0, std=1.0):
     return P.adc(torch.zeros(1, 1, 1, n), std, 0.0, math.inf, False, backend="native")[0].flatten().double()
 
 
+@needs_native
 def test_native_noise_is_standard_gaussian():
     z = native_noise()
     assert abs(z.mean().item()) < 0.003 and abs(z.std().item() - 1) < 0.003
@@ -85,6 +96,7 @@ def test_native_noise_is_standard_gaussian():
         assert abs(torch.corrcoef(torch.stack([z[:-lag], z[lag:]]))[0, 1].item()) < 0.005
 
 
+@needs_native
 def test_native_noise_follows_torch_seed_and_not_thread_count():
     a, b = native_noise(100_000, seed=1), native_noise(100_000, seed=1)
     assert torch.equal(a, b)
@@ -98,6 +110,7 @@ def test_native_noise_follows_torch_seed_and_not_thread_count():
     assert torch.equal(one, a)
 
 
+@needs_native
 def test_output_noise_std_matches_eager():
     y = torch.zeros(8, 4, 50, 50)
     torch.manual_seed(0)
@@ -118,6 +131,7 @@ def test_compiled_backend_equals_eager():
     assert all(torch.equal(u, v) for u, v in zip(a, b))
 
 
+@needs_native
 def test_backend_setting_errors_and_fallbacks(monkeypatch):
     x = data(SHAPES[0])
     monkeypatch.setenv(P.ENV, "fastest")
@@ -147,6 +161,7 @@ def test_missing_compiler_is_an_error_or_a_warned_fallback(monkeypatch, tmp_path
         assert P.choose(x) == "eager"
 
 
+@needs_native
 def test_native_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("LIGHTNING_NAS_CACHE", str(tmp_path))
     first = P.build_native()
