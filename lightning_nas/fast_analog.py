@@ -47,6 +47,7 @@ from aihwkit.simulator.tiles.array import TileModuleArray
 from aihwkit.simulator.tiles.torch_tile import TorchSimulatorTile
 from torch import Tensor
 from torch.autograd import Function
+from torch.autograd.function import once_differentiable
 
 from lightning_nas import periphery
 from lightning_nas.errors import UserError
@@ -108,6 +109,7 @@ class _DAC(Function):
         return out
 
     @staticmethod
+    @once_differentiable  # the backends compute gradients outside autograd: no double backward
     def backward(ctx: Any, g: Tensor) -> tuple:
         x, r, percentage = ctx.saved_tensors
         step, inp_bound, p = ctx.args
@@ -153,6 +155,7 @@ class _ADC(Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, g: Tensor) -> tuple:
         passed, scale, unscaled, out = ctx.saved_tensors
         grad_y, grad_scale = periphery.adc_backward(g, passed, scale, unscaled, out)
@@ -160,7 +163,12 @@ class _ADC(Function):
 
 
 class FastAnalogConv2d(AnalogConv2d):
-    """``AnalogConv2d`` whose forward runs as convolutions (see module docstring)."""
+    """``AnalogConv2d`` whose forward runs as convolutions (see module docstring).
+
+    With the native CPU periphery the output is written in place and saved for the
+    backward, so modifying it in place (e.g. ``relu_`` right after a bias-free layer) makes
+    autograd raise its in-place error; double backward is refused (``once_differentiable``).
+    """
 
     fast: bool = True
 

@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -53,8 +55,14 @@ ENV = "LIGHTNING_NAS_PERIPHERY"
 # -- eager reference -----------------------------------------------------------------------
 # The numbers (step, bounds, noise std) may be floats or 0-d tensors (the compiled backend
 # passes tensors: torch.compile would otherwise specialise or trace them as symbolic floats);
-# the flags that choose a branch are always Python bools.
+# the flags that choose a branch are always Python bools. ``lim`` is a clip limit in units
+# of the quantisation step, computed once in Python (double precision) by ``clip_limit`` so
+# that every backend compares against the same float32 value.
 Number = Union[float, Tensor]
+
+
+def clip_limit(bound: float, step: float) -> float:
+    return bound / step if step > 0 else bound
 
 
 def _dac(x: Tensor, r: Tensor, step: Number, inp_bound: Number, quantise: bool, clip: bool,
@@ -71,26 +79,23 @@ def _dac(x: Tensor, r: Tensor, step: Number, inp_bound: Number, quantise: bool, 
     return y, outside
 
 
-def _dac_mask(x: Tensor, r: Tensor, step: Number, inp_bound: Number, quantise: bool) -> Tensor:
+def _dac_mask(x: Tensor, r: Tensor, step: Number, lim: Number, quantise: bool) -> Tensor:
     """Where the DAC's clip passes gradients (recomputed from the input: nothing is stored)."""
     bound = r.abs()
     y = torch.clamp(x, -bound, bound) / r
-    return torch.round(y / step).abs() < inp_bound / step if quantise else y.abs() < inp_bound
+    return torch.round(y / step).abs() < lim if quantise else y.abs() < lim
 
 
-def _dac_backward(g: Tensor, x: Tensor, r: Tensor, step: Number, inp_bound: Number,
-                  quantise: bool) -> tuple[Tensor, Tensor]:
-    gm = torch.where(_dac_mask(x, r, step, inp_bound, quantise), g, 0.0)
+def _dac_backward(g: Tensor, x: Tensor, r: Tensor, step: Number, lim: Number, quantise: bool) -> tuple[Tensor, Tensor]:
+    gm = torch.where(_dac_mask(x, r, step, lim, quantise), g, 0.0)
     return gm / r, (gm * x).sum()
 
 
-def _adc(y: Tensor, noise_std: Number, step: Number, bound: Number, noisy: bool, quantise: bool, need_mask: bool,
+def _adc(y: Tensor, noise_std: Number, step: Number, lim: Number, noisy: bool, quantise: bool, need_mask: bool,
          scale: Optional[Tensor], keep_unscaled: bool) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
     out = y + torch.randn_like(y) * noise_std if noisy else y
-    lim = bound
     if quantise:
         out = torch.round(out / step)
-        lim = bound / step
     passed = out.abs() < lim if need_mask else None
     out = torch.clamp(out, -lim, lim)
     if quantise:
@@ -135,7 +140,8 @@ def _cpu_tag() -> str:
     """Host CPU identity: ``-march=native`` code must not run on another CPU model."""
     try:
         with open("/proc/cpuinfo") as f:
-            info = "".join(line for line in f if line.startswith(("model name", "flags")))
+            info = "".join(line for line in f if line.startswith(
+                ("model name", "flags", "Features", "CPU implementer", "CPU architecture", "CPU variant", "CPU part")))
     except OSError:
         info = platform.processor()
     return info + platform.machine() + platform.system()
@@ -144,7 +150,7 @@ def _cpu_tag() -> str:
 def build_native() -> Path:
     """Compile ``native/periphery.c`` into the cache (once per source, flags and CPU model)."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if compiler is None:
+    if not compiler:
         raise RuntimeError("no C compiler found (set CC or install gcc/clang)")
     source = _SOURCE.read_bytes()
     key = hashlib.sha256(source + " ".join(_FLAGS).encode() + _cpu_tag().encode()).hexdigest()[:16]
@@ -154,7 +160,7 @@ def build_native() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)  # several processes may build at once
     os.close(fd)
-    cmd = [compiler, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"]
+    cmd = [*shlex.split(compiler), *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True)
     except OSError as e:
@@ -163,6 +169,7 @@ def build_native() -> Path:
     if done.returncode != 0:
         os.unlink(tmp)
         raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()[:500]}")
+    os.chmod(tmp, 0o755)  # mkstemp made it private; a shared cache must be loadable by others
     os.replace(tmp, target)
     return target
 
@@ -176,7 +183,7 @@ def native_library() -> ctypes.CDLL:
             _lib_error = str(e)
         else:
             p, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
-            lib.lnas_dac.argtypes = [p, p, p, i64, f32, f32, f32, p, i64, i32]
+            lib.lnas_dac.argtypes = [p, p, p, i64, f32, f32, f32, f32, p, i64, i32]
             lib.lnas_dac.restype = ctypes.c_double
             lib.lnas_dac_backward.argtypes = [p, p, p, i64, f32, f32, f32, i32]
             lib.lnas_dac_backward.restype = ctypes.c_double
@@ -201,10 +208,10 @@ def _ptr(t: Optional[Tensor]) -> Optional[int]:
 
 
 def _planes(t: Tensor, scale: Tensor) -> tuple[int, int]:
-    """(channels, plane) of NCHW ``t`` for a per-channel (or scalar) ``scale``."""
+    """(channels, plane) of NCHW ``t`` for a per-channel (or scalar) ``scale``; plane >= 1."""
     if scale.numel() == 1:
-        return 1, t[0].numel()
-    return t.shape[1], t[0, 0].numel()
+        return 1, max(math.prod(t.shape[1:]), 1)
+    return t.shape[1], max(math.prod(t.shape[2:]), 1)
 
 
 def dac_native(x: Tensor, r: Tensor, step: float, inp_bound: float,
@@ -214,7 +221,7 @@ def dac_native(x: Tensor, r: Tensor, step: float, inp_bound: float,
     if counts is not None:
         counts = counts.to(torch.float64).contiguous()
     outside = native_library().lnas_dac(x.data_ptr(), out.data_ptr(), None, x.numel(), float(r), step, inp_bound,
-                                        _ptr(counts), counts.numel() if counts is not None else 1,
+                                        clip_limit(inp_bound, step), _ptr(counts), counts.numel() if counts is not None else 1,
                                         torch.get_num_threads())
     return out, (torch.tensor(outside, dtype=torch.float64) if counts is not None else None)
 
@@ -225,7 +232,7 @@ def dac_backward_native(g: Tensor, x: Tensor, r: Tensor, step: float, inp_bound:
     g, x = g.contiguous(), x.contiguous()
     grad_x = g if inplace else torch.empty_like(g)
     total = native_library().lnas_dac_backward(g.data_ptr(), x.data_ptr(), grad_x.data_ptr(), g.numel(), float(r),
-                                               step, inp_bound, torch.get_num_threads())
+                                               step, clip_limit(inp_bound, step), torch.get_num_threads())
     return grad_x, torch.tensor(total, dtype=g.dtype)
 
 
@@ -245,7 +252,7 @@ def adc_native(y: Tensor, noise_std: float, step: float, bound: float, need_mask
     # One draw from torch's default generator: torch.manual_seed reproduces the noise.
     seed = int(torch.randint(-2 ** 63, 2 ** 63 - 1, (), dtype=torch.int64)) & (2 ** 64 - 1) if noise_std > 0 else 0
     native_library().lnas_adc(y.data_ptr(), out.data_ptr(), _ptr(unscaled), _ptr(passed), y.numel(), noise_std,
-                              step, bound, seed, _ptr(scale), channels, plane, torch.get_num_threads())
+                              step, clip_limit(bound, step), seed, _ptr(scale), channels, plane, torch.get_num_threads())
     if keep_unscaled and scale is None:
         unscaled = out
     return out, passed, unscaled
@@ -284,7 +291,8 @@ def scalar_like(value: float, like: Tensor) -> Tensor:
     """A cached 0-d tensor holding ``value`` on ``like``'s device (no host-to-device copy per call)."""
     key = (value, like.device, like.dtype)
     if key not in _scalars:
-        _scalars[key] = torch.tensor(value, device=like.device, dtype=like.dtype)
+        with torch.inference_mode(False):  # a cached inference tensor could not be saved for backward later
+            _scalars[key] = torch.tensor(value, device=like.device, dtype=like.dtype)
     return _scalars[key]
 
 
@@ -370,9 +378,10 @@ def dac(x: Tensor, r: Tensor, step: float, inp_bound: float, counts: Optional[Te
 
 def dac_mask(x: Tensor, r: Tensor, step: float, inp_bound: float, backend: Optional[str] = None) -> Tensor:
     """Where the DAC's clip passes gradients (``torch.clamp`` semantics)."""
+    lim = clip_limit(inp_bound, step)
     if (backend or choose(x)) == "compile":
-        return _compiled_fn("dac_mask")(x, r, scalar_like(step, x), scalar_like(inp_bound, x), step > 0)
-    return _dac_mask(x, r, step, inp_bound, step > 0)
+        return _compiled_fn("dac_mask")(x, r, scalar_like(step, x), scalar_like(lim, x), step > 0)
+    return _dac_mask(x, r, step, lim, step > 0)
 
 
 def dac_backward(g: Tensor, x: Tensor, r: Tensor, step: float, inp_bound: float, inplace: bool = False,
@@ -382,9 +391,10 @@ def dac_backward(g: Tensor, x: Tensor, r: Tensor, step: float, inp_bound: float,
     backend = backend or choose(g)
     if backend == "native":
         return dac_backward_native(g, x, r, step, inp_bound, inplace)
+    lim = clip_limit(inp_bound, step)
     if backend == "compile":
-        return _compiled_fn("dac_backward")(g, x, r, scalar_like(step, x), scalar_like(inp_bound, x), step > 0)
-    return _dac_backward(g, x, r, step, inp_bound, step > 0)
+        return _compiled_fn("dac_backward")(g, x, r, scalar_like(step, x), scalar_like(lim, x), step > 0)
+    return _dac_backward(g, x, r, step, lim, step > 0)
 
 
 def adc(y: Tensor, noise_std: float, step: float, bound: float, need_mask: bool, scale: Optional[Tensor] = None,
@@ -396,10 +406,11 @@ def adc(y: Tensor, noise_std: float, step: float, bound: float, need_mask: bool,
     backend = backend or choose(y)
     if backend == "native":
         return adc_native(y, noise_std, step, bound, need_mask, scale, keep_unscaled, inplace)
+    lim = clip_limit(bound, step)
     if backend == "compile":
-        return _compiled_fn("adc")(y, scalar_like(noise_std, y), scalar_like(step, y), scalar_like(bound, y), noise_std > 0,
+        return _compiled_fn("adc")(y, scalar_like(noise_std, y), scalar_like(step, y), scalar_like(lim, y), noise_std > 0,
                                    step > 0, need_mask, scale, keep_unscaled)
-    return _adc(y, noise_std, step, bound, noise_std > 0, step > 0, need_mask, scale, keep_unscaled)
+    return _adc(y, noise_std, step, lim, noise_std > 0, step > 0, need_mask, scale, keep_unscaled)
 
 
 def weighted_moments(x: Tensor, counts: Tensor, backend: Optional[str] = None) -> tuple[Tensor, Tensor]:

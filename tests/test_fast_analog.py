@@ -190,3 +190,12 @@ def test_periphery_without_learned_input_range_is_rejected():
     overrides = {"forward.noise_management": "none", "forward.bound_management": "none"}
     with pytest.raises(UserError, match="without learned input ranges"):
         convert(nn.Sequential(conv()), AnalogConfig(input_range=False, rpu_overrides=overrides))
+
+
+def test_double_backward_is_refused_not_wrong():
+    _, fast = pair(conv(), weight_noise_std=0.0)
+    fast.train()
+    x = X.clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(fast(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        gx.sum().backward()

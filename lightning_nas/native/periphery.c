@@ -14,6 +14,8 @@
  *        or recovered as out / scale[c].
  *   lnas_weighted_moments: sums of x and x^2, pixel i counted counts[i % period] times.
  *
+ * `lim` is the clip limit in quantisation steps (bound / step, or bound without quantisation),
+ * computed by the caller in double precision exactly as the eager reference rounds it.
  * Tensors are NCHW-contiguous; `plane` = H*W, `channels` = C (1 and numel/N for a scalar scale).
  *
  * Gaussian noise: counter-based (splitmix64 of seed + pair index, Box-Muller with
@@ -180,9 +182,8 @@ static void adc_range(const job_t *j, int64_t lo, int64_t hi) {
 #define CHUNK ((int64_t)BLK * 16)
 
 double lnas_dac(const float *x, float *out, uint8_t *passed, int64_t n, float r, float step, float inp_bound,
-                const double *counts, int64_t period, int threads) {
-    job_t j = {x, out, NULL, passed, r, step, step > 0 ? inp_bound / step : inp_bound, inp_bound, 0, NULL,
-               counts, 1, 1, period};
+                float lim, const double *counts, int64_t period, int threads) {
+    job_t j = {x, out, NULL, passed, r, step, lim, inp_bound, 0, NULL, counts, 1, 1, period};
     const int64_t chunks = (n + CHUNK - 1) / CHUNK;
     double outside = 0.0;
 #pragma omp parallel for schedule(static) num_threads(threads < 1 ? 1 : threads) if (chunks > 1) \
@@ -193,9 +194,9 @@ double lnas_dac(const float *x, float *out, uint8_t *passed, int64_t n, float r,
 
 /* grad_x = passed ? g / r : 0 with the DAC's clip mask recomputed from x (as in lnas_dac);
  * returns sum(passed ? g * x : 0). */
-double lnas_dac_backward(const float *g, const float *x, float *grad_x, int64_t n, float r, float step,
-                         float inp_bound, int threads) {
-    const float b = fabsf(r), lim = step > 0 ? inp_bound / step : inp_bound, div = step > 0 ? step : 1.0f;
+double lnas_dac_backward(const float *g, const float *x, float *grad_x, int64_t n, float r, float step, float lim,
+                         int threads) {
+    const float b = fabsf(r), div = step > 0 ? step : 1.0f;
     double acc = 0.0;
     if (step > 0) {
 #pragma omp parallel for simd schedule(static) num_threads(threads < 1 ? 1 : threads) if (n > CHUNK) \
@@ -220,9 +221,8 @@ double lnas_dac_backward(const float *g, const float *x, float *grad_x, int64_t 
 }
 
 void lnas_adc(const float *y, float *out, float *unscaled, uint8_t *passed, int64_t n, float noise_std, float step,
-              float bound, uint64_t seed, const float *scale, int64_t channels, int64_t plane, int threads) {
-    job_t j = {y, out, unscaled, passed, noise_std, step, bound / (step > 0 ? step : 1.0f), bound, seed, scale,
-               NULL, channels, plane, 1};
+              float lim, uint64_t seed, const float *scale, int64_t channels, int64_t plane, int threads) {
+    job_t j = {y, out, unscaled, passed, noise_std, step, lim, lim, seed, scale, NULL, channels, plane, 1};
     const int64_t chunks = (n + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) num_threads(threads < 1 ? 1 : threads) if (chunks > 1)
     for (int64_t c = 0; c < chunks; c++) adc_range(&j, c * CHUNK, c * CHUNK + CHUNK < n ? c * CHUNK + CHUNK : n);
