@@ -199,3 +199,17 @@ def test_double_backward_is_refused_not_wrong():
     (gx,) = torch.autograd.grad(fast(x).square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         gx.sum().backward()
+
+
+def test_in_place_op_on_the_output_is_a_loud_error_with_the_native_periphery():
+    from lightning_nas import periphery
+
+    if DEVICE.type != "cpu" or periphery.choose(X) != "native":
+        pytest.skip("only the native CPU periphery writes its output in place")
+    ref, fast = pair(conv(), weight_noise_std=0.0)
+    for layer in (ref, fast):
+        layer.train()
+    torch.relu_(ref(X)).sum().backward()  # aihwkit: fine
+    with pytest.raises(RuntimeError, match="inplace operation"):
+        torch.relu_(fast(X)).sum().backward()
+    fast(X).relu().sum().backward()  # out of place: fine
