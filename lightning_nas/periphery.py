@@ -25,7 +25,7 @@ Backends (``LIGHTNING_NAS_PERIPHERY=auto|eager|native|compile``, default ``auto`
   each, noise drawn inside it); ``auto`` picks it on CUDA.
 
 Where ``auto`` can't use its choice (no C compiler, no Triton, a dtype other than
-float32) it warns once and runs ``eager``: same numbers, only slower.
+float32) it warns once and runs ``eager``: same semantics, only slower.
 """
 
 from __future__ import annotations
@@ -332,7 +332,7 @@ def _fallback(reason: str) -> str:
     if reason not in _warned:
         _warned.add(reason)
         warnings.warn(f"lightning_nas: analog periphery runs the eager PyTorch backend ({reason}); "
-                      f"same results, slower. Set {ENV}=eager to silence this.", stacklevel=3)
+                      f"same semantics, slower. Set {ENV}=eager to silence this.", stacklevel=3)
     return "eager"
 
 
