@@ -84,13 +84,11 @@ def unsupported_reason(rpu_config: Any) -> Optional[str]:
 
 
 def check_supported(rpu_config: Any) -> None:
+    periphery.backend_setting()  # a bad LIGHTNING_NAS_PERIPHERY fails when the model is built
     reason = unsupported_reason(rpu_config)
     if reason is not None:
         raise UserError(f"the fast analog path does not support {reason}; set analog.implementation: aihwkit "
                         "(the reference path) or change that setting")
-
-
-# The element-wise DAC/ADC chains live in lightning_nas.periphery (eager, native C, compiled).
 
 
 class _DAC(Function):

@@ -183,7 +183,7 @@ def native_library() -> ctypes.CDLL:
             _lib_error = str(e)
         else:
             p, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
-            lib.lnas_dac.argtypes = [p, p, p, i64, f32, f32, f32, f32, p, i64, i32]
+            lib.lnas_dac.argtypes = [p, p, i64, f32, f32, f32, p, i64, i32]
             lib.lnas_dac.restype = ctypes.c_double
             lib.lnas_dac_backward.argtypes = [p, p, p, i64, f32, f32, f32, i32]
             lib.lnas_dac_backward.restype = ctypes.c_double
@@ -199,8 +199,6 @@ def native_library() -> ctypes.CDLL:
     return _lib
 
 
-def _native_ok(*tensors: Tensor) -> bool:
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
 def _ptr(t: Optional[Tensor]) -> Optional[int]:
@@ -220,8 +218,8 @@ def dac_native(x: Tensor, r: Tensor, step: float, inp_bound: float,
     out = torch.empty_like(x)
     if counts is not None:
         counts = counts.to(torch.float64).contiguous()
-    outside = native_library().lnas_dac(x.data_ptr(), out.data_ptr(), None, x.numel(), float(r), step, inp_bound,
-                                        clip_limit(inp_bound, step), _ptr(counts), counts.numel() if counts is not None else 1,
+    outside = native_library().lnas_dac(x.data_ptr(), out.data_ptr(), x.numel(), float(r), step, inp_bound,
+                                        _ptr(counts), counts.numel() if counts is not None else 1,
                                         torch.get_num_threads())
     return out, (torch.tensor(outside, dtype=torch.float64) if counts is not None else None)
 
@@ -347,7 +345,7 @@ def choose(t: Tensor) -> str:
             raise UserError(f"{ENV}=compile: torch.compile can't run here ({reason}); use auto or eager")
         return "compile"
     if t.device.type == "cpu":
-        if not _native_ok(t):
+        if t.dtype != torch.float32:
             if setting == "native":
                 raise UserError(f"{ENV}=native needs float32 CPU tensors, got {t.dtype} on {t.device}")
             return _fallback(f"the native kernel needs float32, got {t.dtype}")

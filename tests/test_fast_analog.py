@@ -213,3 +213,9 @@ def test_in_place_op_on_the_output_is_a_loud_error_with_the_native_periphery():
     with pytest.raises(RuntimeError, match="inplace operation"):
         torch.relu_(fast(X)).sum().backward()
     fast(X).relu().sum().backward()  # out of place: fine
+
+
+def test_bad_periphery_backend_fails_when_the_model_is_built(monkeypatch):
+    monkeypatch.setenv("LIGHTNING_NAS_PERIPHERY", "bogus")
+    with pytest.raises(UserError, match="LIGHTNING_NAS_PERIPHERY='bogus'.*auto, eager, native, compile"):
+        convert(nn.Sequential(conv()), AnalogConfig())

@@ -23,6 +23,15 @@ def check_fraction(name: str, value: float, *, allow_zero: bool = False, allow_o
     return float(value)
 
 
+def check_split(val_fraction: float, test_fraction: float) -> tuple[float, float]:
+    """Validate the validation and test fractions of one split (each in (0, 1), sum < 1)."""
+    val = check_fraction("val_fraction", val_fraction)
+    test = check_fraction("test_fraction", test_fraction)
+    if val + test >= 1:
+        raise UserError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+    return val, test
+
+
 def check_count(name: str, value: int, minimum: int) -> int:
     """Return ``value`` or raise :class:`UserError` if it is not an int >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

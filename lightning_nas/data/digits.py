@@ -6,8 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from lightning_nas.data.base import TaskDataModule, carve_count, check_fraction, stratified_split
-from lightning_nas.errors import UserError
+from lightning_nas.data.base import TaskDataModule, carve_count, check_split, stratified_split
 
 
 class DigitsDataModule(TaskDataModule):
@@ -30,10 +29,7 @@ class DigitsDataModule(TaskDataModule):
         test_fraction: float = 0.15,
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, train_fraction=train_fraction)
-        self.val_fraction = check_fraction("val_fraction", val_fraction)
-        self.test_fraction = check_fraction("test_fraction", test_fraction)
-        if val_fraction + test_fraction >= 1:
-            raise UserError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+        self.val_fraction, self.test_fraction = check_split(val_fraction, test_fraction)
         self.split_indices: dict[str, np.ndarray] = {}
         self.save_hyperparameters()
 

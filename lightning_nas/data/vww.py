@@ -9,7 +9,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from lightning_nas.data.base import TaskDataModule, carve_count, check_count, check_fraction, stratified_split
+from lightning_nas.data.base import TaskDataModule, carve_count, check_count, check_split, stratified_split
 from lightning_nas.errors import DatasetNotFoundError, UserError
 
 CLASSES = ("non_person", "person")  # label = index
@@ -75,10 +75,7 @@ class VWWDataModule(TaskDataModule):
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, train_fraction=train_fraction)
         self.data_dir = str(data_dir)
-        self.val_fraction = check_fraction("val_fraction", val_fraction)
-        self.test_fraction = check_fraction("test_fraction", test_fraction)
-        if val_fraction + test_fraction >= 1:
-            raise UserError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+        self.val_fraction, self.test_fraction = check_split(val_fraction, test_fraction)
         self.resolution = check_count("resolution", resolution, 8)
         self.augment = bool(augment)
         self._input_shape = (3, self.resolution, self.resolution)

@@ -3,8 +3,8 @@
  * periphery.py compute, in one pass over memory:
  *
  *   lnas_dac: y = clamp(x, -|r|, |r|) / r; quantise to `step` (step > 0); clip to +-inp_bound;
- *        passed[i] = the DAC clip passes the gradient of element i; optionally the number of
- *        unfolded elements at or beyond the range (pixel i counts counts[i % period] times).
+ *        optionally the number of unfolded elements at or beyond the range (pixel i counts
+ *        counts[i % period] times). No mask: lnas_dac_backward recomputes it.
  *   lnas_dac_backward: grad_x = passed ? g / r : 0, and sum(passed ? g * x : 0), the mask
  *        recomputed from x (nothing stored between forward and backward).
  *   lnas_adc: q = y + std * N(0, 1); quantise to `step` (step > 0); clip to +-bound;
@@ -81,7 +81,7 @@ typedef struct {
     const float *x;
     float *out, *unscaled;
     uint8_t *passed;
-    float a, step, lim, bound; /* dac: a = r; adc: a = noise std */
+    float a, step, lim, bound; /* dac: a = r, bound = inp_bound; adc: a = noise std, lim */
     uint64_t seed;
     const float *scale;
     const double *counts;
@@ -93,28 +93,17 @@ static inline float clampf(float v, float lo, float hi) { return v < lo ? lo : (
 
 /* Elements [lo, hi); returns the weighted count of inputs at or beyond the range (if counts). */
 static double dac_range(const job_t *j, int64_t lo, int64_t hi) {
-    const float r = j->a, b = fabsf(j->a), step = j->step, ib = j->bound, lim = j->lim;
+    const float r = j->a, b = fabsf(j->a), step = j->step, ib = j->bound;
     const float *restrict x = j->x + lo;
     float *restrict o = j->out + lo;
-    uint8_t *restrict p = j->passed ? j->passed + lo : NULL;
     const int64_t n = hi - lo;
     double outside = 0.0;
     if (step > 0) {
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++) o[i] = nearbyintf(clampf(x[i], -b, b) / r / step);
-        if (p) {
-#pragma omp simd
-            for (int64_t i = 0; i < n; i++) p[i] = fabsf(o[i]) < lim; /* lim = inp_bound / step */
-        }
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) o[i] *= step;
+        for (int64_t i = 0; i < n; i++) o[i] = nearbyintf(clampf(x[i], -b, b) / r / step) * step;
     } else {
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) o[i] = clampf(x[i], -b, b) / r;
-        if (p) {
-#pragma omp simd
-            for (int64_t i = 0; i < n; i++) p[i] = fabsf(o[i]) < ib;
-        }
     }
     if (ib < 1.0f) {
 #pragma omp simd
@@ -181,9 +170,9 @@ static void adc_range(const job_t *j, int64_t lo, int64_t hi) {
  * does not depend on the number of threads. */
 #define CHUNK ((int64_t)BLK * 16)
 
-double lnas_dac(const float *x, float *out, uint8_t *passed, int64_t n, float r, float step, float inp_bound,
-                float lim, const double *counts, int64_t period, int threads) {
-    job_t j = {x, out, NULL, passed, r, step, lim, inp_bound, 0, NULL, counts, 1, 1, period};
+double lnas_dac(const float *x, float *out, int64_t n, float r, float step, float inp_bound, const double *counts,
+                int64_t period, int threads) {
+    job_t j = {x, out, NULL, NULL, r, step, 0.0f, inp_bound, 0, NULL, counts, 1, 1, period};
     const int64_t chunks = (n + CHUNK - 1) / CHUNK;
     double outside = 0.0;
 #pragma omp parallel for schedule(static) num_threads(threads < 1 ? 1 : threads) if (chunks > 1) \
