@@ -14,7 +14,7 @@ import time
 
 import lightning as L
 
-from callbacks import DriftEvaluation
+from lightning_nas.callbacks import DriftEvaluation
 from lightning_nas.analog import AnalogConfig
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.module import AnalogNASModule

@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from lightning_nas import periphery
-from lightning_nas.analog import AnalogConfig, convert
+from lightning_nas.analog import AnalogConfig
+from lightning_nas.conversion import convert
 from lightning_nas.network import build_network
 from lightning_nas.space import load_architecture
 

@@ -1,5 +1,9 @@
-"""Lightning callbacks of lightning_nas (importable as ``callbacks`` after install)."""
+"""Lightning callbacks of lightning_nas, installed as ``lightning_nas.callbacks``.
 
-from callbacks.drift_evaluation import METRICS_FILE, DriftEvaluation
+The source folder is the top-level ``callbacks/`` (the project's layout); ``pyproject.toml``
+maps it into the package, so nothing named ``callbacks`` lands in site-packages.
+"""
+
+from lightning_nas.callbacks.drift_evaluation import METRICS_FILE, DriftEvaluation
 
 __all__ = ["DriftEvaluation", "METRICS_FILE"]

@@ -59,6 +59,11 @@ class DriftEvaluation(L.Callback):
         self.metrics: dict[str, float] = {}
         self.raw: dict[float, list[float]] = {}
 
+    @property
+    def results(self) -> dict[str, float]:
+        """The last test results without the logging prefix (``acc_1d``, ``avm``, ...)."""
+        return {name.split("/", 1)[-1]: value for name, value in self.metrics.items()}
+
     def evaluate(self, pl_module: L.LightningModule, dataloader: Any, prefix: str = PREFIX) -> dict[str, float]:
         """Run the drift evaluation on ``dataloader`` and return the summary dict."""
         net = getattr(pl_module, "net", pl_module)

@@ -21,6 +21,9 @@ Default preset ``pcm_hwa`` (hardware-aware training for PCM, as in AnalogNAS):
 
 Fields with no counterpart in :class:`AnalogConfig` can still be set through
 ``rpu_overrides`` as dotted aihwkit paths, e.g. ``{"forward.out_bound": 10.0}``.
+
+Importing this module imports neither torch nor aihwkit (the surrogate and the search use
+the hardware features); converting a network lives in :mod:`lightning_nas.conversion`.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ import enum
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, Optional
 
-from torch import nn
-
 from lightning_nas.errors import UserError
+
+
+# The analog settings a surrogate takes as inputs (in this order).
+HARDWARE_FEATURES = ("weight_noise_std", "inp_bits", "out_bits", "out_noise", "tile_size", "g_max")
 
 
 @dataclass
@@ -95,11 +100,10 @@ class AnalogConfig:
         if self.implementation not in ("fast", "aihwkit"):
             raise UserError(f"analog.implementation must be 'fast' or 'aihwkit', got {self.implementation!r}")
 
-    def features(self) -> dict[str, float]:
-        """Numeric description of the hardware (surrogate features)."""
+    def hardware_features(self) -> dict[str, float]:
+        """Numeric description of the hardware (surrogate inputs), the fields of :data:`HARDWARE_FEATURES`."""
         r = self.resolved()
-        return {"weight_noise_std": r.weight_noise_std, "inp_bits": r.inp_bits, "out_bits": r.out_bits,
-                "out_noise": r.out_noise, "tile_size": r.tile_size, "g_max": r.g_max}
+        return {name: float(getattr(r, name)) for name in HARDWARE_FEATURES}
 
     def to_rpu_config(self):
         """Build the aihwkit ``TorchInferenceRPUConfig`` (the single preset object)."""
@@ -162,100 +166,52 @@ def _set_dotted(obj: Any, path: str, value: Any) -> None:
     setattr(target, parts[-1], value)
 
 
-PRESETS: dict[str, AnalogConfig] = {
+# The base preset states every field; the others state only how they differ from it.
+PCM_HWA = AnalogConfig(preset="pcm_hwa", weight_noise_std=0.08, clip_value=1.0, inp_bits=8, out_bits=8,
+                       out_noise=0.04, tile_size=512, g_max=25.0, drift_compensation=True,
+                       input_range=True, out_scaling=True, implementation="fast")
+
+
+def derive(base: AnalogConfig, name: str, **differences: Any) -> AnalogConfig:
+    """A preset named ``name``: ``base`` with ``differences``."""
+    return replace(base, preset=name, **differences)
+
+
+PRESETS: dict[str, AnalogConfig] = {p.preset: p for p in (
     # PCM hardware-aware training (the default).
-    "pcm_hwa": AnalogConfig(preset="pcm_hwa", weight_noise_std=0.08, clip_value=1.0, inp_bits=8, out_bits=8,
-                            out_noise=0.04, tile_size=512, g_max=25.0, drift_compensation=True,
-                            input_range=True, out_scaling=True, implementation="fast"),
+    PCM_HWA,
     # The same hardware for evaluation, trained without weight noise (HWA ablation).
-    "pcm_no_hwa": AnalogConfig(preset="pcm_no_hwa", weight_noise_std=0.0, clip_value=1.0, inp_bits=8,
-                               out_bits=8, out_noise=0.04, tile_size=512, g_max=25.0, drift_compensation=True,
-                               input_range=True, out_scaling=True, implementation="fast"),
-    # aihwkit's default periphery management: per-input-vector abs-max noise management
-    # and iterative bound management instead of learned input ranges and output scales.
-    "pcm_hwa_absmax": AnalogConfig(preset="pcm_hwa_absmax", weight_noise_std=0.08, clip_value=1.0, inp_bits=8,
-                                   out_bits=8, out_noise=0.04, tile_size=512, g_max=25.0,
-                                   drift_compensation=True, input_range=False, out_scaling=False,
-                                   implementation="aihwkit"),  # per-vector scaling needs the unfold path
-    # Ideal periphery: no weight noise in training, no quantisation, no output noise
-    # (programming noise and drift still come from the PCM model at evaluation).
-    "ideal_periphery": AnalogConfig(preset="ideal_periphery", weight_noise_std=0.0, clip_value=0.0, inp_bits=0,
-                                    out_bits=0, out_noise=0.0, tile_size=0, g_max=25.0,
-                                    drift_compensation=True, input_range=False, out_scaling=False,
-                                    rpu_overrides={"forward.is_perfect": True}, implementation="fast"),
-}
+    derive(PCM_HWA, "pcm_no_hwa", weight_noise_std=0.0),
+    # aihwkit's default periphery management: per-input-vector abs-max noise management and
+    # iterative bound management instead of learned input ranges and output scales (per-vector
+    # scaling needs aihwkit's unfold path).
+    derive(PCM_HWA, "pcm_hwa_absmax", input_range=False, out_scaling=False, implementation="aihwkit"),
+    # Ideal periphery: no weight noise or clipping in training, no quantisation, no output noise,
+    # one tile per layer (programming noise and drift still come from the PCM model at evaluation).
+    derive(PCM_HWA, "ideal_periphery", weight_noise_std=0.0, clip_value=0.0, inp_bits=0, out_bits=0,
+           out_noise=0.0, tile_size=0, input_range=False, out_scaling=False,
+           rpu_overrides={"forward.is_perfect": True}),
+)}
 
 
-def convert(net: nn.Module, config: AnalogConfig) -> nn.Module:
-    """Convert every Conv2d and Linear of ``net`` to aihwkit analog layers (a new module).
-
-    With ``implementation: fast`` convolutions become
-    :class:`~lightning_nas.fast_analog.FastAnalogConv2d` (an ``AnalogConv2d``); a preset the
-    fast path can't reproduce exactly is an error, never a silent fallback.
-    """
-    from aihwkit.nn import AnalogConv2d, AnalogLinear
-    from aihwkit.nn.conversion import convert_to_analog
-
-    rpu = config.to_rpu_config()
-    conv_class = AnalogConv2d
-    if config.resolved().implementation == "fast":
-        from lightning_nas.fast_analog import FastAnalogConv2d, check_supported
-
-        check_supported(rpu)
-        conv_class = FastAnalogConv2d
-    return convert_to_analog(net, rpu, conversion_map={nn.Conv2d: conv_class, nn.Linear: AnalogLinear})
+def preset_differences(name: str) -> dict[str, Any]:
+    """The fields in which preset ``name`` differs from the base preset ``pcm_hwa``."""
+    preset = PRESETS[name]
+    return {f.name: getattr(preset, f.name) for f in fields(preset)
+            if f.name != "preset" and getattr(preset, f.name) != getattr(PCM_HWA, f.name)}
 
 
-def is_analog(module: nn.Module) -> bool:
-    from aihwkit.nn.modules.base import AnalogLayerBase
+def preset_table() -> str:
+    """The README's preset table (Markdown), generated from :data:`PRESETS`."""
+    def cell(value: Any) -> str:
+        return ", ".join(f"`{k}: {v}`" for k, v in value.items()) if isinstance(value, dict) else f"`{value}`"
 
-    return any(isinstance(m, AnalogLayerBase) for m in module.modules())
-
-
-# aihwkit stores its tile and RPU-config objects inside a layer's state, so checkpoints
-# hold them. These (aihwkit's own config dataclasses, enums and tile classes) are
-# allow-listed for ``torch.load(weights_only=True)``, which LightningCLI uses.
-_CHECKPOINT_GLOBALS = (
-    "aihwkit.simulator.configs.configs.TorchInferenceRPUConfig",
-    "aihwkit.simulator.configs.devices.IdealDevice",
-    "aihwkit.simulator.parameters.runtime.RuntimeParameter",
-    "aihwkit.simulator.parameters.pre_post.InputRangeParameter",
-    "aihwkit.simulator.parameters.pre_post.PrePostProcessingParameter",
-    "aihwkit.simulator.parameters.io.IOParameters",
-    "aihwkit.simulator.parameters.mapping.MappingParameter",
-    "aihwkit.simulator.parameters.inference.WeightModifierParameter",
-    "aihwkit.simulator.parameters.inference.WeightClipParameter",
-    "aihwkit.simulator.parameters.inference.WeightRemapParameter",
-    "aihwkit.simulator.parameters.training.UpdateParameters",
-    "aihwkit.simulator.parameters.enums.WeightRemapType",
-    "aihwkit.simulator.parameters.enums.BoundManagementType",
-    "aihwkit.simulator.parameters.enums.WeightClipType",
-    "aihwkit.simulator.parameters.enums.NoiseManagementType",
-    "aihwkit.simulator.parameters.enums.RPUDataType",
-    "aihwkit.simulator.parameters.enums.AnalogMVType",
-    "aihwkit.simulator.parameters.enums.WeightNoiseType",
-    "aihwkit.simulator.parameters.enums.WeightModifierType",
-    "aihwkit.simulator.parameters.enums.PulseType",
-    "aihwkit.simulator.tiles.inference_torch.TorchInferenceTile",
-    "aihwkit.simulator.tiles.torch_tile.TorchSimulatorTile",
-    "aihwkit.simulator.tiles.array.TileModuleArray",
-    "aihwkit.inference.noise.pcm.PCMLikeNoiseModel",
-    "aihwkit.inference.converter.conductance.SinglePairConductanceConverter",
-    "aihwkit.inference.compensation.drift.GlobalDriftCompensation",
-)
-
-
-def allow_analog_checkpoints() -> None:
-    """Let ``torch.load(weights_only=True)`` read checkpoints of analog models."""
-    import importlib
-
-    import torch
-
-    classes = []
-    for dotted in _CHECKPOINT_GLOBALS:
-        module, name = dotted.rsplit(".", 1)
-        classes.append(getattr(importlib.import_module(module), name))
-    torch.serialization.add_safe_globals(classes)
-
-
-allow_analog_checkpoints()
+    lines = ["| preset | settings |", "|---|---|",
+             "| `pcm_hwa` (default, the base) | " + ", ".join(
+                 f"{f.name} {cell(getattr(PCM_HWA, f.name))}" for f in fields(PCM_HWA)
+                 if f.name not in ("preset", "rpu_overrides")) + " |"]
+    for name in PRESETS:
+        if name != PCM_HWA.preset:
+            lines.append(f"| `{name}` | as `pcm_hwa` except " + ", ".join(
+                f"{k} {cell(v)}" for k, v in preset_differences(name).items()) + " |")
+    return "\n".join(lines)

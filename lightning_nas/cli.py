@@ -6,7 +6,8 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from callbacks import DriftEvaluation
+from lightning_nas.callbacks import DriftEvaluation
+from lightning_nas.conversion import allow_analog_checkpoints
 from lightning_nas.data import TaskDataModule
 from lightning_nas.module import AnalogNASModule
 
@@ -20,7 +21,7 @@ class AnalogNASCLI(LightningCLI):
     * ``model`` and ``data`` are selectable by ``class_path`` (defaults: the analog
       module and the offline digits task); the model's ``input_shape`` and
       ``num_classes`` are linked from the datamodule.
-    * ``drift``: the :class:`~callbacks.DriftEvaluation` callback, always on.
+    * ``drift``: the :class:`~lightning_nas.callbacks.DriftEvaluation` callback, always on.
     * ``test_after_fit`` (default true): ``fit`` ends with a test run, so the drift
       table and ``drift_metrics.json`` come with every trained model.
     * TensorBoard under ``runs/<name>/version_N`` holds config, checkpoints, events
@@ -59,4 +60,5 @@ class AnalogNASCLI(LightningCLI):
 
 def run_lightning_cli(argv: list[str] | None) -> None:
     """Run the CLI on ``argv`` (``None``: the process's own command line)."""
+    allow_analog_checkpoints()  # LightningCLI reads a --ckpt_path's hyper-parameters while parsing
     AnalogNASCLI(args=argv)

@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from lightning_nas.analog import is_analog
+from lightning_nas.conversion import is_analog
 from lightning_nas.errors import UserError
 
 

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_nas.analog import AnalogConfig, convert, is_analog
+from lightning_nas.analog import AnalogConfig
+from lightning_nas.conversion import allow_analog_checkpoints, convert, is_analog
 from lightning_nas.errors import UserError
 from lightning_nas.network import build_network
 from lightning_nas.space import load_architecture, n_params
@@ -53,6 +54,7 @@ class AnalogNASModule(L.LightningModule):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
+        allow_analog_checkpoints()  # before any checkpoint of this model is loaded (e.g. fit --ckpt_path)
         if isinstance(analog, Mapping):  # as stored in a checkpoint's hparams
             analog = AnalogConfig(**analog)
         self.analog_config = analog.resolved()
@@ -73,6 +75,12 @@ class AnalogNASModule(L.LightningModule):
             self.convert_to_analog()
         metric = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.train_acc, self.val_acc, self.test_acc = metric.clone(), metric.clone(), metric.clone()
+
+    @classmethod
+    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> "AnalogNASModule":  # type: ignore[override]
+        """Lightning's ``load_from_checkpoint`` with aihwkit's classes allowed for ``weights_only`` loading."""
+        allow_analog_checkpoints()
+        return super().load_from_checkpoint(*args, **kwargs)
 
     # -- analog conversion --------------------------------------------------------------
     @property

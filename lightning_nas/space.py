@@ -172,7 +172,7 @@ class Architecture:
         return "-".join(parts)
 
     # -- derived quantities ---------------------------------------------------------
-    def features(self) -> list[float]:
+    def feature_vector(self) -> list[float]:
         """Fixed-length numeric vector (see :func:`feature_names`); absent stages are zeros."""
         vec: list[float] = [float(self.out_channel0), float(self.kernel0), float(self.M)]
         for i in range(MAX_STAGES):

@@ -11,14 +11,14 @@ class TargetPredictor:
     """acc_1d = 100 - distance of the feature vector to TARGET's: a known optimum."""
 
     def __init__(self, avm_per_stage: float = 1.0) -> None:
-        self.target = np.asarray(TARGET.features())
+        self.target = np.asarray(TARGET.feature_vector())
         self.scale = np.asarray([16, 2, 1] + [4, 1, 1, 0.5, 1] * 5, dtype=float)
         self.avm_per_stage = avm_per_stage
         self.calls = 0
 
     def predict(self, archs):
         self.calls += 1
-        x = np.asarray([a.features() for a in archs])
+        x = np.asarray([a.feature_vector() for a in archs])
         dist = np.abs((x - self.target) / self.scale).sum(axis=1)
         return {"acc_1d": 100.0 - dist, "avm": np.asarray([self.avm_per_stage * a.M for a in archs], float),
                 "std": np.full(len(archs), 0.5)}

@@ -8,7 +8,8 @@ from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.enums import WeightClipType, WeightModifierType
 from torch import nn
 
-from lightning_nas.analog import PRESETS, AnalogConfig, convert
+from lightning_nas.analog import PRESETS, AnalogConfig
+from lightning_nas.conversion import convert
 from lightning_nas.errors import UserError
 from lightning_nas.module import AnalogNASModule
 from lightning_nas.network import build_network

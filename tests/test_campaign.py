@@ -9,6 +9,7 @@ import time
 import pytest
 
 from lightning_nas.campaign import train as train_mod
+from lightning_nas.campaign.local_executor import LocalExecutor
 from lightning_nas.campaign.store import RowStore, export
 from lightning_nas.commands import build_dataset
 from lightning_nas.errors import UserError
@@ -58,9 +59,9 @@ def test_failing_architecture_is_recorded_and_the_campaign_goes_on(tmp_path, mon
         try:
             return flaky(job)
         except RuntimeError as err:
-            return build_dataset.failed_row(job, f"RuntimeError: {err}")
+            return train_mod.failed_row(job, f"RuntimeError: {err}")
 
-    monkeypatch.setattr(build_dataset, "train_architecture", guarded)
+    monkeypatch.setattr(train_mod, "train_architecture", guarded)  # what LocalExecutor runs
     build_dataset.main(campaign_args(tmp_path, 3, "0"))
     with RowStore(tmp_path / "rows.sqlite") as store:
         rows = store.rows()
@@ -148,7 +149,7 @@ def test_a_crashing_architecture_fails_alone_and_its_neighbours_train(tmp_path):
     jobs = [{"arch": a.to_dict(), "analog": {}, "task": "digits", "budget": {"epochs": 1, "seed": 0}}
             for a in archs]
     rows = []
-    build_dataset.run_jobs(jobs, 2, rows.append, crash_for_small_stem)
+    LocalExecutor(2, train=crash_for_small_stem).run(jobs, rows.append)
     status = {r["arch_id"]: r["status"] for r in rows}
     assert len(rows) == 5 and set(status) == {a.id for a in archs}
     assert status.pop(archs[1].id) == "failed"

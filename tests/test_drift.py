@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks import METRICS_FILE, DriftEvaluation
+from lightning_nas.callbacks import METRICS_FILE, DriftEvaluation
 from lightning_nas.drift import evaluate_drift
 from lightning_nas.errors import UserError
 from lightning_nas.metrics import drift_summary, time_label

@@ -8,7 +8,8 @@ import torch
 from aihwkit.nn import AnalogConv2d
 from torch import nn
 
-from lightning_nas.analog import AnalogConfig, convert
+from lightning_nas.analog import AnalogConfig
+from lightning_nas.conversion import convert
 from lightning_nas.errors import UserError
 from lightning_nas.fast_analog import FastAnalogConv2d
 from lightning_nas.module import AnalogNASModule

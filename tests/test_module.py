@@ -2,7 +2,7 @@ import lightning as L
 import pytest
 import torch
 
-from callbacks import DriftEvaluation
+from lightning_nas.callbacks import DriftEvaluation
 from lightning_nas.analog import AnalogConfig
 from lightning_nas.data import DigitsDataModule
 from lightning_nas.errors import UserError

@@ -101,8 +101,8 @@ def test_fields_beyond_M_cannot_be_given():
 
 def test_feature_vector_is_fixed_length_and_zero_padded():
     names = feature_names()
-    one = Architecture(16, 3, (Stage(3, 2, "B", 1.5, False),)).features()
-    five = PRESETS["resnet20"].features()
+    one = Architecture(16, 3, (Stage(3, 2, "B", 1.5, False),)).feature_vector()
+    five = PRESETS["resnet20"].feature_vector()
     assert len(one) == len(five) == len(names) == 28
     assert one[:8] == [16, 3, 1, 3, 2, 1, 1.5, 0]
     assert one[8:] == [0.0] * 20

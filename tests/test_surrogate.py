@@ -6,14 +6,16 @@ import pytest
 from lightning_nas.analog import AnalogConfig
 from lightning_nas.campaign.store import RowStore, export
 from lightning_nas.commands import fit_surrogate
+from lightning_nas.surrogate import fitting
 from lightning_nas.errors import UserError
 from lightning_nas.space import Architecture, sample
 from lightning_nas.surrogate import SurrogatePredictor
-from lightning_nas.surrogate.data import load_rows, matrix
-from lightning_nas.surrogate.models import MLPParams, XGBParams
+from lightning_nas.surrogate.data import load_rows, training_set
+from lightning_nas.surrogate.mlp import MLPParams
+from lightning_nas.surrogate.models import XGBParams
 from lightning_nas.surrogate.report import ranking_quality, regression_quality
 
-ANALOG = AnalogConfig().features()
+ANALOG = AnalogConfig().hardware_features()
 
 
 def synthetic_rows(n=160, seed=0):
@@ -41,10 +43,10 @@ def test_report_numbers_on_known_cases():
 
 
 def test_surrogates_learn_a_known_function():
-    x, y, _ = matrix(synthetic_rows())
-    train, test = fit_surrogate.split(len(x), 0.2, seed=0)
+    x, y, _ = training_set(synthetic_rows())
+    train, test = fitting.split(len(x), 0.2, seed=0)
     assert len(test) == 32 and not set(train) & set(test)
-    _, metrics, _ = fit_surrogate.fit_and_score(x, y, train, test, XGBParams(), MLPParams(epochs=150), seed=0)
+    _, metrics, _ = fitting.fit_and_score(x, y, train, test, XGBParams(), MLPParams(epochs=150), seed=0)
     assert metrics["xgb_acc_1d_ranker"]["kendall_tau"] > 0.75
     assert metrics["mlp_acc_1d_ranker"]["kendall_tau"] > 0.6
     assert metrics["xgb_avm_regressor"]["r2"] > 0.7
@@ -77,7 +79,7 @@ def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
     assert set(pred) == {"acc_1d", "avm", "std"} and all(v.shape == (5,) for v in pred.values())
     again = SurrogatePredictor.load(out).predict(archs)
     assert all(np.array_equal(pred[k], again[k]) for k in pred)
-    x, y, stored_archs = matrix(load_rows(store_path))
+    x, y, stored_archs = training_set(load_rows(store_path))
     fit = predictor.predict(stored_archs)
     assert np.corrcoef(fit["acc_1d"], y["acc_1d"])[0, 1] > 0.9  # calibrated onto accuracy %
     assert abs(fit["acc_1d"].mean() - y["acc_1d"].mean()) < 1.0
@@ -89,7 +91,7 @@ def test_csv_export_is_accepted_as_surrogate_data(store_path, tmp_path):
         csv_path = export(store.rows(), tmp_path / "rows.csv")
     a, b = load_rows(csv_path), load_rows(store_path)
     assert [Architecture.from_dict(r["arch"]) for r in a] == [Architecture.from_dict(r["arch"]) for r in b]
-    assert matrix(a)[0].tolist() == matrix(b)[0].tolist()
+    assert training_set(a)[0].tolist() == training_set(b)[0].tolist()
 
 
 def test_feature_or_space_mismatch_is_a_clear_error(store_path, tmp_path):
@@ -110,4 +112,4 @@ def test_missing_data_and_bad_options(run_cli, tmp_path):
     proc = run_cli("fit-surrogate", "--data", str(tmp_path / "none.sqlite"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
     with pytest.raises(UserError, match="test_fraction"):
-        fit_surrogate.split(10, 1.5, 0)
+        fitting.split(10, 1.5, 0)

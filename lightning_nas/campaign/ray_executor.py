@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from lightning_nas.campaign.executor import Job, Row, TrainFn
 from lightning_nas.errors import UserError
 
 
@@ -67,10 +68,16 @@ def run_tasks(fn: Callable[[Any], Any], items: list[Any], on_result: Callable[[A
             ray.shutdown()
 
 
-def run_jobs_ray(jobs: list[dict[str, Any]], on_row: Callable[[dict[str, Any]], None],
-                 train: Callable[[dict[str, Any]], Any], opts: RayOptions,
-                 failed_row: Callable[[dict[str, Any], str], dict[str, Any]]) -> None:
+class RayExecutor:
     """Campaign jobs as Ray tasks: each trains with ``num_cpus`` threads (or on its GPU)."""
-    placed = [{**job, "threads": max(1, int(opts.num_cpus)), "devices": 1,
-               "accelerator": "gpu" if opts.num_gpus > 0 else "cpu"} for job in jobs]
-    run_tasks(train, placed, lambda job, row: on_row(row), opts, failed_row)
+
+    def __init__(self, opts: RayOptions, train: Optional[TrainFn] = None) -> None:
+        self.opts = opts
+        self.train = train
+
+    def run(self, jobs: list[Job], on_row: Callable[[Row], None]) -> None:
+        from lightning_nas.campaign.train import failed_row, train_architecture
+
+        placed = [{**job, "threads": max(1, int(self.opts.num_cpus)), "devices": 1,
+                   "accelerator": "gpu" if self.opts.num_gpus > 0 else "cpu"} for job in jobs]
+        run_tasks(self.train or train_architecture, placed, lambda job, row: on_row(row), self.opts, failed_row)

@@ -7,13 +7,13 @@ architecture id is the primary key: a row can't be stored twice.
 
 from __future__ import annotations
 
-import csv
 import json
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterable
 
 from lightning_nas.errors import UserError
+from lightning_nas.files import write_csv
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -100,22 +100,16 @@ def export(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
     """Write rows as CSV (``.csv``) or Parquet (``.parquet``, needs pandas + pyarrow)."""
     path = Path(path)
     flat = [flatten(r) for r in rows]
-    columns: list[str] = []
-    for r in flat:
-        columns += [c for c in r if c not in columns]
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".csv":
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(flat)
+        write_csv(path, flat)
     elif path.suffix == ".parquet":
         try:
             import pandas as pd
         except ImportError:
             raise UserError("exporting Parquet needs pandas and pyarrow (pip install pandas pyarrow); "
                             "or export to .csv") from None
-        pd.DataFrame(flat, columns=columns).to_parquet(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(flat).to_parquet(path)
     else:
         raise UserError(f"unknown export format {path.suffix!r}; use a .csv or .parquet path")
     return path

@@ -1,4 +1,4 @@
-"""Train one architecture with a campaign budget and turn the result into a row."""
+"""A campaign's training budget, and one campaign job: train one architecture into a row."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from lightning_nas.classpath import instantiate
+from lightning_nas.errors import UserError
 from lightning_nas.metrics import DEFAULT_TIMES
 
 
@@ -28,6 +29,19 @@ class Budget:
     limit_train_batches: Optional[int] = None
     """Cap the batches per epoch (partial training; mostly for tests)."""
 
+    def check(self) -> None:
+        """Catch a bad budget before a campaign (and its store) is bound to it."""
+        from lightning_nas.callbacks import DriftEvaluation
+
+        if self.epochs < 1 or not 0 <= self.digital_warmup_epochs <= self.epochs:
+            raise UserError(f"budget.epochs must be >= 1 and budget.digital_warmup_epochs in 0..epochs, got "
+                            f"{self.epochs} and {self.digital_warmup_epochs}")
+        if not 0 < self.train_fraction <= 1:
+            raise UserError(f"budget.train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.lr <= 0:
+            raise UserError(f"budget.lr must be > 0, got {self.lr}")
+        DriftEvaluation(t_inference=self.t_inference, n_reps=self.n_reps)  # raises on bad drift settings
+
 
 def base_row(job: dict[str, Any], status: str = "ok", message: str = "") -> dict[str, Any]:
     """The fields every row has, whatever happened to the training."""
@@ -37,8 +51,14 @@ def base_row(job: dict[str, Any], status: str = "ok", message: str = "") -> dict
     arch = Architecture.from_dict(job["arch"])
     budget = Budget(**job["budget"])
     return {"arch_id": arch.id, "arch": arch.to_dict(), "describe": arch.describe(),
-            "features": arch.features(), "analog": AnalogConfig(**job["analog"]).features(), "task": job["task"],
-            "epochs": budget.epochs, "seed": budget.seed, "status": status, "message": message, "wall_s": 0.0}
+            "features": arch.feature_vector(), "analog": AnalogConfig(**job["analog"]).hardware_features(),
+            "task": job["task"], "epochs": budget.epochs, "seed": budget.seed, "status": status,
+            "message": message, "wall_s": 0.0}
+
+
+def failed_row(job: dict[str, Any], message: str) -> dict[str, Any]:
+    """The row of a job whose training could not run to an end (its worker died, ...)."""
+    return base_row(job, "failed", message)
 
 
 def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
@@ -47,10 +67,11 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
     import lightning as L
     import torch
 
-    from callbacks import DriftEvaluation
     from lightning_nas.analog import AnalogConfig
+    from lightning_nas.callbacks import DriftEvaluation
     from lightning_nas.module import AnalogNASModule
     from lightning_nas.space import Architecture, n_params
+    from lightning_nas.training import fit_and_evaluate
 
     arch = Architecture.from_dict(job["arch"])
     budget = Budget(**job["budget"])
@@ -84,11 +105,8 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                             limit_train_batches=budget.limit_train_batches, num_sanity_val_steps=0,
                             accelerator=job.get("accelerator", "auto"), devices=job.get("devices", "auto"))
-        trainer.fit(model, datamodule=dm)
-        row["val_acc"] = 100.0 * float(trainer.callback_metrics.get("val/acc", math.nan))
-        result = trainer.test(model, datamodule=dm, verbose=False)[0]
-        row["acc_eval"] = 100.0 * float(result["test/acc"])
-        row["metrics"] = {k.split("/", 1)[1]: v for k, v in drift.metrics.items()}
+        result = fit_and_evaluate(model, dm, trainer)
+        row["val_acc"], row["acc_eval"], row["metrics"] = result.val_acc, result.test_acc, result.drift
         if not all(math.isfinite(v) for v in row["metrics"].values()):
             row["status"], row["message"] = "diverged", "non-finite drift metrics"
     except FloatingPointError as err:
@@ -101,4 +119,3 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
             row["message"] = "out of memory: " + row["message"]
     row["wall_s"] = time.perf_counter() - start
     return row
-

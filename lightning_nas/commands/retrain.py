@@ -7,7 +7,6 @@ drift and writes a comparison table as ``comparison.csv`` and ``comparison.md``.
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -15,10 +14,9 @@ from typing import Any, Optional
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from lightning_nas.campaign.ray_executor import RayOptions
+from lightning_nas.comparison import markdown, write_comparison
 from lightning_nas.errors import UserError
 from lightning_nas.space import PRESETS, load_architecture
-
-COLUMNS = ("name", "arch_id", "n_params", "acc_1s", "acc_1h", "acc_1d", "acc_30d", "acc_1d_std", "avm")
 
 
 def build_parser() -> ArgumentParser:
@@ -51,46 +49,22 @@ def winner_files(path: str, top_k: int) -> list[Path]:
     return files[:top_k]
 
 
-def train_one(name: str, arch_spec: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    from callbacks import DriftEvaluation
-    from lightning_nas.cli import AnalogNASCLI
+def retrain_run(run: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    """Train one ``(name, architecture, settings)`` run; its row of the comparison table."""
+    from lightning_nas.training import from_fit_config
 
-    args = ["fit", "--config", cfg["fit_config"], "--model.init_args.architecture", arch_spec,
-            "--trainer.logger.init_args.save_dir", str(Path(cfg["out_dir"]) / "runs"),
-            "--trainer.logger.init_args.name", name, "--test_after_fit", "true", *cfg["fit_args"]]
-    argv, sys.argv = sys.argv, sys.argv[:1]  # the CLI reads these args, not this process's command line
-    try:
-        cli = AnalogNASCLI(args=args)
-    finally:
-        sys.argv = argv
-    drift = next(cb for cb in cli.trainer.callbacks if isinstance(cb, DriftEvaluation))
-    row = {"name": name, "arch_id": cli.model.arch.id, "n_params": cli.model.n_params}
-    row.update({k.split("/", 1)[1]: v for k, v in drift.metrics.items()})
-    return row
-
-
-def _train_run(item: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
-    import torch
-
-    torch.set_num_threads(item[2]["threads"])  # a Ray task uses the CPUs it declared
-    return train_one(*item)
-
-
-def markdown(rows: list[dict[str, Any]]) -> str:
-    head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
-    body = ""
-    for r in rows:
-        values = [r.get(c, "") for c in COLUMNS]  # drift times outside the defaults: empty cells
-        cells = [f"{v:.2f}" if isinstance(v, float) else (f"{v:,}" if c == "n_params" and v != "" else str(v))
-                 for c, v in zip(COLUMNS, values)]
-        body += "| " + " | ".join(cells) + " |\n"
-    return head + body
+    name, spec, settings = run
+    result = from_fit_config(settings["fit_config"], spec, Path(settings["out_dir"]) / "runs", name,
+                             settings["fit_args"], threads=settings.get("threads"))
+    return {"name": name, "arch_id": result.arch_id, "n_params": result.n_params, **result.drift}
 
 
 def main(argv: list[str]) -> None:
     cfg = build_parser().parse_args(argv)
     if not Path(cfg.fit_config).is_file():
         raise UserError(f"fit config {cfg.fit_config} does not exist; give the task's config with --fit_config")
+    if cfg.executor not in ("local", "ray"):
+        raise UserError(f"unknown executor {cfg.executor!r}; use local or ray")
     runs = [(f"winner_{k}", str(f)) for k, f in enumerate(winner_files(cfg.winners, cfg.top_k), 1)]
     for _, spec in runs:
         load_architecture(spec)  # fail early on a bad file
@@ -105,30 +79,22 @@ def main(argv: list[str]) -> None:
     runs = [(name, spec if spec in PRESETS else str(Path(spec).resolve())) for name, spec in runs]
     results: dict[str, dict[str, Any]] = {}
 
-    def record(run: tuple[str, str], row: dict[str, Any]) -> None:
-        results[run[0]] = row
-        done = [results[name] for name, _ in runs if name in results]  # in the order of the runs
-        with (out / "comparison.csv").open("w", newline="") as f:  # rewritten after every run
-            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(done)
-        (out / "comparison.md").write_text(markdown(done))
+    def record(name: str, row: dict[str, Any]) -> None:
+        results[name] = row
+        write_comparison(out, [results[n] for n, _ in runs if n in results])  # in the order of the runs
 
     if cfg.executor == "ray":
         from lightning_nas.campaign.ray_executor import run_tasks
 
-        def failed(run: tuple[str, str], message: str) -> dict[str, Any]:
+        def failed(run: tuple, message: str) -> dict[str, Any]:
             raise UserError(f"retrain of {run[0]} failed on Ray: {message}")
 
-        threads = {**settings, "threads": max(1, int(cfg.ray.num_cpus))}
-        run_tasks(_train_run, [(name, spec, threads) for name, spec in runs],
-                  lambda item, row: record(item[:2], row), RayOptions(**cfg.ray.as_dict()), failed)
-    elif cfg.executor == "local":
+        on_ray = {**settings, "threads": max(1, int(cfg.ray.num_cpus))}
+        run_tasks(retrain_run, [(name, spec, on_ray) for name, spec in runs],
+                  lambda item, row: record(item[0], row), RayOptions(**cfg.ray.as_dict()), failed)
+    else:
         for name, spec in runs:
             print(f"retrain: {name} ({spec})", file=sys.stderr)
-            record((name, spec), train_one(name, spec, settings))
-    else:
-        raise UserError(f"unknown executor {cfg.executor!r}; use local or ray")
-    rows = [results[name] for name, _ in runs]
-    print("\n" + markdown(rows))
+            record(name, retrain_run((name, spec, settings)))
+    print("\n" + markdown([results[name] for name, _ in runs]))
     print(f"wrote {out}/comparison.csv and comparison.md", file=sys.stderr)

@@ -9,18 +9,18 @@ plots ``best_so_far.png`` and ``pareto.png``.
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from lightning_nas.classpath import instantiate
 from lightning_nas.errors import UserError
+from lightning_nas.files import write_csv, write_text
 from lightning_nas.search.evolution import (
     Individual, SearchConfig, SearchResult, as_row, evolve, pareto_front, random_search)
 
@@ -52,13 +52,6 @@ def load_predictor(spec: Union[str, dict]) -> Any:
     if not callable(getattr(predictor, "predict", None)):
         raise UserError(f"predictor {type(predictor).__name__} has no predict(archs) method")
     return predictor
-
-
-def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["arch_id"])
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def plot(result: SearchResult, front: list[Individual], out: Path, baseline: Optional[SearchResult]) -> None:
@@ -128,7 +121,7 @@ def run_search(cfg: Any) -> dict[str, Any]:
     (out / "winners").mkdir(parents=True, exist_ok=True)
     winners = feasible[: cfg.top_k]
     for k, w in enumerate(winners, 1):
-        (out / "winners" / f"winner_{k}.yaml").write_text(yaml.safe_dump(
+        write_text(out / "winners" / f"winner_{k}.yaml", yaml.safe_dump(
             {"architecture": w.arch.to_dict(), "arch_id": w.arch.id, "n_params": w.n_params,
              "predicted": w.pred, "fitness": w.fitness}, sort_keys=False))
     front = pareto_front(feasible)
@@ -140,7 +133,7 @@ def run_search(cfg: Any) -> dict[str, Any]:
     if baseline is not None:
         best_random = baseline.feasible()[0].fitness if baseline.feasible() else None
         summary["random_search"] = {"evaluations": baseline.evaluations, "best_fitness": best_random}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
     plot(result, front, out, baseline)
     print(f"\nsearch: {result.evaluations} architectures evaluated in {result.generations} generations, "
           f"{result.total_s:.2f} s ({result.predict_s:.2f} s in the predictor)", file=sys.stderr)

@@ -2,25 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from pathlib import Path
+from typing import Callable, Optional
 
 import lightning
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from lightning_nas.errors import UserError
+from lightning_nas.errors import DatasetNotFoundError, UserError
 
 
-def check_fraction(name: str, value: float, *, allow_zero: bool = False, allow_one: bool = False) -> float:
-    """Return ``value`` as float or raise :class:`UserError` naming the argument and allowed range."""
+def check_fraction(name: str, value: float, *, allow_zero: bool = False, allow_one: bool = False,
+                   maximum: float = 1.0, meaning: str = "") -> float:
+    """Return ``value`` as float or raise :class:`UserError` naming the argument and allowed range
+    (``0 .. maximum``; the ends included as ``allow_zero`` / ``allow_one`` say)."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     lo_ok = number and (value >= 0 if allow_zero else value > 0)
-    hi_ok = number and (value <= 1 if allow_one else value < 1)
+    hi_ok = number and (value <= maximum if allow_one else value < maximum)
     if not (lo_ok and hi_ok):
-        lo, hi = ("[0" if allow_zero else "(0"), ("1]" if allow_one else "1)")
-        raise UserError(f"{name} must be in {lo}, {hi}, got {value!r}")
+        lo, hi = ("[0" if allow_zero else "(0"), (f"{maximum:g}]" if allow_one else f"{maximum:g})")
+        raise UserError(f"{name} must be in {lo}, {hi}{meaning}, got {value!r}")
     return float(value)
+
+
+def ensure_dataset(name: str, where: Path, missing: Callable[[], list[str]], download: bool,
+                   fetch: Callable[[], None], url: str, by_hand: str) -> None:
+    """Make sure a dataset is on disk: nothing to do when ``missing()`` is empty, else ``fetch()`` it
+    if ``download`` is set; every way of failing is one :class:`UserError` that says what to do."""
+    if not missing():
+        return
+    if not download:
+        raise DatasetNotFoundError(f"{name} not found in {where} (missing {', '.join(missing())}); "
+                                   f"set data.download=true or {by_hand}")
+    try:
+        fetch()
+    except (OSError, RuntimeError) as e:
+        raise UserError(f"downloading {name} from {url} failed ({e}); extract it by hand into {where}") from e
+    if missing():
+        raise DatasetNotFoundError(f"{name} download did not produce {', '.join(missing())} in {where}")
 
 
 def check_split(val_fraction: float, test_fraction: float) -> tuple[float, float]:
@@ -74,6 +94,8 @@ class TaskDataModule(lightning.LightningDataModule):
     :meth:`setup` calls it once and then keeps a seeded ``train_fraction`` subset of train.
     """
 
+    task: str = ""
+    """The task's name (``digits``, ``cifar10``, ...): set by every concrete datamodule."""
     _input_shape: tuple[int, int, int]
     _num_classes: int
 

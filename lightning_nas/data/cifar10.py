@@ -11,8 +11,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets.utils import download_and_extract_archive
 
-from lightning_nas.data.base import TaskDataModule, carve_count, check_fraction, stratified_split
-from lightning_nas.errors import DatasetNotFoundError, UserError
+from lightning_nas.data.base import TaskDataModule, carve_count, check_fraction, ensure_dataset, stratified_split
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -54,6 +53,7 @@ class CIFAR10DataModule(TaskDataModule):
     the official 10k test batch is the test split. ``augment`` adds random crop + flip to train.
     """
 
+    task = "cifar10"
     _input_shape = (3, 32, 32)
     _num_classes = 10
 
@@ -84,19 +84,9 @@ class CIFAR10DataModule(TaskDataModule):
 
     def prepare_data(self) -> None:
         """Download and extract the official archive if files are missing and ``download`` is set."""
-        if not self._missing():
-            return
-        if not self.download:
-            raise DatasetNotFoundError(
-                f"CIFAR-10 not found in {self.folder} (missing {', '.join(self._missing())}); "
-                f"set data.download=true or put the python-pickle batches from {URL} there"
-            )
-        try:
-            download_and_extract_archive(URL, download_root=self.data_dir, md5=MD5)
-        except (OSError, RuntimeError) as e:
-            raise UserError(f"downloading CIFAR-10 from {URL} failed ({e}); extract it by hand into {self.data_dir}") from e
-        if self._missing():
-            raise DatasetNotFoundError(f"CIFAR-10 download did not produce {', '.join(self._missing())} in {self.folder}")
+        ensure_dataset("CIFAR-10", self.folder, self._missing, self.download,
+                       lambda: download_and_extract_archive(URL, download_root=self.data_dir, md5=MD5), URL,
+                       f"put the python-pickle batches from {URL} there")
 
     def _load_splits(self):
         self.prepare_data()

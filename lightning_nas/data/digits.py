@@ -16,6 +16,7 @@ class DigitsDataModule(TaskDataModule):
     and then standardised with the mean/std of the train split.
     """
 
+    task = "digits"
     _input_shape = (1, 8, 8)
     _num_classes = 10
 

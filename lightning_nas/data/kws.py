@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import TensorDataset
 from torchvision.datasets.utils import download_and_extract_archive
 
-from lightning_nas.data.base import TaskDataModule
+from lightning_nas.data.base import TaskDataModule, check_fraction, ensure_dataset
 from lightning_nas.errors import DatasetNotFoundError, UserError
 
 URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
@@ -58,6 +58,7 @@ class KWSDataModule(TaskDataModule):
     coefficient with train mean/std. No waveform augmentation (features are precomputed).
     """
 
+    task = "kws"
     _input_shape = (1, 49, 10)
     _num_classes = 12
 
@@ -75,11 +76,9 @@ class KWSDataModule(TaskDataModule):
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, train_fraction=train_fraction)
         self.data_dir = str(data_dir)
         self.download = bool(download)
-        for name, value in (("unknown_ratio", unknown_ratio), ("silence_ratio", silence_ratio)):
-            if not isinstance(value, (int, float)) or not 0 <= value <= 10:
-                raise UserError(f"{name} must be in [0, 10] (fraction of keyword clips), got {value!r}")
-        self.unknown_ratio = float(unknown_ratio)
-        self.silence_ratio = float(silence_ratio)
+        ratio = dict(allow_zero=True, allow_one=True, maximum=10, meaning=" (times the number of keyword clips)")
+        self.unknown_ratio = check_fraction("unknown_ratio", unknown_ratio, **ratio)
+        self.silence_ratio = check_fraction("silence_ratio", silence_ratio, **ratio)
         self.files: dict[str, list[tuple[str, int]]] = {}  # per split, filled by setup (silence excluded)
         self.save_hyperparameters()
 
@@ -93,19 +92,9 @@ class KWSDataModule(TaskDataModule):
 
     def prepare_data(self) -> None:
         """Download and extract the official archive if it is missing and ``download`` is set."""
-        if not self._missing():
-            return
-        if not self.download:
-            raise DatasetNotFoundError(
-                f"Speech Commands v0.02 not found in {self.root} (missing {', '.join(self._missing())}); "
-                f"set data.download=true or extract {URL} there"
-            )
-        try:
-            download_and_extract_archive(URL, download_root=str(self.root), remove_finished=True)
-        except (OSError, RuntimeError) as e:
-            raise UserError(f"downloading Speech Commands from {URL} failed ({e}); extract it by hand into {self.root}") from e
-        if self._missing():
-            raise DatasetNotFoundError(f"Speech Commands download did not produce {', '.join(self._missing())} in {self.root}")
+        ensure_dataset("Speech Commands v0.02", self.root, self._missing, self.download,
+                       lambda: download_and_extract_archive(URL, download_root=str(self.root), remove_finished=True),
+                       URL, f"extract {URL} there")
 
     # -- file lists ---------------------------------------------------------------------------
     def _file_lists(self) -> dict[str, list[tuple[str, int]]]:

@@ -59,6 +59,7 @@ class VWWDataModule(TaskDataModule):
     carved (seeded, stratified) from train using ``val_fraction`` / ``test_fraction``.
     """
 
+    task = "vww"
     _num_classes = 2
 
     def __init__(

@@ -1,29 +1,52 @@
-"""Surrogate training data: feature matrix and targets from a campaign's rows."""
+"""Surrogate training data: feature rows and targets from a campaign's rows."""
 
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from lightning_nas.analog import AnalogConfig
+from lightning_nas.analog import HARDWARE_FEATURES
 from lightning_nas.errors import UserError
 from lightning_nas.space import Architecture, feature_names
 
-ANALOG_FEATURES = tuple(AnalogConfig().features())  # the hardware features, defined in one place
 TARGETS = {"acc_1d": "acc_1d", "avm": "avm", "std": "acc_1d_std"}  # predictor key -> row metric
+MIN_ROWS = 10
 
 
 def all_feature_names() -> list[str]:
-    return feature_names() + [f"analog_{name}" for name in ANALOG_FEATURES]
+    """The surrogate's inputs: the architecture's features, then the hardware's."""
+    return feature_names() + [f"analog_{name}" for name in HARDWARE_FEATURES]
 
 
-def features(archs: Sequence[Architecture], analog: dict[str, float]) -> np.ndarray:
-    hw = [float(analog[name]) for name in ANALOG_FEATURES]
-    return np.asarray([a.features() + hw for a in archs], dtype=np.float32)
+def feature_row(arch: Architecture, hardware: Mapping[str, float]) -> list[float]:
+    """One surrogate input row (the order of :func:`all_feature_names`)."""
+    return arch.feature_vector() + [float(hardware[name]) for name in HARDWARE_FEATURES]
+
+
+def feature_matrix(archs: Sequence[Architecture], hardware: Mapping[str, float]) -> np.ndarray:
+    """Input rows of ``archs``, all on the same ``hardware``."""
+    return np.asarray([feature_row(a, hardware) for a in archs], dtype=np.float32)
+
+
+class TrainingSet(NamedTuple):
+    """Inputs, targets (by predictor key, see :data:`TARGETS`) and architectures of usable rows."""
+
+    x: np.ndarray
+    y: dict[str, np.ndarray]
+    archs: list[Architecture]
+
+
+def training_set(rows: Sequence[dict[str, Any]]) -> TrainingSet:
+    if len(rows) < MIN_ROWS:
+        raise UserError(f"only {len(rows)} usable rows (status ok); a surrogate needs at least {MIN_ROWS}")
+    archs = [Architecture.from_dict(r["arch"]) for r in rows]
+    x = np.asarray([feature_row(a, r["analog"]) for a, r in zip(archs, rows)], dtype=np.float32)
+    y = {key: np.asarray([r["metrics"][metric] for r in rows], dtype=np.float64) for key, metric in TARGETS.items()}
+    return TrainingSet(x, y, archs)
 
 
 def load_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -38,7 +61,7 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
                 if rec["status"] != "ok":
                     continue
                 rows.append({"arch": _arch_from_csv(rec),
-                             "analog": {k: float(rec[f"analog.{k}"]) for k in ANALOG_FEATURES},
+                             "analog": {k: float(rec[f"analog.{k}"]) for k in HARDWARE_FEATURES},
                              "metrics": {k: float(rec[f"metrics.{k}"]) for k in TARGETS.values()}})
         return rows
     from lightning_nas.campaign.store import RowStore
@@ -50,13 +73,3 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
 def _arch_from_csv(rec: dict[str, str]) -> dict[str, Any]:
     return {"out_channel0": int(rec["arch.out_channel0"]), "kernel0": int(rec["arch.kernel0"]),
             "stages": json.loads(rec["arch.stages"])}
-
-
-def matrix(rows: list[dict[str, Any]]) -> tuple[np.ndarray, dict[str, np.ndarray], list[Architecture]]:
-    if len(rows) < 10:
-        raise UserError(f"only {len(rows)} usable rows (status ok); a surrogate needs at least 10")
-    archs = [Architecture.from_dict(r["arch"]) for r in rows]
-    x = np.asarray([a.features() + [float(r["analog"][k]) for k in ANALOG_FEATURES] for a, r in zip(archs, rows)],
-                   dtype=np.float32)
-    y = {key: np.asarray([r["metrics"][metric] for r in rows], dtype=np.float64) for key, metric in TARGETS.items()}
-    return x, y, archs

@@ -40,3 +40,12 @@ def scatter(pred: np.ndarray, true: np.ndarray, title: str, path: Path, xlabel: 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def format_report(metrics: dict[str, dict[str, float]]) -> str:
+    """A text table of ``{model: {metric: value}}``."""
+    lines = [f"{'model':<22}{'metric':<16}{'value':>8}"]
+    for model, values in metrics.items():
+        for name, value in values.items():
+            lines.append(f"{model:<22}{name:<16}{value:8.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""A campaign: which architectures to train with which budget on which task, into which store."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
+
+from lightning_nas.analog import AnalogConfig
+from lightning_nas.campaign.executor import Executor, Job, Row
+from lightning_nas.campaign.store import RowStore
+from lightning_nas.campaign.train import Budget
+from lightning_nas.errors import UserError
+from lightning_nas.space import SPACE_VERSION, Architecture, sample
+
+
+@dataclass
+class Sampling:
+    n: int = 300
+    """Number of architectures of the campaign."""
+    method: str = "lhs"
+    """``uniform`` or ``lhs`` (Latin hypercube)."""
+    seed: int = 0
+    max_params: Optional[int] = None
+    """Skip architectures with more parameters (for the task's input shape and classes)."""
+
+    def check(self) -> None:
+        if self.n < 1:
+            raise UserError(f"sampling.n must be >= 1, got {self.n}")
+
+
+@dataclass
+class Campaign:
+    """Everything that defines a campaign's rows (``data`` is the datamodule's class_path/init_args)."""
+
+    data: dict[str, Any]
+    analog: AnalogConfig
+    budget: Budget
+    sampling: Sampling
+    log_dir: Optional[str] = None
+    """TensorBoard logs, one folder per architecture (``None``: no logs)."""
+
+    def __post_init__(self) -> None:
+        self.analog.resolved()  # validate before anything runs
+        self.sampling.check()
+        self.budget.check()
+
+    def identity(self) -> dict[str, Any]:
+        """What makes rows comparable: task, hardware, budget and space version (not n or workers)."""
+        init = {k: v for k, v in self.data.get("init_args", {}).items() if k not in ("num_workers", "batch_size")}
+        hardware = {k: v for k, v in asdict(self.analog.resolved()).items() if k != "implementation"}
+        return {"task": self.data["class_path"], "task_args": init, "analog": hardware,
+                "budget": asdict(self.budget), "space_version": SPACE_VERSION}
+
+    def architectures(self, input_shape, num_classes) -> list[Architecture]:
+        s = self.sampling
+        return sample(s.n, seed=s.seed, method=s.method, max_params=s.max_params, in_shape=input_shape,
+                      n_classes=num_classes)
+
+    def jobs(self, archs: list[Architecture], task: str, threads: Optional[int], accelerator: str) -> list[Job]:
+        return [{"arch": a.to_dict(), "budget": asdict(self.budget), "analog": asdict(self.analog),
+                 "data": self.data, "task": task, "log_dir": self.log_dir, "threads": threads,
+                 "accelerator": accelerator, "devices": 1} for a in archs]
+
+
+def architectures_to_train(archs: list[Architecture], store: RowStore) -> list[Architecture]:
+    """The architectures without an ``ok`` or ``diverged`` row (failed rows are tried again)."""
+    done = store.ids(statuses=("ok", "diverged"))
+    return [a for a in archs if a.id not in done]
+
+
+def threads_per_worker(workers: int, gpus: int, requested: Optional[int] = None) -> Optional[int]:
+    """torch threads of each local worker: ``requested``, else the CPU cores shared out (None on GPUs)."""
+    if requested:
+        return requested
+    return None if gpus else max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, threads: Optional[int] = None,
+                 accelerator: str = "cpu", on_start: Callable[[int, int, str], None] = lambda total, done, task: None,
+                 on_row: Callable[[Row], None] = lambda row: None) -> None:
+    """Bind ``store`` to the campaign, then train every architecture it lacks with ``executor``.
+
+    ``on_start(total, already_done, task)`` is called once before training, ``on_row(row)`` after each
+    row is stored (progress reporting)."""
+    from lightning_nas.classpath import instantiate
+    from lightning_nas.data import task_name
+
+    dm = instantiate(campaign.data)  # validates the task arguments and gives the input shape
+    store.bind(campaign.identity())
+    archs = campaign.architectures(dm.input_shape, dm.num_classes)
+    todo = architectures_to_train(archs, store)
+    task = task_name(type(dm))
+    on_start(len(archs), len(archs) - len(todo), task)
+
+    def stored(row: Row) -> None:
+        store.add(row)
+        on_row(row)
+
+    executor.run(campaign.jobs(todo, task, threads, accelerator), stored)

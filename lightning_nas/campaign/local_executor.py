@@ -1,0 +1,84 @@
+"""Campaign jobs in worker processes on this machine (``--executor local``)."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from typing import Any, Callable, Optional
+
+from lightning_nas.campaign.executor import Job, Row, TrainFn
+from lightning_nas.campaign.train import failed_row
+from lightning_nas.space import Architecture
+
+
+class LocalExecutor:
+    """Run jobs in ``workers`` spawned processes (``0``: in this process), with GPUs one per worker.
+
+    A worker process that dies breaks the whole pool, so the jobs it held can't tell who
+    crashed. They are re-run one at a time, each alone in a fresh one-worker pool: a job
+    that crashes alone twice is recorded as failed; the others train normally.
+    """
+
+    def __init__(self, workers: int, gpus: int = 0, train: Optional[TrainFn] = None) -> None:
+        self.workers = workers
+        self.gpus = gpus
+        self.train = train
+
+    def run(self, jobs: list[Job], on_row: Callable[[Row], None]) -> None:
+        from lightning_nas.campaign.train import train_architecture
+
+        train = self.train or train_architecture
+        if self.workers == 0:
+            for job in jobs:
+                on_row(train(job))
+            return
+        pending, suspects = list(jobs), []
+        crashes: dict[str, int] = {}
+        while pending or suspects:
+            if suspects:
+                job = suspects.pop(0)
+                with self._pool(1) as pool:
+                    try:
+                        on_row(pool.submit(train, job).result())
+                    except BrokenProcessPool:
+                        key = Architecture.from_dict(job["arch"]).id
+                        crashes[key] = crashes.get(key, 0) + 1
+                        if crashes[key] >= 2:
+                            on_row(failed_row(job, "its worker process died (killed or crashed) twice"))
+                        else:
+                            suspects.append(job)
+                continue
+            with self._pool(self.workers) as pool:
+                running: dict[Future, Job] = {}
+                broken = False
+                while (pending or running) and not broken:
+                    while pending and len(running) < 2 * self.workers:
+                        job = pending.pop(0)
+                        running[pool.submit(train, job)] = job
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        job = running.pop(future)
+                        try:
+                            on_row(future.result())
+                        except BrokenProcessPool:
+                            broken = True
+                            suspects.append(job)
+                suspects.extend(running.values())  # in flight when the pool broke
+
+    def _pool(self, workers: int) -> ProcessPoolExecutor:
+        """Spawned workers; with GPUs each worker takes its own device for all its jobs."""
+        ctx = get_context("spawn")
+        if not self.gpus:
+            return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        counter = ctx.Value("i", 0)
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_claim_gpu,
+                                   initargs=(counter, self.gpus))
+
+
+def _claim_gpu(counter: Any, gpus: int) -> None:
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(index % gpus)

@@ -1,0 +1,113 @@
+"""Fit the surrogates on a campaign's rows and measure them on held-out rows (and k folds)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from lightning_nas.errors import UserError
+from lightning_nas.surrogate.data import TrainingSet, training_set
+from lightning_nas.surrogate.mlp import MLPParams, fit_mlp_ranker
+from lightning_nas.surrogate.models import XGBParams, calibrate, calibration, fit_xgb_ranker, fit_xgb_regressor
+from lightning_nas.surrogate.predictor import SurrogatePredictor
+from lightning_nas.surrogate.report import ranking_quality, regression_quality, scatter
+
+# Scatter plots of a fit: predictor key -> (title, x label); "mlp" is compared with acc_1d.
+PLOTS = {"acc_1d": ("XGBoost ranker (calibrated): 1-day acc %", "predicted"),
+         "avm": ("XGBoost regressor: AVM (pp)", "predicted"),
+         "std": ("XGBoost regressor: 1-day std (pp)", "predicted"),
+         "mlp": ("MLP ranker score vs 1-day acc %", "MLP score")}
+
+
+def split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, test) row indices, both sorted."""
+    if not 0 < test_fraction < 1:
+        raise UserError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(test_fraction * n)))
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def check_kfold(k: int, n_rows: int) -> None:
+    if k and not 2 <= k <= n_rows:
+        raise UserError(f"kfold must be 0 (off) or 2..{n_rows}, got {k}")
+
+
+def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], train: np.ndarray, test: np.ndarray,
+                  xgb: XGBParams, mlp: MLPParams, seed: int) -> tuple[dict[str, Any], dict[str, Any], dict]:
+    """Fit every model on ``train``; return (models, metrics on ``test``, test predictions)."""
+    ranker = fit_xgb_ranker(x[train], y["acc_1d"][train], xgb, seed)
+    cal = calibration(ranker.predict(x[train]), y["acc_1d"][train])
+    models = {"acc_1d": ranker, "avm": fit_xgb_regressor(x[train], y["avm"][train], xgb, seed),
+              "std": fit_xgb_regressor(x[train], y["std"][train], xgb, seed),
+              "mlp": fit_mlp_ranker(x[train], y["acc_1d"][train], mlp, seed), "calibration": cal}
+    pred = {"acc_1d": calibrate(ranker.predict(x[test]), cal), "avm": models["avm"].predict(x[test]),
+            "std": models["std"].predict(x[test]), "mlp": models["mlp"].score(x[test])}
+    metrics = {"xgb_acc_1d_ranker": {**ranking_quality(pred["acc_1d"], y["acc_1d"][test]),
+                                     "mae_calibrated": float(np.mean(np.abs(pred["acc_1d"] - y["acc_1d"][test])))},
+               "xgb_avm_regressor": regression_quality(pred["avm"], y["avm"][test]),
+               "xgb_std_regressor": regression_quality(pred["std"], y["std"][test]),
+               "mlp_acc_1d_ranker": ranking_quality(pred["mlp"], y["acc_1d"][test])}
+    return models, metrics, pred
+
+
+def kfold_metrics(x, y, k: int, xgb: XGBParams, mlp: MLPParams, seed: int) -> dict[str, Any]:
+    """Mean and std of every metric over ``k`` seeded folds."""
+    check_kfold(k, len(x))
+    folds = np.array_split(np.random.default_rng(seed).permutation(len(x)), k)
+    per_fold = []
+    for i in range(k):
+        test = np.sort(folds[i])
+        train = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != i]))
+        per_fold.append(fit_and_score(x, y, train, test, xgb, mlp, seed)[1])
+    out: dict[str, Any] = {}
+    for model in per_fold[0]:
+        out[model] = {m: {"mean": float(np.mean([f[model][m] for f in per_fold])),
+                          "std": float(np.std([f[model][m] for f in per_fold]))} for m in per_fold[0][model]}
+    return out
+
+
+@dataclass
+class SurrogateFit:
+    """A fitted surrogate with its quality report and the held-out predictions behind it."""
+
+    predictor: SurrogatePredictor
+    report: dict[str, Any]
+    data: TrainingSet
+    test: np.ndarray
+    test_predictions: dict[str, np.ndarray]
+
+    def save(self, directory: str | Path) -> list[Path]:
+        """The predictor's files, ``report.json`` and the held-out scatter plots."""
+        directory = Path(directory)
+        written = self.predictor.save(directory)
+        (directory / "report.json").write_text(json.dumps(self.report, indent=2))
+        written.append(directory / "report.json")
+        for key, (title, xlabel) in PLOTS.items():
+            true = self.data.y["acc_1d" if key == "mlp" else key][self.test]
+            written.append(scatter(np.asarray(self.test_predictions[key]), true, title,
+                                   directory / f"scatter_{key}.png", xlabel))
+        return written
+
+
+def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2, kfold: int = 0, seed: int = 0,
+                  xgb: XGBParams = XGBParams(), mlp: MLPParams = MLPParams(), source: str = "") -> SurrogateFit:
+    """Fit the surrogates on ``rows`` (status ``ok``) with a seeded held-out split (and k folds)."""
+    data = training_set(rows)
+    check_kfold(kfold, len(data.x))
+    train, test = split(len(data.x), test_fraction, seed)
+    models, metrics, pred = fit_and_score(data.x, data.y, train, test, xgb, mlp, seed)
+    report: dict[str, Any] = {"holdout": metrics, "n_train": int(len(train)), "n_test": int(len(test))}
+    if kfold:
+        report["kfold"] = kfold_metrics(data.x, data.y, kfold, xgb, mlp, seed)
+    analogs = sorted({json.dumps(r["analog"], sort_keys=True) for r in rows})
+    meta = {"rows": len(rows), "n_train": int(len(train)), "data": source, "seed": seed,
+            "analog": json.loads(analogs[0]), "analog_configs": len(analogs),
+            "acc_1d_calibration": models["calibration"], "xgb": asdict(xgb), "mlp": asdict(mlp),
+            "mlp_hidden": mlp.hidden, "metrics": report}
+    predictor = SurrogatePredictor({k: models[k] for k in ("acc_1d", "avm", "std")}, meta, mlp=models["mlp"])
+    return SurrogateFit(predictor, report, data, test, pred)
