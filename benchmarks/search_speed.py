@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from lightning_nas.commands.search import load_predictor
+from lightning_nas.search.outputs import load_predictor
 from lightning_nas.search.evolution import SearchConfig, evolve
 
 

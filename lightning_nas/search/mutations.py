@@ -22,7 +22,7 @@ def _with_stage(arch: Architecture, i: int, stage: Stage) -> Architecture:
     return replace(arch, stages=tuple(stages))
 
 
-def _step(choices: tuple, value, rng: random.Random):
+def _neighbour(choices: tuple, value, rng: random.Random):
     """A neighbouring value of ``value`` in ``choices`` (one step up or down)."""
     i = choices.index(value)
     options = [j for j in (i - 1, i + 1) if 0 <= j < len(choices)]
@@ -45,7 +45,7 @@ def remove_stage(arch: Architecture, rng: random.Random) -> Optional[Architectur
 def change_depth(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
     """Add or remove one residual block of one stage."""
     i = rng.randrange(arch.M)
-    r = _step(tuple(range(R_RANGE[0], R_RANGE[1] + 1)), arch.stages[i].R, rng)
+    r = _neighbour(tuple(range(R_RANGE[0], R_RANGE[1] + 1)), arch.stages[i].R, rng)
     return _with_stage(arch, i, replace(arch.stages[i], R=r))
 
 
@@ -58,17 +58,17 @@ def change_convblock(arch: Architecture, rng: random.Random) -> Optional[Archite
 # -- width ----------------------------------------------------------------------------
 def change_branches(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
     i = rng.randrange(arch.M)
-    b = _step(tuple(range(B_RANGE[0], B_RANGE[1] + 1)), arch.stages[i].B, rng)
+    b = _neighbour(tuple(range(B_RANGE[0], B_RANGE[1] + 1)), arch.stages[i].B, rng)
     return _with_stage(arch, i, replace(arch.stages[i], B=b))
 
 
 def change_out_channel0(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
-    return replace(arch, out_channel0=_step(OUT_CHANNEL0, arch.out_channel0, rng))
+    return replace(arch, out_channel0=_neighbour(OUT_CHANNEL0, arch.out_channel0, rng))
 
 
 def change_widenfact(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
     i = rng.randrange(arch.M)
-    return _with_stage(arch, i, replace(arch.stages[i], widenfact=_step(WIDENFACTS, arch.stages[i].widenfact, rng)))
+    return _with_stage(arch, i, replace(arch.stages[i], widenfact=_neighbour(WIDENFACTS, arch.stages[i].widenfact, rng)))
 
 
 # -- other ----------------------------------------------------------------------------
