@@ -37,6 +37,7 @@ Semantic notes (tested in ``tests/test_fast_analog.py``):
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Iterator, Optional
 
 import torch
@@ -268,14 +269,19 @@ def _update_input_range_from_data(tile: Any, xs: Tensor, counts: Tensor, n: int)
     tile.input_range.data = tile.input_range.data.abs()
 
 
+# Tile -> version of its input-range counter when the counter was seen to be past the
+# initialisation window (kept here, not patched onto aihwkit's objects).
+_RANGE_INITIALISED: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
+
+
 def _initialising(tile: Any, init_from_data: int) -> bool:
     """Whether the tile still initialises its input range from data. Reading the counter costs
     a device sync, so "done" is remembered until the counter is overwritten (a checkpoint load)."""
     idx = tile.input_range_update_idx
-    if getattr(tile, "_lnas_range_done", None) == idx._version:
+    if _RANGE_INITIALISED.get(tile) == idx._version:
         return False
     if int(idx) >= init_from_data:
-        tile._lnas_range_done = idx._version
+        _RANGE_INITIALISED[tile] = idx._version
         return False
     return True
 

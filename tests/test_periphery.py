@@ -1,6 +1,7 @@
 """The periphery backends (native C, torch.compile) against the eager reference, and the
 statistics of the native kernel's Gaussian noise."""
 
+import inspect
 import math
 
 import pytest
@@ -8,14 +9,12 @@ import torch
 from scipy import stats
 
 from lightning_nas import periphery as P
+from lightning_nas.periphery import native as N
 from lightning_nas.errors import UserError
 
-try:
-    P.native_library()
-    NATIVE_ERROR = None
-except RuntimeError as err:  # e.g. no C compiler: `auto` then runs eager (tested below)
-    NATIVE_ERROR = str(err)
-needs_native = pytest.mark.skipif(NATIVE_ERROR is not None, reason=f"native kernel unavailable: {NATIVE_ERROR}")
+# The kernel is built by the session fixture `native_kernel` (conftest.py) when a test first
+# needs it, not at collection; without a C compiler those tests skip with the reason.
+needs_native = pytest.mark.usefixtures("native_kernel")
 
 # (N, C, H, W): a 7x7 plane (odd sizes, bit masks not byte aligned per plane) and one tensor
 # larger than a thread chunk (32768 elements), so several OpenMP chunks are used.
@@ -58,7 +57,7 @@ def test_native_adc_and_backward_equal_eager(shape, step, bound, per_channel):
     out, packed, q = P.adc(y.clone(), 0.0, step, bound, True, scale, keep_unscaled=True, inplace=True,
                            backend="native")
     assert torch.equal(out, ref)
-    assert torch.equal(P._unpack_bits(packed, y), ref_mask)
+    assert torch.equal(N._unpack_bits(packed, y), ref_mask)
     assert q is None  # recovered from out in the backward
     ref_gy, ref_gs = P.adc_backward(g, ref_mask, scale, ref_q, None, backend="eager")
     gy, gs = P.adc_backward(g, packed, scale, q, out, backend="native")
@@ -154,8 +153,8 @@ def test_backend_setting_errors_and_fallbacks(monkeypatch):
 
 
 def test_missing_compiler_is_an_error_or_a_warned_fallback(monkeypatch, tmp_path):
-    monkeypatch.setattr(P, "_lib", None)
-    monkeypatch.setattr(P, "_lib_error", None)
+    monkeypatch.setattr(N, "_lib", None)
+    monkeypatch.setattr(N, "_lib_error", None)
     monkeypatch.setenv("LIGHTNING_NAS_CACHE", str(tmp_path))  # nothing built there yet
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setattr(P, "_warned", set())
@@ -186,3 +185,56 @@ def test_empty_batch():
     grad_y, grad_scale = P.adc_backward(y, packed, scale, q, out, backend="native")
     assert grad_y.shape == y.shape and torch.equal(grad_scale, torch.zeros(5))
     assert P.dac(y, torch.tensor([1.0]), STEP_IN, 1.0, backend="native")[0].shape == y.shape
+
+
+def test_compiled_backend_compiles_once_per_configuration_not_per_shape():
+    """A training run's variety (layer shapes, batch sizes, channel slices, bounds, inputs that
+    require grad, inference mode), more than dynamo's recompile limit: the eager results, no
+    recompile-limit error, and each configuration compiled once (LIGHTNING_NAS_PERIPHERY=compile
+    on CPU once stopped in the first epoch with "recompile limit exceeded")."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+    from torch._dynamo.utils import counters
+
+    from lightning_nas.periphery import compiled as C
+
+    shapes = [(64, 1, 8, 8), (64, 16, 8, 8), (64, 32, 4, 4), (64, 64, 2, 2), (17, 16, 8, 8), (40, 32, 4, 4),
+              (1, 16, 8, 8), (3, 5, 7, 7), (8, 64, 3, 5), (64, 8, 8, 8)]
+    assert len(shapes) > torch._dynamo.config.recompile_limit
+
+    def graphs_per_key():
+        return {k: len(_debug_get_cache_entry_list(inspect.unwrap(f))) for k, f in C._compiled.items()}
+
+    before, graphs = graphs_per_key(), counters["stats"]["unique_graphs"]
+    for i, (n, c, h, w) in enumerate(shapes):
+        base = data((n, 2 * c, h, w), seed=i, scale=3.0).requires_grad_()
+        x, g = base[:, c:], data((n, c, h, w), seed=100 + i)  # a channel slice, as a split layer passes
+        r = torch.tensor([1.5 + 0.1 * i], requires_grad=True)
+        counts = torch.randint(0, 10, (c, h * w)).double()
+        step, inp_bound, bound = STEP_IN * (1 + i % 3), 0.5 + 0.04 * i, 2.0 + 0.2 * i
+        scale = torch.rand(c) + 0.5 if c > 1 else torch.tensor([0.7])
+        for name, call in [
+            ("dac", lambda b: P.dac(x, r, step, inp_bound, counts=counts, backend=b)),
+            ("dac_backward", lambda b: P.dac_backward(g, x, r, step, inp_bound, backend=b)),
+            ("adc", lambda b: P.adc(x, 0.0, step, bound, True, scale, keep_unscaled=True, backend=b)),
+            ("adc_backward", lambda b: P.adc_backward(g, x.detach().abs() < bound, scale, x.detach(), None,
+                                                      backend=b)),
+        ]:
+            got, ref = call("compile"), call("eager")
+            for u, v in zip(got, ref):
+                assert (u is None) == (v is None), name
+                assert u is None or torch.allclose(u, v.detach(), rtol=1e-4, atol=1e-4), (name, (n, c, h, w))
+                if u is not None and u.shape == x.shape:  # element-wise results exact, sums up to their order
+                    assert torch.equal(u, v.detach()), (name, (n, c, h, w))
+        with torch.inference_mode():  # validation: inference tensors, no counts
+            xi = x.detach().clone()
+            assert torch.equal(P.dac(xi, r, step, inp_bound, backend="compile")[0],
+                               P.dac(xi, r, step, inp_bound, backend="eager")[0])
+    # One compiled function per configuration (size-1 dimensions included), not per shape; each
+    # compiles once, or twice where Inductor picks its reduction strategy by size (a CPU sum of
+    # more than 4096 elements guards on that).
+    after = graphs_per_key()
+    assert 0 < len(set(after) - set(before)) <= 12, after.keys()
+    sums = {k for k in after if k[0] in ("_dac_backward", "_adc_backward") or (k[0] == "_dac" and k[-1] is not None)}
+    assert all(n == 1 for k, n in after.items() if k not in sums), after
+    assert all(n <= 2 for n in after.values()), after
+    assert counters["stats"]["unique_graphs"] - graphs == sum(after.values()) - sum(before.values())

@@ -1,6 +1,6 @@
 /* Element-wise analog periphery kernels for CPU (float32, contiguous), called via ctypes
- * from lightning_nas/periphery.py. They compute exactly what the eager PyTorch chains in
- * periphery.py compute, in one pass over memory:
+ * from lightning_nas/periphery/native.py. They compute exactly what the eager PyTorch chains
+ * in lightning_nas/periphery/eager.py compute, in one pass over memory:
  *
  *   lnas_dac: y = clamp(x, -|r|, |r|) / r; quantise to `step` (step > 0); clip to +-inp_bound;
  *        optionally the number of unfolded elements at or beyond the range (pixel i counts
