@@ -16,7 +16,7 @@ from lightning_nas.analog import AnalogConfig
 from lightning_nas.conversion import allow_analog_checkpoints, convert, is_analog
 from lightning_nas.errors import UserError
 from lightning_nas.network import build_network
-from lightning_nas.space import load_architecture, n_params
+from lightning_nas.space import MAX_BUILD_PARAMS, load_architecture, n_params
 
 
 class AnalogNASModule(L.LightningModule):
@@ -70,6 +70,9 @@ class AnalogNASModule(L.LightningModule):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.n_params = n_params(self.arch, self.input_shape, num_classes)
+        if self.n_params > MAX_BUILD_PARAMS:
+            raise UserError(f"architecture {self.arch.describe()} has {self.n_params:,} parameters for input "
+                            f"{self.input_shape}, more than the limit of {MAX_BUILD_PARAMS:,}; choose a smaller one")
         self.net = build_network(self.arch, self.input_shape, num_classes)
         if digital_warmup_epochs == 0:
             self.convert_to_analog()

@@ -41,11 +41,31 @@ CONVBLOCKS = ("A", "B")
 WIDEN_MIN, WIDEN_MAX, WIDEN_STEP = 1.0, 4.0, 0.5
 WIDENFACTS = tuple(WIDEN_MIN + i * WIDEN_STEP for i in range(int((WIDEN_MAX - WIDEN_MIN) / WIDEN_STEP) + 1))
 SKIPS = (False, True)
+MAX_BUILD_PARAMS = 200_000_000
+"""The largest network :class:`~lightning_nas.module.AnalogNASModule` builds (checked with
+:func:`n_params` before anything is allocated): far beyond what an analog chip holds, well below
+what exhausts a machine's memory in float32 with the training state."""
 BOTTLENECK_REDUCTION = 4  # type-B blocks squeeze to width // 4 channels in the 3x3 conv
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (user input can be huge)."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def _fail(field_name: str, value: Any, allowed: str) -> None:
-    raise ArchitectureError(f"architecture field '{field_name}' is {value!r}; allowed: {allowed}")
+    raise ArchitectureError(f"architecture field '{field_name}' is {_short(value)}; allowed: {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    """An integer, and not a bool or a float that happens to be whole (16.0 is not a channel count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _names(keys: Any) -> str:
+    """Keys of a user's mapping for a message: sorted whatever their types, each cut short."""
+    return ", ".join(sorted(_short(k, 30) for k in keys))
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,8 @@ class Stage:
     skip: bool = True
 
     def __post_init__(self) -> None:
+        if _is_int(self.widenfact):  # 2 and 2.0 are the same widen factor (and the same id)
+            object.__setattr__(self, "widenfact", float(self.widenfact))
         self.validate(0)
 
     def validate(self, index: int) -> None:
@@ -67,9 +89,9 @@ class Stage:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 _fail(f"stages[{index}].{name}", value, f"integers {lo}..{hi}")
-        if self.convblock not in CONVBLOCKS:
+        if not isinstance(self.convblock, str) or self.convblock not in CONVBLOCKS:
             _fail(f"stages[{index}].convblock", self.convblock, " or ".join(CONVBLOCKS))
-        if not isinstance(self.widenfact, (int, float)) or isinstance(self.widenfact, bool) or self.widenfact not in WIDENFACTS:
+        if not isinstance(self.widenfact, float) or self.widenfact not in WIDENFACTS:
             _fail(f"stages[{index}].widenfact", self.widenfact,
                   f"{WIDEN_MIN}..{WIDEN_MAX} in steps of {WIDEN_STEP}")
         if not isinstance(self.skip, bool):
@@ -90,10 +112,10 @@ class Architecture:
 
     # -- validation -----------------------------------------------------------------
     def validate(self) -> None:
-        if self.out_channel0 not in OUT_CHANNEL0 or isinstance(self.out_channel0, bool):
-            _fail("out_channel0", self.out_channel0, ", ".join(map(str, OUT_CHANNEL0)))
-        if self.kernel0 not in KERNEL0 or isinstance(self.kernel0, bool):
-            _fail("kernel0", self.kernel0, ", ".join(map(str, KERNEL0)))
+        if not _is_int(self.out_channel0) or self.out_channel0 not in OUT_CHANNEL0:
+            _fail("out_channel0", self.out_channel0, "integers " + ", ".join(map(str, OUT_CHANNEL0)))
+        if not _is_int(self.kernel0) or self.kernel0 not in KERNEL0:
+            _fail("kernel0", self.kernel0, "integers " + ", ".join(map(str, KERNEL0)))
         if not 1 <= len(self.stages) <= MAX_STAGES:
             _fail("M (number of stages)", len(self.stages), f"1..{MAX_STAGES}")
         for i, stage in enumerate(self.stages, start=1):
@@ -116,35 +138,42 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Architecture":
-        """Build from the mapping written by :meth:`to_dict` (``M`` is optional but must match)."""
+        """Build from the mapping written by :meth:`to_dict`.
+
+        ``stages`` is required; ``M`` is optional but must match it. Missing ``out_channel0`` /
+        ``kernel0`` and missing stage fields take the documented defaults (16, 3; R 1, B 1,
+        convblock A, widenfact 1.0, skip true). Types are strict: counts are integers (not
+        floats or bools), ``widenfact`` a number, ``skip`` a bool.
+        """
         if not isinstance(data, Mapping):
             raise ArchitectureError(f"an architecture must be a mapping, got {type(data).__name__}")
         known = {"out_channel0", "kernel0", "M", "stages"}
-        unknown = sorted(set(data) - known)
+        unknown = _names(set(data) - known)
         if unknown:
             raise ArchitectureError(
-                f"unknown architecture field(s) {unknown}; allowed: {sorted(known)} (stage fields go under 'stages')")
+                f"unknown architecture field(s) {unknown}; allowed: {', '.join(sorted(known))} "
+                "(stage fields go under 'stages')")
         stages_data = data.get("stages")
         if not isinstance(stages_data, Sequence) or isinstance(stages_data, (str, bytes)):
             raise ArchitectureError("architecture field 'stages' must be a list of 1..5 stage mappings")
+        if not 1 <= len(stages_data) <= MAX_STAGES:
+            _fail("M (number of stages)", len(stages_data), f"1..{MAX_STAGES}")
         stages = []
         stage_fields = set(Stage.__dataclass_fields__)
         for i, s in enumerate(stages_data, start=1):
             if not isinstance(s, Mapping):
                 raise ArchitectureError(f"architecture field 'stages[{i}]' must be a mapping")
-            bad = sorted(set(s) - stage_fields)
+            bad = _names(set(s) - stage_fields)
             if bad:
-                raise ArchitectureError(f"unknown field(s) {bad} in stages[{i}]; allowed: {sorted(stage_fields)}")
-            s = dict(s)
-            if "widenfact" in s and isinstance(s["widenfact"], int) and not isinstance(s["widenfact"], bool):
-                s["widenfact"] = float(s["widenfact"])
+                raise ArchitectureError(f"unknown field(s) {bad} in stages[{i}]; allowed: {', '.join(sorted(stage_fields))}")
             try:
                 stages.append(Stage(**s))
             except ArchitectureError as err:  # name the stage: stages[0] -> stages[i]
                 raise ArchitectureError(str(err).replace("stages[0]", f"stages[{i}]")) from None
-        if "M" in data and data["M"] != len(stages):
+        if "M" in data and (not _is_int(data["M"]) or data["M"] != len(stages)):
             raise ArchitectureError(
-                f"architecture field 'M' is {data['M']!r} but {len(stages)} stage(s) are given; make them agree")
+                f"architecture field 'M' is {_short(data['M'])} but {len(stages)} stage(s) are given; make them agree "
+                "(an integer) or leave M out")
         return cls(out_channel0=data.get("out_channel0", 16), kernel0=data.get("kernel0", 3), stages=tuple(stages))
 
     def to_json(self) -> str:
@@ -212,6 +241,33 @@ PRESETS: dict[str, Architecture] = {
 }
 
 
+def read_yaml_file(path: Path, what: str) -> Any:
+    """The one YAML document in ``path`` (plain data only); every way the file can be unreadable
+    is a :class:`UserError` that names the file and the problem."""
+    import yaml
+
+    shown = str(path) if len(str(path)) <= 200 else str(path)[:197] + "..."
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{what} {shown} does not exist; give a preset name ({', '.join(PRESETS)}) "
+                        "or an existing YAML file") from None
+    except OSError as err:
+        raise UserError(f"{what} {shown} can't be read ({err.strerror or err}); check the path") from None
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {shown} is not UTF-8 text; save it as UTF-8 YAML") from None
+    try:
+        return yaml.safe_load(decoded)
+    except yaml.YAMLError as err:
+        first = getattr(err, "problem", None) or (str(err).strip().splitlines() or [type(err).__name__])[0]
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise UserError(f"{what} {shown} is not valid YAML{where}: {first}; it must hold one plain "
+                        "mapping (no tags, one document)") from None
+
+
 def load_architecture(spec: "str | Mapping[str, Any] | Architecture") -> Architecture:
     """Resolve a preset name, an inline mapping, or a path to a YAML/JSON architecture file.
 
@@ -227,12 +283,7 @@ def load_architecture(spec: "str | Mapping[str, Any] | Architecture") -> Archite
             return PRESETS[spec]
         path = Path(spec)
         if path.suffix.lower() in {".yaml", ".yml", ".json"}:
-            if not path.is_file():
-                raise UserError(f"architecture file {path} does not exist; give a preset name "
-                                f"({', '.join(PRESETS)}) or an existing YAML file")
-            import yaml
-
-            data = yaml.safe_load(path.read_text())
+            data = read_yaml_file(path, "architecture file")
             if isinstance(data, Mapping) and "architecture" in data:
                 data = data["architecture"]
             return Architecture.from_dict(data)
