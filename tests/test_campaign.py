@@ -24,6 +24,7 @@ def campaign_args(tmp_path, n=4, workers="0", *extra):
             "--workers", workers, *TINY_BUDGET, *extra]
 
 
+@pytest.mark.slow
 def test_four_architecture_campaign_end_to_end(tmp_path):
     build_dataset.main(campaign_args(tmp_path, 4, "0", "--export", str(tmp_path / "rows.csv")))
     with RowStore(tmp_path / "rows.sqlite") as store:
@@ -45,6 +46,7 @@ def test_four_architecture_campaign_end_to_end(tmp_path):
         assert len(store) == 4
 
 
+@pytest.mark.slow
 def test_failing_architecture_is_recorded_and_the_campaign_goes_on(tmp_path, monkeypatch):
     real = train_mod.train_architecture
     calls = []
@@ -109,6 +111,7 @@ def count_rows(path):
         return 0
 
 
+@pytest.mark.slow
 def test_kill_9_and_resume_keeps_every_finished_row_exactly_once(tmp_path):
     cmd = [sys.executable, "-m", "lightning_nas", "build-dataset", *campaign_args(tmp_path, 5, "1")]
     store = tmp_path / "rows.sqlite"
@@ -133,6 +136,7 @@ def test_kill_9_and_resume_keeps_every_finished_row_exactly_once(tmp_path):
             assert json.dumps(row, sort_keys=True) == json.dumps(before[row["arch_id"]], sort_keys=True)
 
 
+@pytest.mark.slow
 def test_bad_campaign_config_is_one_line(run_cli, tmp_path):
     proc = run_cli("build-dataset", *campaign_args(tmp_path, 2, "0"), "--analog.preset", "nope")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: unknown analog preset")

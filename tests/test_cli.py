@@ -25,6 +25,7 @@ def assert_one_line_error(proc, *fragments):
         assert fragment in lines[0]
 
 
+@pytest.mark.slow
 def test_fit_writes_config_checkpoint_events_and_drift_metrics_then_test_reloads(run_cli, tmp_path):
     proc = run_cli("fit", "--config", DIGITS, *QUICK)
     assert proc.returncode == 0, proc.stderr[-3000:]

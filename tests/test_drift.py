@@ -91,6 +91,7 @@ def test_digital_model_is_rejected():
         evaluate_drift(torch.nn.Linear(2, 2), [], [1], 1)
 
 
+@pytest.mark.slow
 def test_callback_logs_returns_and_writes_json(tmp_path):
     model = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=2)
     cb = DriftEvaluation(n_reps=2, every_n_val_epochs=1)

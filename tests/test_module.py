@@ -18,6 +18,7 @@ def trainer(tmp_path, **kw):
                      logger=False, **kw)
 
 
+@pytest.mark.slow
 def test_resnet20_on_digits_reaches_90_percent_at_1s(tmp_path):
     """Acceptance: ResNet-20 preset, a few epochs of hardware-aware training, drift at 1 s > 90%."""
     L.seed_everything(0)

@@ -30,6 +30,7 @@ def rows(store):
         return {r["arch_id"]: r for r in s.rows()}
 
 
+@pytest.mark.slow
 def test_ray_campaign_gives_the_same_rows_as_the_local_executor(tmp_path):
     build_dataset.main(args(tmp_path / "local.sqlite", 3, 2, "--workers", "1"))
     build_dataset.main(args(tmp_path / "ray.sqlite", 3, 2, *RAY))
@@ -47,6 +48,7 @@ def ray_worker_pids():
     return [int(p) for p in out.split()]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_and_nothing_is_lost_or_duplicated(tmp_path):
     store = tmp_path / "rows.sqlite"
     errors = []
@@ -73,6 +75,7 @@ def test_a_killed_worker_is_retried_and_nothing_is_lost_or_duplicated(tmp_path):
     assert len(result) == 3 and all(r["status"] == "ok" for r in result.values())
 
 
+@pytest.mark.slow
 def test_retrain_runs_winners_as_ray_tasks(tmp_path):
     import csv
 

@@ -161,6 +161,7 @@ def test_infeasible_constraints_are_a_clear_message(tmp_path):
         search_cmd.main(["--predictor", str(tmp_path), "--out_dir", str(tmp_path / "x")])
 
 
+@pytest.mark.slow
 def test_retrain_winner_and_baseline_end_to_end(tmp_path):
     from conftest import ROOT
 

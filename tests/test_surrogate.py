@@ -42,6 +42,7 @@ def test_report_numbers_on_known_cases():
     assert swapped["kendall_tau"] == pytest.approx(4 / 6)
 
 
+@pytest.mark.slow
 def test_surrogates_learn_a_known_function():
     x, y, _ = training_set(synthetic_rows())
     train, test = fitting.split(len(x), 0.2, seed=0)
@@ -63,6 +64,7 @@ def store_path(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
     out = tmp_path / "sur"
     fit_surrogate.main(["--data", str(store_path), "--out_dir", str(out), "--mlp.epochs", "30", "--kfold", "3"])
@@ -94,6 +96,7 @@ def test_csv_export_is_accepted_as_surrogate_data(store_path, tmp_path):
     assert training_set(a)[0].tolist() == training_set(b)[0].tolist()
 
 
+@pytest.mark.slow
 def test_feature_or_space_mismatch_is_a_clear_error(store_path, tmp_path):
     out = tmp_path / "sur"
     fit_surrogate.main(["--data", str(store_path), "--out_dir", str(out), "--mlp.epochs", "5"])
