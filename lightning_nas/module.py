@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal, Mapping, Optional, Union
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
@@ -37,6 +37,12 @@ class AnalogNASModule(L.LightningModule):
         digital_warmup_epochs: epochs trained as a plain digital network before
             the layers are converted to analog for hardware-aware training.
         label_smoothing: cross-entropy label smoothing.
+        input_range_calibration: batches of training data (seeded sample) whose digital pass
+            sets every tile's learned input range to ``init_std_alpha`` x the RMS of the
+            layer's input when hardware-aware training starts
+            (:mod:`lightning_nas.calibration`); ``0`` leaves aihwkit's own initialisation from
+            data (``init_std_alpha`` x the input's std over ``init_from_data`` batches), which
+            keeps many architectures at chance. Presets without learned input ranges ignore it.
     """
 
     def __init__(
@@ -52,6 +58,7 @@ class AnalogNASModule(L.LightningModule):
         lr_schedule: Literal["cosine", "step", "constant"] = "cosine",
         digital_warmup_epochs: int = 0,
         label_smoothing: float = 0.0,
+        input_range_calibration: int = 20,
     ) -> None:
         super().__init__()
         allow_analog_checkpoints()  # before any checkpoint of this model is loaded (e.g. fit --ckpt_path)
@@ -67,6 +74,11 @@ class AnalogNASModule(L.LightningModule):
             raise UserError(f"digital_warmup_epochs must be >= 0, got {digital_warmup_epochs}")
         if lr <= 0:
             raise UserError(f"lr must be > 0, got {lr}")
+        if isinstance(input_range_calibration, bool) or not isinstance(input_range_calibration, int) \
+                or input_range_calibration < 0:
+            raise UserError(f"input_range_calibration must be an integer >= 0 (batches; 0 = off), "
+                            f"got {input_range_calibration!r}")
+        self.calibrated = False
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.n_params = n_params(self.arch, self.input_shape, num_classes)
@@ -95,9 +107,15 @@ class AnalogNASModule(L.LightningModule):
         if not self.is_analog:
             self.net = convert(self.net, self.analog_config).to(self.device)
 
+    def on_train_start(self) -> None:
+        if self.is_analog and not self.calibrated:  # analog from the start: calibrate on a digital copy
+            self.calibrate_input_ranges(digital=None)
+
     def on_train_epoch_start(self) -> None:
         if not self.is_analog and self.current_epoch >= self.hparams.digital_warmup_epochs:
+            digital = self.net
             self.convert_to_analog()
+            self.calibrate_input_ranges(digital)
             # The parameters changed: rebuild the optimizer (and schedule) for them.
             self.trainer.strategy.setup_optimizers(self.trainer)
             with warnings.catch_warnings():  # fast-forward the fresh schedule to this epoch
@@ -106,12 +124,41 @@ class AnalogNASModule(L.LightningModule):
                     for _ in range(self.current_epoch):
                         config.scheduler.step()
 
+    def calibrate_input_ranges(self, digital: Optional[torch.nn.Module]) -> dict[str, float]:
+        """Set the tiles' input ranges from a digital pass (``digital``: the network before
+        conversion; ``None``: a digital copy of the analog one) over ``input_range_calibration``
+        seeded training batches. The global random state is left as it was."""
+        batches = self.hparams.input_range_calibration
+        self.calibrated = True
+        if not batches or not self.analog_config.input_range or self._trainer is None:
+            return {}
+        from lightning_nas import calibration
+
+        loader = self.trainer.train_dataloader
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # the same sample of batches in every run
+            if digital is None:
+                digital = calibration.digital_copy(self.net, build_network(self.arch, self.input_shape,
+                                                                           self.num_classes).to(self.device))
+            sample = torch.utils.data.DataLoader(
+                loader.dataset, batch_size=loader.batch_size, collate_fn=loader.collate_fn,
+                sampler=torch.utils.data.RandomSampler(loader.dataset, replacement=False,
+                                                       num_samples=min(len(loader.dataset),
+                                                                       batches * loader.batch_size)))
+            was_training = digital.training
+            digital.train()  # batch statistics, as in the first training steps
+            rms = calibration.input_rms(digital, (x.to(self.device) for x, *_ in sample))
+            digital.train(was_training)
+        return calibration.set_input_ranges(self.net, rms)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["analog_converted"] = self.is_analog
+        checkpoint["input_ranges_calibrated"] = self.calibrated
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if checkpoint.get("analog_converted", True):
             self.convert_to_analog()
+        self.calibrated = checkpoint.get("input_ranges_calibrated", True)  # a resumed run keeps its ranges
 
     # -- steps ------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,132 @@
+"""Trainability of random architectures under hardware-aware training (digits).
+
+Samples seeded random architectures under a parameter budget, trains each digitally with the
+default budget of ``configs/digits.yaml`` (5 epochs, SGD lr 0.05 cosine, batch 64, seed 0) and
+keeps the first ``--n`` that reach ``--threshold`` % test accuracy (the learnable ones). Each kept
+architecture is then trained hardware-aware (preset ``pcm_hwa``) with the same budget in the ways
+given by ``--ways``:
+
+* ``scratch``: analog from the first step, aihwkit's own input-range initialisation
+  (``input_range_calibration: 0``, the recipe before this benchmark);
+* ``default``: the package default (input ranges calibrated from a digital pass);
+* ``warmup1``: the default plus one digital warm-up epoch (of the same 5).
+
+and programmed and drifted (``--n-reps`` programmings). Prints, per way, how many reach the
+threshold in 1-day accuracy after drift, and the distribution of the 1-day accuracy.
+
+    .venv/bin/python benchmarks/trainability.py --n 40 --ways scratch default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+
+from lightning_nas.callbacks import DriftEvaluation  # noqa: E402
+from lightning_nas.data.digits import DigitsDataModule  # noqa: E402
+from lightning_nas.module import AnalogNASModule  # noqa: E402
+from lightning_nas.space import sample  # noqa: E402
+from lightning_nas.training import fit_and_evaluate  # noqa: E402
+
+WAYS = {"scratch": {"input_range_calibration": 0}, "default": {},
+        "warmup1": {"digital_warmup_epochs": 1}}
+
+
+def trainer(epochs: int, callbacks: list) -> L.Trainer:
+    return L.Trainer(max_epochs=epochs, callbacks=callbacks, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                     accelerator="cpu", devices=1)
+
+
+def digital_accuracy(arch, epochs: int, seed: int) -> float:
+    L.seed_everything(seed, verbose=False)
+    dm = DigitsDataModule(batch_size=64, seed=seed)
+    model = AnalogNASModule(arch.to_dict(), input_shape=dm.input_shape, num_classes=dm.num_classes,
+                            digital_warmup_epochs=epochs)  # never converted: a digital network
+    t = trainer(epochs, [])
+    t.fit(model, datamodule=dm)
+    return 100.0 * float(t.test(model, datamodule=dm, verbose=False)[0]["test/acc"])
+
+
+def analog_run(arch, epochs: int, seed: int, n_reps: int, **overrides) -> dict:
+    L.seed_everything(seed, verbose=False)
+    dm = DigitsDataModule(batch_size=64, seed=seed)
+    model = AnalogNASModule(arch.to_dict(), input_shape=dm.input_shape, num_classes=dm.num_classes, **overrides)
+    drift = DriftEvaluation(n_reps=n_reps, seed=seed, verbose=False, save_json=False)
+    result = fit_and_evaluate(model, dm, trainer(epochs, [drift]))
+    return {"test_acc": result.test_acc, **result.drift}
+
+
+def quartiles(values: list[float]) -> str:
+    if len(values) < 2:
+        return str(values)
+    q = statistics.quantiles(values, n=4)
+    return f"min {min(values):5.1f}  q1 {q[0]:5.1f}  median {q[1]:5.1f}  q3 {q[2]:5.1f}  max {max(values):5.1f}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=40, help="learnable architectures to keep")
+    ap.add_argument("--max-params", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed")
+    ap.add_argument("--train-seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--threshold", type=float, default=80.0)
+    ap.add_argument("--n-reps", type=int, default=3)
+    ap.add_argument("--ways", nargs="+", default=["scratch", "default"], choices=sorted(WAYS))
+    ap.add_argument("--max-sampled", type=int, default=200, help="give up after this many sampled architectures")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=str, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    start = time.perf_counter()
+    archs = sample(args.max_sampled, seed=args.seed, method="uniform", max_params=args.max_params,
+                   in_shape=(1, 8, 8), n_classes=10)
+    kept, sampled, records = [], 0, []
+    for arch in archs:
+        if len(kept) == args.n:
+            break
+        sampled += 1
+        acc = digital_accuracy(arch, args.epochs, args.train_seed)
+        record = {"arch_id": arch.id, "describe": arch.describe(), "digital_acc": acc}
+        records.append(record)
+        if acc < args.threshold:
+            print(f"  {arch.describe():<32} digital {acc:5.1f}  (not learnable in this budget: skipped)", flush=True)
+            continue
+        kept.append(arch)
+        line = f"  {arch.describe():<32} digital {acc:5.1f}"
+        for way in args.ways:
+            record[way] = analog_run(arch, args.epochs, args.train_seed, args.n_reps, **WAYS[way])
+            line += f"  {way} acc_1d {record[way]['acc_1d']:5.1f}"
+        print(line, flush=True)
+    print(f"\n{sampled} architectures sampled (< {args.max_params:,} parameters, seed {args.seed}), "
+          f"{len(kept)} reach {args.threshold:g} % digitally in {args.epochs} epochs; "
+          f"{time.perf_counter() - start:.0f} s")
+    learnable = [r for r in records if r["digital_acc"] >= args.threshold]
+    for way in args.ways:
+        accs = [r[way]["acc_1d"] for r in learnable]
+        ok = sum(a >= args.threshold for a in accs)
+        print(f"{way:<8} {ok}/{len(accs)} = {100 * ok / max(1, len(accs)):5.1f} % reach {args.threshold:g} % "
+              f"1-day accuracy after drift;  acc_1d {quartiles(accs)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "records": records}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
