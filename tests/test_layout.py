@@ -3,7 +3,6 @@
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 from conftest import ROOT
 from lightning_nas.analog import PRESETS, preset_differences, preset_table
