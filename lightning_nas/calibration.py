@@ -1,6 +1,6 @@
 """Input-range calibration: set every analog tile's DAC range from a digital pass over training data.
 
-Why (see README, "Hardware-aware training that works for every architecture"): aihwkit initialises
+Why (see README, "Hardware-aware training from scratch: input-range calibration"): aihwkit initialises
 a learned input range from data as ``init_std_alpha`` x the *standard deviation* of the tile's
 input, over the first ``init_from_data`` batches, and does not learn it meanwhile. For a layer fed
 by a ReLU (the classifier after global pooling, most convolutions) the inputs are non-negative with
@@ -49,11 +49,6 @@ def input_rms(net: nn.Module, batches: Iterable[torch.Tensor]) -> dict[str, floa
     return {name: (s / n) ** 0.5 for name, (s, n) in sums.items() if n}
 
 
-def analog_tiles(layer: nn.Module) -> list:
-    """The aihwkit tiles of an analog layer (several when the layer is split)."""
-    return list(layer.analog_tiles())
-
-
 @torch.no_grad()
 def digital_copy(analog_net: nn.Module, digital_net: nn.Module) -> nn.Module:
     """Load ``analog_net``'s effective weights (tile weights with their scales) into ``digital_net``,
@@ -85,7 +80,7 @@ def set_input_ranges(analog_net: nn.Module, rms: dict[str, float], alpha: Option
     for name, layer in analog_net.named_modules():
         if not isinstance(layer, AnalogLayerBase) or name not in rms:
             continue
-        for tile in analog_tiles(layer):
+        for tile in layer.analog_tiles():  # several when the layer is split
             if getattr(tile, "input_range", None) is None:
                 continue
             params = tile.rpu_config.pre_post.input_range
