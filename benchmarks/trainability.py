@@ -1,15 +1,16 @@
 """Trainability of random architectures under hardware-aware training (digits).
 
 Samples seeded random architectures under a parameter budget, trains each digitally with the
-default budget of ``configs/digits.yaml`` (5 epochs, SGD lr 0.05 cosine, batch 64, seed 0) and
-keeps the first ``--n`` that reach ``--threshold`` % test accuracy (the learnable ones). Each kept
-architecture is then trained hardware-aware (preset ``pcm_hwa``) with the same budget in the ways
-given by ``--ways``:
+default budget of ``configs/digits.yaml`` (read from that file: epochs, lr and schedule, batch
+size, seed) and keeps the first ``--n`` that reach ``--threshold`` % test accuracy (the learnable
+ones). Each kept architecture is then trained hardware-aware (preset ``pcm_hwa``) with the same
+number of epochs in the ways given by ``--ways``:
 
-* ``scratch``: analog from the first step, aihwkit's own input-range initialisation
-  (``input_range_calibration: 0``, the recipe before this benchmark);
-* ``default``: the package default (input ranges calibrated from a digital pass);
-* ``warmup1``: the default plus one digital warm-up epoch (of the same 5).
+* ``scratch``: analog from the first step with aihwkit's own input-range initialisation
+  (``input_range_calibration: 0``, no warm-up: the recipe before issue 15);
+* ``calibrated``: analog from the first step, input ranges calibrated from a digital pass;
+* ``default``: the recipe of ``configs/digits.yaml`` (its digital warm-up, then hardware-aware
+  training with calibrated input ranges).
 
 and programmed and drifted (``--n-reps`` programmings). Prints, per way, how many reach the
 threshold in 1-day accuracy after drift, and the distribution of the 1-day accuracy.
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from lightning_nas.callbacks import DriftEvaluation  # noqa: E402
 from lightning_nas.data.digits import DigitsDataModule  # noqa: E402
@@ -38,8 +40,28 @@ from lightning_nas.module import AnalogNASModule  # noqa: E402
 from lightning_nas.space import sample  # noqa: E402
 from lightning_nas.training import fit_and_evaluate  # noqa: E402
 
-WAYS = {"scratch": {"input_range_calibration": 0}, "default": {},
-        "warmup1": {"digital_warmup_epochs": 1}}
+ROOT = Path(__file__).resolve().parents[1]
+WAYS = {"scratch": {"input_range_calibration": 0, "digital_warmup_epochs": 0},
+        "calibrated": {"digital_warmup_epochs": 0}, "default": {}}
+
+
+def default_budget(path: Path = ROOT / "configs" / "digits.yaml") -> dict:
+    """The training budget of the default fit config (what ``fit --config configs/digits.yaml`` does)."""
+    config = yaml.safe_load(path.read_text())
+    model = config["model"]["init_args"]
+    return {"epochs": config["trainer"]["max_epochs"], "seed": config.get("seed_everything", 0),
+            "batch_size": config["data"]["init_args"].get("batch_size", 64),
+            "module": {k: model[k] for k in ("lr", "lr_schedule", "digital_warmup_epochs") if k in model}}
+
+
+class DigitalNetwork(AnalogNASModule):
+    """The same module, never converted to analog layers (the digital reference)."""
+
+    def convert_to_analog(self) -> None:
+        pass
+
+    def on_fit_start(self) -> None:
+        pass
 
 
 def trainer(epochs: int, callbacks: list) -> L.Trainer:
@@ -48,22 +70,23 @@ def trainer(epochs: int, callbacks: list) -> L.Trainer:
                      accelerator="cpu", devices=1)
 
 
-def digital_accuracy(arch, epochs: int, seed: int) -> float:
-    L.seed_everything(seed, verbose=False)
-    dm = DigitsDataModule(batch_size=64, seed=seed)
-    model = AnalogNASModule(arch.to_dict(), input_shape=dm.input_shape, num_classes=dm.num_classes,
-                            digital_warmup_epochs=epochs)  # never converted: a digital network
-    t = trainer(epochs, [])
+def digital_accuracy(arch, budget: dict) -> float:
+    L.seed_everything(budget["seed"], verbose=False)
+    dm = DigitsDataModule(batch_size=budget["batch_size"], seed=budget["seed"])
+    model = DigitalNetwork(arch.to_dict(), input_shape=dm.input_shape, num_classes=dm.num_classes,
+                           **{**budget["module"], "digital_warmup_epochs": budget["epochs"]})
+    t = trainer(budget["epochs"], [])
     t.fit(model, datamodule=dm)
     return 100.0 * float(t.test(model, datamodule=dm, verbose=False)[0]["test/acc"])
 
 
-def analog_run(arch, epochs: int, seed: int, n_reps: int, **overrides) -> dict:
-    L.seed_everything(seed, verbose=False)
-    dm = DigitsDataModule(batch_size=64, seed=seed)
-    model = AnalogNASModule(arch.to_dict(), input_shape=dm.input_shape, num_classes=dm.num_classes, **overrides)
-    drift = DriftEvaluation(n_reps=n_reps, seed=seed, verbose=False, save_json=False)
-    result = fit_and_evaluate(model, dm, trainer(epochs, [drift]))
+def analog_run(arch, budget: dict, n_reps: int, **overrides) -> dict:
+    L.seed_everything(budget["seed"], verbose=False)
+    dm = DigitsDataModule(batch_size=budget["batch_size"], seed=budget["seed"])
+    model = AnalogNASModule(arch.to_dict(), input_shape=dm.input_shape, num_classes=dm.num_classes,
+                            **{**budget["module"], **overrides})
+    drift = DriftEvaluation(n_reps=n_reps, seed=budget["seed"], verbose=False, save_json=False)
+    result = fit_and_evaluate(model, dm, trainer(budget["epochs"], [drift]))
     return {"test_acc": result.test_acc, **result.drift}
 
 
@@ -79,16 +102,19 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=40, help="learnable architectures to keep")
     ap.add_argument("--max-params", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0, help="sampling seed")
-    ap.add_argument("--train-seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=None, help="override the config's max_epochs")
     ap.add_argument("--threshold", type=float, default=80.0)
     ap.add_argument("--n-reps", type=int, default=3)
-    ap.add_argument("--ways", nargs="+", default=["scratch", "default"], choices=sorted(WAYS))
+    ap.add_argument("--ways", nargs="+", default=["scratch", "default"], choices=list(WAYS))
     ap.add_argument("--max-sampled", type=int, default=200, help="give up after this many sampled architectures")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=str, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    budget = default_budget()
+    if args.epochs is not None:
+        budget["epochs"] = args.epochs
+    print(f"budget (configs/digits.yaml): {budget}", flush=True)
     warnings.filterwarnings("ignore")
     import logging
 
@@ -102,7 +128,7 @@ def main() -> int:
         if len(kept) == args.n:
             break
         sampled += 1
-        acc = digital_accuracy(arch, args.epochs, args.train_seed)
+        acc = digital_accuracy(arch, budget)
         record = {"arch_id": arch.id, "describe": arch.describe(), "digital_acc": acc}
         records.append(record)
         if acc < args.threshold:
@@ -111,11 +137,11 @@ def main() -> int:
         kept.append(arch)
         line = f"  {arch.describe():<32} digital {acc:5.1f}"
         for way in args.ways:
-            record[way] = analog_run(arch, args.epochs, args.train_seed, args.n_reps, **WAYS[way])
+            record[way] = analog_run(arch, budget, args.n_reps, **WAYS[way])
             line += f"  {way} acc_1d {record[way]['acc_1d']:5.1f}"
         print(line, flush=True)
     print(f"\n{sampled} architectures sampled (< {args.max_params:,} parameters, seed {args.seed}), "
-          f"{len(kept)} reach {args.threshold:g} % digitally in {args.epochs} epochs; "
+          f"{len(kept)} reach {args.threshold:g} % digitally in {budget['epochs']} epochs; "
           f"{time.perf_counter() - start:.0f} s")
     learnable = [r for r in records if r["digital_acc"] >= args.threshold]
     for way in args.ways:
@@ -124,7 +150,7 @@ def main() -> int:
         print(f"{way:<8} {ok}/{len(accs)} = {100 * ok / max(1, len(accs)):5.1f} % reach {args.threshold:g} % "
               f"1-day accuracy after drift;  acc_1d {quartiles(accs)}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "records": records}, indent=2))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "budget": budget, "records": records}, indent=2))
     return 0
 
 

@@ -7,8 +7,12 @@ User errors (:class:`~lightning_nas.errors.UserError`) print one line and exit 2
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
+import select
+import signal
+import sqlite3
 import sys
 
 from lightning_nas.errors import UserError
@@ -47,6 +51,53 @@ def user_error_in(exc: BaseException) -> UserError | None:
     return None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, batch schedulers): unwinds like Ctrl-C, so workers are stopped and
+    finished work is kept."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+_OS_FIXES = {
+    errno.EACCES: "check the permissions or choose another path",
+    errno.EPERM: "check the permissions or choose another path",
+    errno.EROFS: "the file system is read-only: choose another path",
+    errno.ENOSPC: "free disk space and rerun the same command (finished work is kept)",
+    errno.EDQUOT: "free disk space (quota) and rerun the same command (finished work is kept)",
+    errno.ENOENT: "check the path",
+    errno.EISDIR: "give a file, not a directory",
+    errno.ENOTDIR: "a part of the path is not a directory: check the path",
+    errno.ENAMETOOLONG: "use a shorter path",
+}
+
+
+def environment_error(exc: BaseException) -> str | None:
+    """One line for a failure caused by the environment (files, permissions, disk, the store), or
+    ``None`` for anything else (a programming error keeps its traceback)."""
+    if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+        what = exc.strerror or str(exc)
+        where = f": {exc.filename}" if exc.filename else ""
+        fix = _OS_FIXES.get(exc.errno or -1)
+        return f"{what}{where}" + (f"; {fix}" if fix else "")
+    if isinstance(exc, sqlite3.Error):
+        fix = ("free disk space and rerun the same command (stored rows are kept)" if "full" in str(exc)
+               else "check the store file and its directory (permissions, free space)")
+        return f"SQLite store: {exc}; {fix}"
+    return None
+
+
+def _stdout_closed() -> bool:
+    """True when standard output is a pipe whose reader went away (``... | head``)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     from_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -54,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    previous = signal.signal(signal.SIGTERM, _terminate) if from_process else None
     try:
         if command in LIGHTNING_SUBCOMMANDS:
             from lightning_nas.cli import run_lightning_cli
@@ -64,18 +116,25 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"error: unknown subcommand {command!r}\n{USAGE}", file=sys.stderr)
             return 2
-    except BrokenPipeError:  # e.g. `python -m lightning_nas space | head`
+    except BrokenPipeError:
+        if not _stdout_closed():  # a pipe to a worker, not `python -m lightning_nas space | head`
+            raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # noqa: BLE001 - user errors may arrive wrapped by jsonargparse
         err = user_error_in(exc)
-        if err is None:
+        line = str(err) if err is not None else environment_error(exc)
+        if line is None:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        name = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{name}: finished work is kept; run the same command again to continue", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

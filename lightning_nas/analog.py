@@ -157,6 +157,17 @@ def _set_dotted(obj: Any, path: str, value: Any) -> None:
         if i < len(parts) - 1:
             target = getattr(target, part)
     current = getattr(target, parts[-1])
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise UserError(f"analog.rpu_overrides[{path!r}] must be true or false, got {value!r}")
+    if isinstance(current, (int, float)) and not isinstance(current, bool) and not number:
+        raise UserError(f"analog.rpu_overrides[{path!r}] must be a number, got {value!r}")
+    if isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float) \
+            and not value.is_integer():
+        raise UserError(f"analog.rpu_overrides[{path!r}] must be an integer, got {value!r}")
+    if isinstance(current, enum.Enum) and not isinstance(value, (str, enum.Enum)):
+        raise UserError(f"analog.rpu_overrides[{path!r}] must be one of {', '.join(type(current).__members__)}, "
+                        f"got {value!r}")
     if isinstance(current, enum.Enum) and isinstance(value, str):
         try:
             value = type(current)[value.upper()] if value.upper() in type(current).__members__ else type(current)(value)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -9,10 +12,38 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning_nas.callbacks import DriftEvaluation
 from lightning_nas.conversion import allow_analog_checkpoints
 from lightning_nas.data import TaskDataModule
+from lightning_nas.errors import UserError
 from lightning_nas.module import AnalogNASModule
+from lightning_nas.parsing import PROG, OneLineErrors
 
 DEFAULT_MODEL = "lightning_nas.module.AnalogNASModule"
 DEFAULT_DATA = "lightning_nas.data.DigitsDataModule"
+
+
+class OneLineErrorParser(OneLineErrors, LightningArgumentParser):
+    """LightningCLI's parser with one-line errors (:mod:`lightning_nas.parsing`)."""
+
+
+def check_checkpoint(path: str) -> dict[str, Any]:
+    """Load ``--ckpt_path`` (weights only) or raise a :class:`UserError` saying what is wrong with it."""
+    import torch
+
+    file = Path(path)
+    if not file.exists():
+        raise UserError(f"--ckpt_path {path}: no such file; give the path of a .ckpt file (e.g. under "
+                        "runs/<name>/version_N/checkpoints/)")
+    if not file.is_file():
+        raise UserError(f"--ckpt_path {path} is not a file; give the path of a .ckpt file inside it")
+    allow_analog_checkpoints()
+    try:
+        ckpt = torch.load(file, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - truncated, empty, not a checkpoint at all
+        raise UserError(f"--ckpt_path {path} is not a readable checkpoint ({type(exc).__name__}); "
+                        "give a .ckpt file written by fit") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise UserError(f"--ckpt_path {path} is not a Lightning checkpoint (no state_dict); give a .ckpt file "
+                        "written by fit")
+    return ckpt
 
 
 class AnalogNASCLI(LightningCLI):
@@ -43,7 +74,33 @@ class AnalogNASCLI(LightningCLI):
             },
             auto_configure_optimizers=False,
             seed_everything_default=0,
+            parser_class=OneLineErrorParser,
         )
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        kwargs.setdefault("prog", PROG)
+        return super().init_parser(**kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` first (one error line for a missing or damaged file), and say when the
+        checkpoint's architecture replaces a different one from the config."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not path:
+            return
+        stored = check_checkpoint(path).get("hyper_parameters", {}).get("architecture")
+        asked = self.config[subcommand].get("model", {}).get("init_args", {}).get("architecture")
+        super()._parse_ckpt_path()
+        if stored is not None and asked is not None:
+            from lightning_nas.space import load_architecture
+
+            try:
+                same = load_architecture(asked) == load_architecture(stored)
+            except UserError:
+                same = False
+            if not same:
+                print(f"note: {path} holds architecture {load_architecture(stored).describe()}; it replaces "
+                      f"the config's {asked!r}", file=sys.stderr)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(DriftEvaluation, "drift")
@@ -60,5 +117,7 @@ class AnalogNASCLI(LightningCLI):
 
 def run_lightning_cli(argv: list[str] | None) -> None:
     """Run the CLI on ``argv`` (``None``: the process's own command line)."""
+    # The seed is in the run's config.yaml; its log line would come before any error line.
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
     allow_analog_checkpoints()  # LightningCLI reads a --ckpt_path's hyper-parameters while parsing
     AnalogNASCLI(args=argv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from typing import Any
 
 from torch import nn
 
@@ -20,14 +21,24 @@ def convert(net: nn.Module, config: AnalogConfig) -> nn.Module:
     from aihwkit.nn import AnalogConv2d, AnalogLinear
     from aihwkit.nn.conversion import convert_to_analog
 
-    rpu = config.to_rpu_config()
+    rpu = checked_rpu_config(config)
     conv_class = AnalogConv2d
     if config.resolved().implementation == "fast":
-        from lightning_nas.fast_analog import FastAnalogConv2d, check_supported
+        from lightning_nas.fast_analog import FastAnalogConv2d
 
-        check_supported(rpu)
         conv_class = FastAnalogConv2d
     return convert_to_analog(net, rpu, conversion_map={nn.Conv2d: conv_class, nn.Linear: AnalogLinear})
+
+
+def checked_rpu_config(config: AnalogConfig) -> Any:
+    """The aihwkit RPU config of ``config``, with every override and the implementation checked
+    (a :class:`UserError` before any training, not in every campaign row)."""
+    rpu = config.to_rpu_config()
+    if config.resolved().implementation == "fast":
+        from lightning_nas.fast_analog import check_supported
+
+        check_supported(rpu)
+    return rpu
 
 
 def is_analog(module: nn.Module) -> bool:

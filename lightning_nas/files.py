@@ -3,12 +3,14 @@ a run that fails half-way never leaves a file cut mid-record (the old one stays 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -43,3 +45,44 @@ def csv_text(rows: Iterable[dict[str, Any]], columns: Optional[Sequence[str]] = 
 def write_csv(path: str | Path, rows: Iterable[dict[str, Any]], columns: Optional[Sequence[str]] = None) -> Path:
     """Write ``rows`` as CSV (see :func:`csv_text`), atomically."""
     return write_text(path, csv_text(rows, columns))
+
+
+def check_writable(directory: str | Path, what: str = "output directory") -> Path:
+    """Create ``directory`` and prove a file can be written there, before any long work starts."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        from lightning_nas.errors import UserError
+
+        raise UserError(f"{what} {directory} is not writable ({exc.strerror or exc}); choose another one or fix "
+                        "its permissions") from None
+    return directory
+
+
+@contextlib.contextmanager
+def staged_directory(out: str | Path) -> Iterator[Path]:
+    """Write a set of result files into a staging folder inside ``out``; when all are written, move
+    each into place (files and folders replace their old versions whole). A failure while writing
+    (disk full, an exception) leaves every old output as it was and removes the staging folder."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging.", dir=out))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    trash = Path(tempfile.mkdtemp(prefix=".old.", dir=out))
+    try:
+        for entry in sorted(stage.iterdir()):
+            target = out / entry.name
+            if target.is_dir() and not target.is_symlink():
+                target.rename(trash / entry.name)  # an old folder (winners/) goes whole: no old winner stays
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)

@@ -205,6 +205,11 @@ class AnalogNASModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_fit_start(self) -> None:
+        warmup, max_epochs = self.hparams.digital_warmup_epochs, self.trainer.max_epochs
+        if not self.is_analog and max_epochs is not None and 0 <= max_epochs <= warmup:
+            raise UserError(f"model.digital_warmup_epochs ({warmup}) must be smaller than trainer.max_epochs "
+                            f"({max_epochs}), or the network never trains hardware-aware; lower "
+                            f"--model.init_args.digital_warmup_epochs (0 = analog from the first step)")
         rank_zero_info(f"architecture {self.arch.id} {self.arch.describe()}: {self.n_params:,} parameters, "
                    f"analog preset {self.analog_config.preset!r}")
 

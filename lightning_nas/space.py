@@ -26,7 +26,7 @@ import random
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from lightning_nas.errors import ArchitectureError, UserError
 
@@ -349,6 +349,14 @@ def block_params(b: BlockPlan) -> int:
     return b.branches * branch + (_conv_bn(b.in_channels, b.width, 1) if b.projection else 0)
 
 
+def check_task_shape(in_shape: Sequence[int], n_classes: int) -> None:
+    """A task's input shape ``(C, H, W)`` (positive integers) and number of classes (>= 2)."""
+    if len(in_shape) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in in_shape):
+        raise UserError(f"input_shape must be three positive integers (C, H, W), got {list(in_shape)}")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+        raise UserError(f"num_classes must be an integer >= 2, got {n_classes!r}")
+
+
 def n_params(arch: Architecture, in_shape: Sequence[int], n_classes: int) -> int:
     """Trainable parameters of the built network, computed without building it.
 
@@ -406,27 +414,46 @@ def _latin_hypercube(n: int, dims: int, rng: random.Random) -> list[list[float]]
 def sample(n: int, *, seed: int = 0, method: str = "uniform", max_params: int | None = None,
            in_shape: Sequence[int] = (3, 32, 32), n_classes: int = 10,
            exclude: Iterator[str] | set[str] | None = None, max_tries: int = 1000) -> list[Architecture]:
-    """Draw ``n`` distinct architectures with a seed.
+    """Draw ``n`` distinct architectures with a seed (the list of :func:`iter_sample`)."""
+    return list(iter_sample(n, seed=seed, method=method, max_params=max_params, in_shape=in_shape,
+                            n_classes=n_classes, exclude=exclude, max_tries=max_tries))
+
+
+MAX_LHS_SAMPLES = 1_000_000
+"""A Latin hypercube is drawn whole (n points at once); above this, use ``uniform`` (streamed)."""
+
+
+def iter_sample(n: int, *, seed: int = 0, method: str = "uniform", max_params: int | None = None,
+                in_shape: Sequence[int] = (3, 32, 32), n_classes: int = 10,
+                exclude: Iterator[str] | set[str] | None = None, max_tries: int = 1000) -> Iterator[Architecture]:
+    """Yield ``n`` distinct architectures drawn with a seed, one at a time.
 
     ``method="uniform"``: every field uniform over its choices (``M`` uniform in
-    1..5, then each stage's fields). ``method="lhs"``: Latin-hypercube over the same
-    categorical dimensions, in batches of ``n``; under ``max_params`` the points over
-    budget (for the given ``in_shape``/``n_classes``) are dropped and a fresh batch is
-    drawn until ``n`` are found. ``exclude`` holds architecture ids to skip.
-    Raises :class:`UserError` if ``max_tries`` batches can't find ``n`` architectures.
+    1..5, then each stage's fields), drawn lazily (memory: the ids seen so far). ``method="lhs"``:
+    Latin-hypercube over the same categorical dimensions, in batches of ``n`` (at most
+    :data:`MAX_LHS_SAMPLES`); under ``max_params`` the points over budget (for the given
+    ``in_shape``/``n_classes``) are dropped and a fresh batch is drawn until ``n`` are found.
+    ``exclude`` holds architecture ids to skip. Raises :class:`UserError` if ``max_tries``
+    batches can't find ``n`` architectures.
     """
     if method not in ("uniform", "lhs"):
         raise UserError(f"unknown sampling method {method!r}; use 'uniform' or 'lhs'")
-    if n < 0:
-        raise UserError(f"number of architectures must be >= 0, got {n}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise UserError(f"number of architectures must be an integer >= 0, got {n!r}")
+    if method == "lhs" and n > MAX_LHS_SAMPLES:
+        raise UserError(f"{n:,} Latin-hypercube samples are drawn at once; use at most {MAX_LHS_SAMPLES:,} or "
+                        "method 'uniform' (streamed)")
+    if n == 0:
+        return
     rng = random.Random(seed)
     seen = set(exclude or ())
-    out: list[Architecture] = []
+    found = 0
     for _ in range(max_tries):
+        batch = max(n - found, 1)
         if method == "lhs":
-            points = _latin_hypercube(max(n - len(out), 1), N_SAMPLING_DIMS, rng)
-        else:
-            points = [[rng.random() for _ in range(N_SAMPLING_DIMS)] for _ in range(max(n - len(out), 1))]
+            points: Iterable[list[float]] = _latin_hypercube(batch, N_SAMPLING_DIMS, rng)
+        else:  # lazily: the same draws as a whole batch, without holding it
+            points = ([rng.random() for _ in range(N_SAMPLING_DIMS)] for _ in range(batch))
         for u in points:
             arch = _arch_from_unit(u)
             if arch.id in seen:
@@ -434,12 +461,13 @@ def sample(n: int, *, seed: int = 0, method: str = "uniform", max_params: int | 
             if max_params is not None and n_params(arch, in_shape, n_classes) > max_params:
                 continue
             seen.add(arch.id)
-            out.append(arch)
-            if len(out) == n:
-                return out
-        if len(out) == n:
-            return out
-    raise UserError(f"found only {len(out)} of {n} architectures under max_params={max_params} after "
+            found += 1
+            yield arch
+            if found == n:
+                return
+        if found == n:
+            return
+    raise UserError(f"found only {found} of {n} architectures under max_params={max_params} after "
                     f"{max_tries} batches; raise max_params or ask for fewer architectures")
 
 

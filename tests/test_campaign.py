@@ -172,4 +172,6 @@ def test_failed_rows_are_retried_on_the_next_run(tmp_path):
 def test_a_bad_budget_is_refused_before_training(tmp_path):
     with pytest.raises(UserError, match="std_time"):
         build_dataset.main(campaign_args(tmp_path, 2, "0", "--budget.t_inference", "[1, 3600]"))
+    with pytest.raises(UserError, match="digital_warmup_epochs in 0..epochs-1"):  # would never train analog
+        build_dataset.main(campaign_args(tmp_path, 2, "0", "--budget.digital_warmup_epochs", "1"))
     assert not (tmp_path / "rows.sqlite").exists() or len(RowStore(tmp_path / "rows.sqlite")) == 0

@@ -11,7 +11,7 @@ from lightning_nas.space import Architecture, Stage
 
 DIGITS = str(ROOT / "configs" / "digits.yaml")
 TINY = "{out_channel0: 8, kernel0: 3, stages: [{R: 1}, {R: 1, widenfact: 2.0}]}"
-QUICK = ["--model.init_args.architecture", TINY, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+QUICK = ["--model.init_args.architecture", TINY, "--model.init_args.digital_warmup_epochs", "0", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
          "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2", "--drift.n_reps", "2",
          "--trainer.enable_progress_bar", "false"]
 
@@ -62,6 +62,8 @@ def test_print_config_shows_model_data_and_drift(capsys):
     (["--model.init_args.analog.preset", "nope"], ["unknown analog preset 'nope'"]),
     (["--drift.n_reps", "0"], ["n_reps must be >= 1"]),
     (["--data.init_args.val_fraction", "1.5"], ["val_fraction"]),
+    (["--model.init_args.architecture", TINY, "--trainer.max_epochs", "3"],  # the config warms up 3 epochs
+     ["digital_warmup_epochs (3) must be smaller than trainer.max_epochs (3)", "never trains hardware-aware"]),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(run_cli, args, fragments):
     assert_one_line_error(run_cli("fit", "--config", DIGITS, *args), *fragments)

@@ -168,7 +168,7 @@ def test_retrain_winner_and_baseline_end_to_end(tmp_path):
     search_cmd.main(search_args(tmp_path, "--search.max_params", "20000", "--top_k", "1"))
     retrain.main(["--fit_config", str(ROOT / "configs" / "digits.yaml"), "--winners", str(tmp_path / "s" / "winners"),
                   "--baseline", "resnet20", "--out_dir", str(tmp_path / "r"),
-                  "--fit_args", '["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", '
+                  "--fit_args", '["--trainer.max_epochs", "1", "--model.init_args.digital_warmup_epochs", "0", "--trainer.limit_train_batches", "2", '
                   '"--drift.n_reps", "2", "--trainer.enable_progress_bar", "false"]'])
     rows = list(csv.DictReader((tmp_path / "r" / "comparison.csv").open()))
     assert [r["name"] for r in rows] == ["winner_1", "baseline_resnet20"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
@@ -41,7 +42,9 @@ class Campaign:
     """TensorBoard logs, one folder per architecture (``None``: no logs)."""
 
     def __post_init__(self) -> None:
-        self.analog.resolved()  # validate before anything runs
+        from lightning_nas.conversion import checked_rpu_config
+
+        checked_rpu_config(self.analog)  # the hardware and its overrides, validated before anything runs
         self.sampling.check()
         self.budget.check()
 
@@ -94,7 +97,12 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
     on_start(len(archs), len(archs) - len(todo), task)
 
     def stored(row: Row) -> None:
-        store.add(row)
+        try:
+            store.add(row)
+        except sqlite3.Error as exc:  # disk full, store removed or damaged: stop, keep what is stored
+            raise UserError(f"could not store the row of {row['arch_id']} ({exc}); the {len(store)} rows already "
+                            f"in {store.path} are kept. Fix the cause (free disk space) and rerun the same "
+                            "command: it trains the rest, this architecture included") from None
         on_row(row)
 
     executor.run(campaign.jobs(todo, task, threads, accelerator), stored)

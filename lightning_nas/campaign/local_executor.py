@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from lightning_nas.campaign.executor import Job, Row, TrainFn
 from lightning_nas.campaign.train import failed_row
@@ -19,6 +21,10 @@ class LocalExecutor:
     A worker process that dies breaks the whole pool, so the jobs it held can't tell who
     crashed. They are re-run one at a time, each alone in a fresh one-worker pool: a job
     that crashes alone twice is recorded as failed; the others train normally.
+
+    When the run stops early (an exception, Ctrl-C, SIGTERM turned into ``KeyboardInterrupt`` by
+    the CLI) the workers are terminated at once, not waited for; a worker whose parent dies
+    (``kill -9``) gets SIGTERM from the kernel (Linux), so no worker outlives its campaign.
     """
 
     def __init__(self, workers: int, gpus: int = 0, train: Optional[TrainFn] = None) -> None:
@@ -39,7 +45,7 @@ class LocalExecutor:
         while pending or suspects:
             if suspects:
                 job = suspects.pop(0)
-                with self._pool(1) as pool:
+                with self._pool(1) as pool, _terminate_on_error(pool):
                     try:
                         on_row(pool.submit(train, job).result())
                     except BrokenProcessPool:
@@ -50,7 +56,7 @@ class LocalExecutor:
                         else:
                             suspects.append(job)
                 continue
-            with self._pool(self.workers) as pool:
+            with self._pool(self.workers) as pool, _terminate_on_error(pool):
                 running: dict[Future, Job] = {}
                 broken = False
                 while (pending or running) and not broken:
@@ -70,11 +76,40 @@ class LocalExecutor:
     def _pool(self, workers: int) -> ProcessPoolExecutor:
         """Spawned workers; with GPUs each worker takes its own device for all its jobs."""
         ctx = get_context("spawn")
-        if not self.gpus:
-            return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
         counter = ctx.Value("i", 0)
-        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_claim_gpu,
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_start_worker,
                                    initargs=(counter, self.gpus))
+
+
+@contextlib.contextmanager
+def _terminate_on_error(pool: ProcessPoolExecutor) -> Iterator[None]:
+    """On any exception (``KeyboardInterrupt`` included) stop the pool's workers now: leaving the
+    ``with pool`` block would otherwise wait for every running job to finish."""
+    try:
+        yield
+    except BaseException:
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+        raise
+
+
+def _start_worker(counter: Any, gpus: int) -> None:
+    """Worker start: die with the parent (Linux), ignore Ctrl-C (the parent stops the workers),
+    and with GPUs take one device for all of this worker's jobs."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if gpus:
+        _claim_gpu(counter, gpus)
 
 
 def _claim_gpu(counter: Any, gpus: int) -> None:

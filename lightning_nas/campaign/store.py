@@ -8,9 +8,12 @@ architecture id is the primary key: a row can't be stored twice.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional, TextIO
 
 from lightning_nas.errors import UserError
 from lightning_nas.files import write_csv
@@ -26,16 +29,86 @@ CREATE TABLE IF NOT EXISTS rows (
 
 
 class RowStore:
-    def __init__(self, path: str | Path) -> None:
+    """The rows of one campaign in an SQLite file.
+
+    ``readonly=True`` opens an existing store for reading only (what ``fit-surrogate`` needs; a
+    store on a read-only file system or shipped read-only works). A file that is not a readable
+    store is refused with a :class:`UserError` naming it; it is never modified.
+    """
+
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=60)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.executescript(SCHEMA)
+        self.readonly = readonly
+        self._lock: Optional[TextIO] = None
+        if readonly and not self.path.is_file():
+            raise UserError(f"no campaign store at {self.path}; run build-dataset first or fix the path")
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = self._connect()
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{self.path} is not a readable campaign store ({exc}); it was left as it is: "
+                            "move it aside or choose another store path") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            for flags in ("mode=ro", "mode=ro&immutable=1"):  # immutable: a WAL store in a read-only place
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?{flags}", uri=True, timeout=60)
+                try:
+                    conn.execute("SELECT COUNT(*) FROM rows").fetchone()
+                    conn.execute("SELECT COUNT(*) FROM meta").fetchone()
+                    return conn
+                except sqlite3.OperationalError as exc:
+                    conn.close()
+                    if "no such table" in str(exc):
+                        raise sqlite3.DatabaseError("no campaign tables") from None
+                    error = exc
+            raise error
+        conn = sqlite3.connect(self.path, timeout=60)
+        for attempt in range(50):  # a store created by two processes at once: the loser waits
+            try:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if tables and not {"meta", "rows"} <= tables:
+                    conn.close()
+                    raise sqlite3.DatabaseError(f"an SQLite file of something else, tables {', '.join(sorted(tables))}")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")  # both tables or none, for others
+                return conn
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    conn.close()
+                    raise
+                time.sleep(0.1)
+        raise AssertionError("unreachable")
+
+    def lock(self) -> None:
+        """Hold the store for one campaign (until :meth:`close` or the process ends, ``kill -9``
+        included): a second campaign on the same store is refused instead of training the same
+        architectures twice."""
+        import fcntl
+
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = open(lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(f"store {self.path} is in use by a running campaign ({holder}); wait for it to "
+                            "finish or use another store path") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._lock = handle
 
     def close(self) -> None:
         self.conn.close()
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
 
     def __enter__(self) -> "RowStore":
         return self
@@ -47,14 +120,12 @@ class RowStore:
     def bind(self, identity: dict[str, Any]) -> None:
         """Record what this store holds (task, analog config, budget); refuse a different one."""
         text = json.dumps(identity, sort_keys=True)
+        with self.conn:  # two processes binding a fresh store at once: the first identity wins
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('identity', ?)", (text,))
         found = self.conn.execute("SELECT value FROM meta WHERE key='identity'").fetchone()
-        if found is None:
-            with self.conn:
-                self.conn.execute("INSERT INTO meta VALUES ('identity', ?)", (text,))
-        elif found[0] != text:
+        if found[0] != text:
             old = json.loads(found[0])
-            diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-            raise UserError(f"store {self.path} holds a campaign with different {', '.join(diff)}; "
+            raise UserError(f"store {self.path} holds a campaign with a different {describe_difference(old, identity)}; "
                             "use another store path for a new campaign or restore the original config")
 
     # -- rows ----------------------------------------------------------------------------
@@ -80,6 +151,15 @@ class RowStore:
 
     def __len__(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+
+
+def describe_difference(old: Any, new: Any, prefix: str = "") -> str:
+    """The fields in which two identities differ, with both values: ``budget.lr (0.1 stored, 0.05 now)``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        parts = [describe_difference(old.get(k), new.get(k), f"{prefix}{k}.")
+                 for k in sorted(set(old) | set(new), key=str) if old.get(k) != new.get(k)]
+        return ", ".join(parts)
+    return f"{prefix.rstrip('.')} ({json.dumps(old)} stored, {json.dumps(new)} now)"
 
 
 def flatten(row: dict[str, Any]) -> dict[str, Any]:

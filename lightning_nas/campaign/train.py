@@ -33,8 +33,9 @@ class Budget:
         """Catch a bad budget before a campaign (and its store) is bound to it."""
         from lightning_nas.callbacks import DriftEvaluation
 
-        if self.epochs < 1 or not 0 <= self.digital_warmup_epochs <= self.epochs:
-            raise UserError(f"budget.epochs must be >= 1 and budget.digital_warmup_epochs in 0..epochs, got "
+        if self.epochs < 1 or not 0 <= self.digital_warmup_epochs < self.epochs:
+            raise UserError(f"budget.epochs must be >= 1 and budget.digital_warmup_epochs in 0..epochs-1 (the last "
+                            f"epochs train hardware-aware), got "
                             f"{self.epochs} and {self.digital_warmup_epochs}")
         if not 0 < self.train_fraction <= 1:
             raise UserError(f"budget.train_fraction must be in (0, 1], got {self.train_fraction}")
@@ -110,7 +111,8 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
         if not all(math.isfinite(v) for v in row["metrics"].values()):
             row["status"], row["message"] = "diverged", "non-finite drift metrics"
     except FloatingPointError as err:
-        row["status"], row["message"] = "diverged", str(err)
+        # The module names fit's setting (model.lr); a campaign sets it as budget.lr.
+        row["status"], row["message"] = "diverged", str(err).replace("lower model.lr", "lower budget.lr")
     except Exception as err:  # noqa: BLE001 - recorded in the row, the campaign goes on
         row["status"] = "failed"
         row["message"] = f"{type(err).__name__}: {err}"

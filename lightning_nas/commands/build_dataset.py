@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile
 
 from lightning_nas.analog import AnalogConfig
 from lightning_nas.campaign.campaign import Campaign, Sampling, run_campaign, threads_per_worker
@@ -20,10 +20,11 @@ from lightning_nas.campaign.store import RowStore, export
 from lightning_nas.campaign.train import Budget
 from lightning_nas.data import TaskDataModule
 from lightning_nas.errors import UserError
+from lightning_nas.parsing import CommandParser
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m lightning_nas build-dataset", description=__doc__)
+def build_parser() -> CommandParser:
+    parser = CommandParser(command="build-dataset", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_subclass_arguments(TaskDataModule, "data", required=True,
                                   help="The task's datamodule (class_path + init_args), as for fit.")
@@ -90,6 +91,7 @@ def main(argv: list[str]) -> None:
         bar.update(1)
 
     with RowStore(cfg.store) as store:
+        store.lock()
         try:
             run_campaign(campaign, store, executor, threads=threads_per_worker(workers, gpus, cfg.threads_per_worker),
                          accelerator="gpu" if gpus else "cpu", on_start=on_start, on_row=on_row)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile
 
+from lightning_nas.parsing import CommandParser
 from lightning_nas.surrogate.data import load_rows
 from lightning_nas.surrogate.fitting import fit_surrogate
 from lightning_nas.surrogate.mlp import MLPParams
@@ -20,8 +21,8 @@ from lightning_nas.surrogate.models import XGBParams
 from lightning_nas.surrogate.report import format_report
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m lightning_nas fit-surrogate", description=__doc__)
+def build_parser() -> CommandParser:
+    parser = CommandParser(command="fit-surrogate", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--data", type=str, required=True, help="Campaign store (.sqlite) or its CSV export.")
     parser.add_argument("--out_dir", type=str, default="runs/surrogate")

@@ -11,16 +11,18 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile
 
 from lightning_nas.campaign.ray_executor import RayOptions
 from lightning_nas.comparison import markdown, write_comparison
 from lightning_nas.errors import UserError
+from lightning_nas.files import check_writable
+from lightning_nas.parsing import CommandParser
 from lightning_nas.space import PRESETS, load_architecture
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m lightning_nas retrain", description=__doc__)
+def build_parser() -> CommandParser:
+    parser = CommandParser(command="retrain", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--fit_config", type=str, default="configs/digits.yaml",
                         help="The task's fit config (data, model, trainer, drift).")
@@ -65,15 +67,18 @@ def main(argv: list[str]) -> None:
         raise UserError(f"fit config {cfg.fit_config} does not exist; give the task's config with --fit_config")
     if cfg.executor not in ("local", "ray"):
         raise UserError(f"unknown executor {cfg.executor!r}; use local or ray")
-    runs = [(f"winner_{k}", str(f)) for k, f in enumerate(winner_files(cfg.winners, cfg.top_k), 1)]
+    if cfg.top_k < 0 or (cfg.top_k == 0 and not cfg.baseline):
+        raise UserError(f"top_k must be >= 1 (winners to retrain; 0 only with a baseline), got {cfg.top_k}"
+                        + ("" if cfg.baseline else " with baseline null: nothing to retrain"))
+    runs = [(f"winner_{k}", str(f)) for k, f in enumerate(winner_files(cfg.winners, cfg.top_k), 1)] \
+        if cfg.top_k else []
     for _, spec in runs:
         load_architecture(spec)  # fail early on a bad file
     if cfg.baseline:
         if cfg.baseline not in PRESETS:
             raise UserError(f"unknown baseline {cfg.baseline!r}; use one of {', '.join(PRESETS)} or null")
         runs.append((f"baseline_{cfg.baseline}", cfg.baseline))
-    out = Path(cfg.out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable(Path(cfg.out_dir).resolve(), "retrain out_dir")
     # Absolute paths: Ray workers may run elsewhere.
     settings = {"fit_config": str(Path(cfg.fit_config).resolve()), "out_dir": str(out), "fit_args": cfg.fit_args}
     runs = [(name, spec if spec in PRESETS else str(Path(spec).resolve())) for name, spec in runs]

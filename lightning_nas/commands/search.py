@@ -13,15 +13,18 @@ import sys
 from pathlib import Path
 from typing import Any, Union
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile
 
 from lightning_nas.errors import UserError
+from lightning_nas.files import check_writable
+from lightning_nas.parsing import CommandParser
 from lightning_nas.search.evolution import Individual, SearchConfig, SearchResult, evolve, pareto_front, random_search
 from lightning_nas.search.outputs import load_predictor, summary_table, write_outputs
+from lightning_nas.space import check_task_shape
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m lightning_nas search", description=__doc__)
+def build_parser() -> CommandParser:
+    parser = CommandParser(command="search", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--predictor", type=Union[str, dict], default="surrogates/digits",
                         help="A fit-surrogate directory, or {class_path, init_args} of any object with "
@@ -39,6 +42,10 @@ def build_parser() -> ArgumentParser:
 
 def run_search(cfg: Any) -> dict[str, Any]:
     search = SearchConfig(**cfg.search.as_dict()) if hasattr(cfg.search, "as_dict") else cfg.search
+    check_task_shape(cfg.input_shape, cfg.num_classes)
+    if cfg.top_k < 1:
+        raise UserError(f"top_k must be >= 1 (winners to write), got {cfg.top_k}")
+    check_writable(cfg.out_dir, "search out_dir")  # before the search, not after it
     predictor = load_predictor(cfg.predictor)
     from tqdm import tqdm
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Optional
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile
 
-from lightning_nas.space import n_params, sample, space_summary
+from lightning_nas.parsing import CommandParser
+from lightning_nas.space import check_task_shape, iter_sample, n_params, space_summary
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m lightning_nas space", description=__doc__)
+def build_parser() -> CommandParser:
+    parser = CommandParser(command="space", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--sample", type=int, default=0, help="Draw this many architectures and print them.")
     parser.add_argument("--method", type=str, default="uniform", help="Sampling method: uniform or lhs.")
@@ -23,10 +24,10 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str]) -> None:
     cfg = build_parser().parse_args(argv)
+    check_task_shape(cfg.input_shape, cfg.num_classes)
     print(space_summary())
     if cfg.sample:
-        archs = sample(cfg.sample, seed=cfg.seed, method=cfg.method, max_params=cfg.max_params,
-                       in_shape=cfg.input_shape, n_classes=cfg.num_classes)
-        print(f"\n{len(archs)} {cfg.method} samples (seed {cfg.seed}, input {tuple(cfg.input_shape)}):")
-        for arch in archs:
+        print(f"\n{cfg.sample} {cfg.method} samples (seed {cfg.seed}, input {tuple(cfg.input_shape)}):", flush=True)
+        for arch in iter_sample(cfg.sample, seed=cfg.seed, method=cfg.method, max_params=cfg.max_params,
+                                in_shape=cfg.input_shape, n_classes=cfg.num_classes):  # streamed
             print(f"  {arch.id}  {n_params(arch, cfg.input_shape, cfg.num_classes):>10,}  {arch.describe()}")

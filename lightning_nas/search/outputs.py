@@ -16,7 +16,7 @@ import yaml
 
 from lightning_nas.classpath import instantiate
 from lightning_nas.errors import UserError
-from lightning_nas.files import write_csv, write_text
+from lightning_nas.files import staged_directory, write_csv, write_text
 from lightning_nas.search.evolution import Individual, SearchConfig, SearchResult, as_row
 
 
@@ -73,7 +73,14 @@ def summary_table(winners: list[Individual]) -> str:
 
 def write_outputs(out: Path, search: SearchConfig, result: SearchResult, winners: list[Individual],
                   front: list[Individual], baseline: Optional[SearchResult]) -> dict[str, Any]:
-    """Write the winners, CSVs, summary and plots into ``out``; returns the summary."""
+    """Write the winners, CSVs, summary and plots into ``out`` as one set (staged, then moved into
+    place: a failure leaves the previous run's outputs whole); returns the summary."""
+    with staged_directory(out) as stage:
+        return _write_outputs(stage, search, result, winners, front, baseline)
+
+
+def _write_outputs(out: Path, search: SearchConfig, result: SearchResult, winners: list[Individual],
+                   front: list[Individual], baseline: Optional[SearchResult]) -> dict[str, Any]:
     for k, w in enumerate(winners, 1):
         write_text(out / "winners" / f"winner_{k}.yaml", yaml.safe_dump(
             {"architecture": w.arch.to_dict(), "arch_id": w.arch.id, "n_params": w.n_params,

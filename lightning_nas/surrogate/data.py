@@ -66,7 +66,7 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
         return rows
     from lightning_nas.campaign.store import RowStore
 
-    with RowStore(path) as store:
+    with RowStore(path, readonly=True) as store:
         return store.rows("ok")
 
 

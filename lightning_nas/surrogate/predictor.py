@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from lightning_nas.analog import HARDWARE_FEATURES
 from lightning_nas.errors import UserError
 from lightning_nas.space import SPACE_VERSION, Architecture
 from lightning_nas.surrogate.data import all_feature_names, feature_matrix
@@ -60,26 +61,27 @@ class SurrogatePredictor:
 
     @classmethod
     def load(cls, directory: str | Path) -> "SurrogatePredictor":
-        import xgboost as xgb
-
+        """Read a fit-surrogate directory; a missing, damaged or foreign one is one :class:`UserError`."""
         directory = Path(directory)
         meta_path = directory / META_FILE
         if not meta_path.is_file():
             raise UserError(f"no surrogate in {directory} (missing {META_FILE}); run fit-surrogate first")
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+            raise UserError(f"surrogate {directory}: {META_FILE} is damaged ({type(exc).__name__}); "
+                            "rebuild it with fit-surrogate") from None
+        if not isinstance(meta, dict):
+            raise UserError(f"surrogate {directory}: {META_FILE} holds a {type(meta).__name__}, not the "
+                            "surrogate's metadata; rebuild it with fit-surrogate")
         if meta.get("feature_names") != all_feature_names():
             raise UserError(f"surrogate {directory} was trained on other features than this version's search "
                             "space provides; retrain it with fit-surrogate")
         if meta.get("space_version") != SPACE_VERSION:
             raise UserError(f"surrogate {directory} is for search-space version {meta.get('space_version')}, "
                             f"this is version {SPACE_VERSION}; retrain it with fit-surrogate")
-        models = {}
-        for key, name in MODEL_FILES.items():
-            model = xgb.XGBRanker() if key == "acc_1d" else xgb.XGBRegressor()
-            model.load_model(directory / name)
-            model.set_params(n_jobs=PREDICT_THREADS)
-            models[key] = model
-        return cls(models, meta)
+        _check_meta(directory, meta)
+        return cls({key: _load_model(directory, key) for key in MODEL_FILES}, meta)
 
     def predict(self, archs: Sequence[Architecture], analog: Optional[dict[str, float]] = None) -> dict[str, np.ndarray]:
         if not archs:
@@ -88,3 +90,41 @@ class SurrogatePredictor:
         return {"acc_1d": calibrate(self.models["acc_1d"].predict(x), self.meta["acc_1d_calibration"]),
                 "avm": self.models["avm"].predict(x).astype(np.float64),
                 "std": np.clip(self.models["std"].predict(x).astype(np.float64), 0.0, None)}  # a std is >= 0
+
+
+def _check_meta(directory: Path, meta: dict[str, Any]) -> None:
+    """What :meth:`SurrogatePredictor.predict` reads from the metadata, checked once at load."""
+    calibration = meta.get("acc_1d_calibration")
+    ok = (isinstance(calibration, dict) and all(
+        isinstance(calibration.get(k), list) and len(calibration[k]) >= 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in calibration[k])
+        for k in ("scores", "values")) and len(calibration["scores"]) == len(calibration["values"]))
+    if not ok:
+        raise UserError(f"surrogate {directory}: {META_FILE} lacks a valid acc_1d_calibration (scores and values "
+                        "lists of equal length); rebuild it with fit-surrogate")
+    analog = meta.get("analog")
+    if not isinstance(analog, dict) or any(not isinstance(analog.get(k), (int, float)) for k in HARDWARE_FEATURES):
+        raise UserError(f"surrogate {directory}: {META_FILE} lacks the analog hardware it was trained on "
+                        f"({', '.join(HARDWARE_FEATURES)}); rebuild it with fit-surrogate")
+
+
+def _load_model(directory: Path, key: str) -> Any:
+    """One XGBoost model file, checked to be the kind it should be (ranker or regressor)."""
+    import xgboost as xgb
+
+    path = directory / MODEL_FILES[key]
+    model = xgb.XGBRanker() if key == "acc_1d" else xgb.XGBRegressor()
+    try:
+        model.load_model(path)
+        objective = json.loads(model.get_booster().save_config())["learner"]["objective"]["name"]
+    except TypeError as exc:  # xgboost: "Loading an estimator with different type"
+        raise UserError(f"surrogate {directory}: {path.name} holds another kind of model ({exc}); rebuild it "
+                        "with fit-surrogate") from None
+    except (OSError, ValueError, KeyError, xgb.core.XGBoostError) as exc:
+        raise UserError(f"surrogate {directory}: {path.name} is missing or damaged ({type(exc).__name__}); "
+                        "rebuild it with fit-surrogate") from None
+    if objective.startswith("rank:") != (key == "acc_1d"):
+        raise UserError(f"surrogate {directory}: {path.name} holds a {objective} model, not the {key} "
+                        f"{'ranker' if key == 'acc_1d' else 'regressor'}; rebuild it with fit-surrogate")
+    model.set_params(n_jobs=PREDICT_THREADS)
+    return model
