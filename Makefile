@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m lightning_nas search --config configs/search_digits.yaml
-	$(PY) -m lightning_nas retrain --config configs/retrain_digits.yaml
+	$(PY) -m lightning_nas search --config configs/digits/search.yaml
+	$(PY) -m lightning_nas retrain --config configs/digits/retrain.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

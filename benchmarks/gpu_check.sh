@@ -14,3 +14,14 @@ done
 echo "== benchmark"
 timeout 400 $PY benchmarks/hwa_overhead.py --device cuda --batch-sizes 128 512 --warmup 5 --iters 20 \
   --paths digital aihwkit fast fast-eager --json "$OUT/hwa_overhead_cuda.json" 2>&1 | grep -v Warning
+echo "== campaign cost per architecture on this GPU (configs/<task>/campaign.yaml budgets)"
+timeout 300 $PY benchmarks/campaign_cost.py --device cuda --archs 3 --steps 5 2>&1 | grep -v Warning
+echo "== a CIFAR-shaped mini campaign with GPU workers (synthetic official-format data), then one retrain"
+TMP=$(mktemp -d)
+$PY -c "import sys; sys.path.insert(0, 'tests'); import formats, pathlib; formats.write_cifar10(pathlib.Path('$TMP'), per_class=100)"
+timeout 300 $PY -m lightning_nas build-dataset --config configs/cifar10/campaign.yaml --data.init_args.data_dir "$TMP" \
+  --sampling.n 8 --budget.epochs 2 --budget.digital_warmup_epochs 1 --budget.n_reps 3 --budget.drift_samples 200 \
+  --store "$TMP/rows.sqlite" --campaign_dir null --export "$OUT/gpu_campaign.csv" --accelerator gpu 2>&1 | tail -3
+timeout 200 $PY -m lightning_nas retrain --config configs/cifar10/retrain.yaml \
+  --top_k 0 --baseline resnet20 --out_dir "$TMP/retrain" \
+  --fit_args "[\"--data.init_args.data_dir\", \"$TMP\", \"--trainer.max_epochs\", \"3\", \"--trainer.accelerator\", \"gpu\"]" 2>&1 | tail -4

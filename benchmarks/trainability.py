@@ -1,7 +1,7 @@
 """Trainability of random architectures under hardware-aware training (digits).
 
 Samples seeded random architectures under a parameter budget, trains each digitally with the
-default budget of ``configs/digits.yaml`` (read from that file: epochs, lr and schedule, batch
+default budget of ``configs/digits/fit.yaml`` (read from that file: epochs, lr and schedule, batch
 size, seed) and keeps the first ``--n`` that reach ``--threshold`` % test accuracy (the learnable
 ones). Each kept architecture is then trained hardware-aware (preset ``pcm_hwa``) with the same
 number of epochs in the ways given by ``--ways``:
@@ -9,7 +9,7 @@ number of epochs in the ways given by ``--ways``:
 * ``scratch``: analog from the first step with aihwkit's own input-range initialisation
   (``input_range_calibration: 0``, no warm-up: the recipe before issue 15);
 * ``calibrated``: analog from the first step, input ranges calibrated from a digital pass;
-* ``default``: the recipe of ``configs/digits.yaml`` (its digital warm-up, then hardware-aware
+* ``default``: the recipe of ``configs/digits/fit.yaml`` (its digital warm-up, then hardware-aware
   training with calibrated input ranges).
 
 and programmed and drifted (``--n-reps`` programmings). Prints, per way, how many reach the
@@ -41,17 +41,18 @@ from lightning_nas.space import sample  # noqa: E402
 from lightning_nas.training import fit_and_evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-WAYS = {"scratch": {"input_range_calibration": 0, "digital_warmup_epochs": 0},
-        "calibrated": {"digital_warmup_epochs": 0}, "default": {}}
+NO_WARMUP = {"digital_warmup_epochs": 0, "digital_warmup_fraction": 0.0}
+WAYS = {"scratch": {"input_range_calibration": 0, **NO_WARMUP}, "calibrated": NO_WARMUP, "default": {}}
 
 
-def default_budget(path: Path = ROOT / "configs" / "digits.yaml") -> dict:
-    """The training budget of the default fit config (what ``fit --config configs/digits.yaml`` does)."""
+def default_budget(path: Path = ROOT / "configs" / "digits" / "fit.yaml") -> dict:
+    """The training budget of the default fit config (what ``fit --config configs/digits/fit.yaml`` does)."""
     config = yaml.safe_load(path.read_text())
     model = config["model"]["init_args"]
     return {"epochs": config["trainer"]["max_epochs"], "seed": config.get("seed_everything", 0),
             "batch_size": config["data"]["init_args"].get("batch_size", 64),
-            "module": {k: model[k] for k in ("lr", "lr_schedule", "digital_warmup_epochs") if k in model}}
+            "module": {k: model[k] for k in ("lr", "lr_schedule", "digital_warmup_epochs",
+                                                  "digital_warmup_fraction") if k in model}}
 
 
 class DigitalNetwork(AnalogNASModule):
@@ -74,7 +75,7 @@ def digital_accuracy(arch, budget: dict) -> float:
     L.seed_everything(budget["seed"], verbose=False)
     dm = DigitsDataModule(batch_size=budget["batch_size"], seed=budget["seed"])
     model = DigitalNetwork(arch.to_dict(), input_shape=dm.input_shape, num_classes=dm.num_classes,
-                           **{**budget["module"], "digital_warmup_epochs": budget["epochs"]})
+                           **{**budget["module"], **NO_WARMUP, "digital_warmup_epochs": budget["epochs"]})
     t = trainer(budget["epochs"], [])
     t.fit(model, datamodule=dm)
     return 100.0 * float(t.test(model, datamodule=dm, verbose=False)[0]["test/acc"])
@@ -114,7 +115,7 @@ def main() -> int:
     budget = default_budget()
     if args.epochs is not None:
         budget["epochs"] = args.epochs
-    print(f"budget (configs/digits.yaml): {budget}", flush=True)
+    print(f"budget (configs/digits/fit.yaml): {budget}", flush=True)
     warnings.filterwarnings("ignore")
     import logging
 

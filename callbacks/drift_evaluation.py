@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_nas.drift import evaluate_drift
@@ -39,7 +41,7 @@ class DriftEvaluation(L.Callback):
 
     def __init__(self, t_inference: Sequence[float] = DEFAULT_TIMES, n_reps: int = 5, std_time: float = DAY,
                  every_n_val_epochs: Optional[int] = None, seed: int = 0, verbose: bool = True,
-                 save_json: bool = True) -> None:
+                 save_json: bool = True, max_samples: Optional[int] = None) -> None:
         times = sorted(float(t) for t in t_inference)
         if not times or times[0] < 0:
             raise UserError(f"t_inference must be a non-empty list of times >= 0 s, got {list(t_inference)}")
@@ -49,6 +51,11 @@ class DriftEvaluation(L.Callback):
             raise UserError(f"n_reps must be >= 1, got {n_reps}")
         if every_n_val_epochs is not None and every_n_val_epochs < 1:
             raise UserError(f"every_n_val_epochs must be >= 1 or null, got {every_n_val_epochs}")
+        if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
+                                        or max_samples < 1):
+            raise UserError(f"max_samples must be an integer >= 1 or null (the whole test set), got {max_samples!r}")
+        self.max_samples = max_samples
+        self.samples = 0
         self.t_inference = times
         self.n_reps = n_reps
         self.std_time = float(std_time)
@@ -64,12 +71,16 @@ class DriftEvaluation(L.Callback):
         """The last test results without the logging prefix (``acc_1d``, ``avm``, ...)."""
         return {name.split("/", 1)[-1]: value for name, value in self.metrics.items()}
 
-    def evaluate(self, pl_module: L.LightningModule, dataloader: Any, prefix: str = PREFIX) -> dict[str, float]:
-        """Run the drift evaluation on ``dataloader`` and return the summary dict."""
+    def evaluate(self, pl_module: L.LightningModule, dataloader: Any, prefix: str = PREFIX,
+                 limit_batches: Optional[int] = None) -> dict[str, float]:
+        """Run the drift evaluation on ``dataloader`` (its first ``limit_batches`` batches, or a seeded
+        subset of ``max_samples`` samples) and return the summary dict."""
         net = getattr(pl_module, "net", pl_module)
         if isinstance(dataloader, (list, tuple)):  # several dataloaders: evaluate the first
             dataloader = dataloader[0]
-        self.raw = evaluate_drift(net, dataloader, self.t_inference, self.n_reps, self.seed, pl_module.device)
+        batches = evaluation_batches(dataloader, self.max_samples, limit_batches, self.seed)
+        self.samples = batches.samples
+        self.raw = evaluate_drift(net, batches, self.t_inference, self.n_reps, self.seed, pl_module.device)
         return drift_summary(self.raw, self.std_time, prefix=prefix)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -83,20 +94,51 @@ class DriftEvaluation(L.Callback):
         pl_module.log_dict(metrics)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.metrics = self.evaluate(pl_module, trainer.test_dataloaders)
+        limit = trainer.num_test_batches[0] if trainer.num_test_batches else None
+        self.metrics = self.evaluate(pl_module, trainer.test_dataloaders,
+                                     limit_batches=None if limit in (None, float("inf")) else int(limit))
         pl_module.log_dict(self.metrics)
         if self.save_json and trainer.is_global_zero:
             self._write_json(trainer)
         if self.verbose:
-            rank_zero_info(f"Drift evaluation ({self.n_reps} programmings, test set, accuracy in %):\n"
+            rank_zero_info(f"Drift evaluation ({self.n_reps} programmings, {self.samples} test samples, "
+                           "accuracy in %):\n"
                            f"{format_table(self.metrics)}")
 
     def _write_json(self, trainer: L.Trainer) -> Path:
         log_dir = Path(trainer.log_dir or trainer.default_root_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         path = log_dir / METRICS_FILE
-        payload = {"metrics": self.metrics, "t_inference": self.t_inference, "n_reps": self.n_reps,
+        payload = {"metrics": self.metrics, "samples": self.samples, "t_inference": self.t_inference,
+                   "n_reps": self.n_reps,
                    "std_time": self.std_time, "seed": self.seed,
                    "accuracies": {str(t): accs for t, accs in self.raw.items()}}
         path.write_text(json.dumps(payload, indent=2))
         return path
+
+
+class EvaluationBatches:
+    """Re-iterable batches of a dataloader for the drift evaluation: its first ``limit`` batches
+    (``trainer.limit_test_batches``), or a seeded fixed subset of ``max_samples`` samples (the same
+    subset in every run with that seed, batched like the dataloader)."""
+
+    def __init__(self, loader: Any, limit: Optional[int], samples: int) -> None:
+        self.loader, self.limit, self.samples = loader, limit, samples
+
+    def __iter__(self) -> Any:
+        return itertools.islice(iter(self.loader), self.limit)
+
+
+def evaluation_batches(loader: Any, max_samples: Optional[int], limit: Optional[int], seed: int) -> EvaluationBatches:
+    dataset = getattr(loader, "dataset", None)
+    if max_samples is not None and dataset is not None and max_samples < len(dataset):
+        generator = torch.Generator().manual_seed(seed)
+        chosen = torch.randperm(len(dataset), generator=generator)[:max_samples].sort().values.tolist()
+        subset = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, chosen), batch_size=loader.batch_size,
+                                             collate_fn=loader.collate_fn, num_workers=loader.num_workers)
+        return EvaluationBatches(subset, None, len(chosen))
+    if dataset is None:
+        return EvaluationBatches(loader, limit, 0)
+    batch = getattr(loader, "batch_size", None) or 1
+    samples = len(dataset) if limit is None else min(len(dataset), limit * batch)
+    return EvaluationBatches(loader, limit, samples)

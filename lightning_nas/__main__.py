@@ -81,6 +81,8 @@ def environment_error(exc: BaseException) -> str | None:
         where = f": {exc.filename}" if exc.filename else ""
         fix = _OS_FIXES.get(exc.errno or -1)
         return f"{what}{where}" + (f"; {fix}" if fix else "")
+    if type(exc).__name__ == "MisconfigurationException":  # Lightning's verdict on Trainer arguments
+        return f"{str(exc).splitlines()[0]} (see the trainer options in --help)"
     if isinstance(exc, sqlite3.Error):
         fix = ("free disk space and rerun the same command (stored rows are kept)" if "full" in str(exc)
                else "check the store file and its directory (permissions, free space)")

@@ -47,7 +47,7 @@ def check_checkpoint(path: str) -> dict[str, Any]:
 
 
 class AnalogNASCLI(LightningCLI):
-    """``python -m lightning_nas fit --config configs/digits.yaml``.
+    """``python -m lightning_nas fit --config configs/digits/fit.yaml``.
 
     * ``model`` and ``data`` are selectable by ``class_path`` (defaults: the analog
       module and the offline digits task); the model's ``input_shape`` and
@@ -80,6 +80,18 @@ class AnalogNASCLI(LightningCLI):
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         kwargs.setdefault("prog", PROG)
         return super().init_parser(**kwargs)
+
+    def before_instantiate_classes(self) -> None:
+        """A run's saved ``config.yaml`` records the architecture itself, not the path of a winner file
+        (which may change or vanish)."""
+        from lightning_nas.space import load_architecture
+
+        subcommand = self.config.get("subcommand")
+        section = self.config[subcommand] if subcommand else self.config
+        init = section.get("model", {}).get("init_args", {})
+        spec = init.get("architecture") if init else None
+        if isinstance(spec, str) and (spec.endswith((".yaml", ".yml")) or Path(spec).is_file()):
+            init["architecture"] = load_architecture(spec).to_dict()
 
     def _parse_ckpt_path(self) -> None:
         """Check ``--ckpt_path`` first (one error line for a missing or damaged file), and say when the
@@ -115,9 +127,28 @@ class AnalogNASCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule)
 
 
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+def quiet_lightning_tips() -> None:
+    """Drop Lightning's advertising tips (litlogger, litmodels) and a deprecation warning Lightning raises
+    about its own use of torch's pytree from every run's output (``python -W default`` shows warnings)."""
+    import warnings
+
+    if not sys.warnoptions:
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in logger.filters):
+            logger.addFilter(_NoTips())
+
+
 def run_lightning_cli(argv: list[str] | None) -> None:
     """Run the CLI on ``argv`` (``None``: the process's own command line)."""
     # The seed is in the run's config.yaml; its log line would come before any error line.
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
+    quiet_lightning_tips()
     allow_analog_checkpoints()  # LightningCLI reads a --ckpt_path's hyper-parameters while parsing
     AnalogNASCLI(args=argv)

@@ -57,6 +57,7 @@ class AnalogNASModule(L.LightningModule):
         nesterov: bool = True,
         lr_schedule: Literal["cosine", "step", "constant"] = "cosine",
         digital_warmup_epochs: int = 0,
+        digital_warmup_fraction: float = 0.0,
         label_smoothing: float = 0.0,
         input_range_calibration: int = 20,
     ) -> None:
@@ -72,6 +73,12 @@ class AnalogNASModule(L.LightningModule):
         self.hparams["analog"] = asdict(self.analog_config)
         if digital_warmup_epochs < 0:
             raise UserError(f"digital_warmup_epochs must be >= 0, got {digital_warmup_epochs}")
+        if not 0 <= digital_warmup_fraction < 1:
+            raise UserError(f"digital_warmup_fraction must be in [0, 1) (a share of trainer.max_epochs), "
+                            f"got {digital_warmup_fraction}")
+        if digital_warmup_fraction and digital_warmup_epochs:
+            raise UserError("give digital_warmup_epochs or digital_warmup_fraction, not both "
+                            f"(got {digital_warmup_epochs} and {digital_warmup_fraction})")
         if lr <= 0:
             raise UserError(f"lr must be > 0, got {lr}")
         if isinstance(input_range_calibration, bool) or not isinstance(input_range_calibration, int) \
@@ -86,7 +93,7 @@ class AnalogNASModule(L.LightningModule):
             raise UserError(f"architecture {self.arch.describe()} has {self.n_params:,} parameters for input "
                             f"{self.input_shape}, more than the limit of {MAX_BUILD_PARAMS:,}; choose a smaller one")
         self.net = build_network(self.arch, self.input_shape, num_classes)
-        if digital_warmup_epochs == 0:
+        if digital_warmup_epochs == 0 and digital_warmup_fraction == 0:
             self.convert_to_analog()
         metric = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.train_acc, self.val_acc, self.test_acc = metric.clone(), metric.clone(), metric.clone()
@@ -111,8 +118,19 @@ class AnalogNASModule(L.LightningModule):
         if self.is_analog and not self.calibrated:  # analog from the start: calibrate on a digital copy
             self.calibrate_input_ranges(digital=None)
 
+    @property
+    def warmup_epochs(self) -> int:
+        """Digital warm-up epochs of this run: ``digital_warmup_epochs``, or
+        ``round(digital_warmup_fraction x trainer.max_epochs)`` kept within 1 .. max_epochs - 1 (a
+        1-epoch run has none): a short run still starts digital, and always ends hardware-aware."""
+        fraction = self.hparams.get("digital_warmup_fraction", 0.0)
+        epochs = self.trainer.max_epochs if self._trainer is not None else None
+        if fraction and epochs is not None and epochs > 0:
+            return min(max(1, round(fraction * epochs)), epochs - 1)
+        return self.hparams.digital_warmup_epochs
+
     def on_train_epoch_start(self) -> None:
-        if not self.is_analog and self.current_epoch >= self.hparams.digital_warmup_epochs:
+        if not self.is_analog and self.current_epoch >= self.warmup_epochs:
             digital = self.net
             self.convert_to_analog()
             self.calibrate_input_ranges(digital)
@@ -205,7 +223,10 @@ class AnalogNASModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_fit_start(self) -> None:
-        warmup, max_epochs = self.hparams.digital_warmup_epochs, self.trainer.max_epochs
+        warmup, max_epochs = self.warmup_epochs, self.trainer.max_epochs
+        if not self.is_analog and self.hparams.get("digital_warmup_fraction", 0.0) and (max_epochs or -1) < 0:
+            raise UserError("digital_warmup_fraction needs trainer.max_epochs (the run's length); give "
+                            "digital_warmup_epochs instead (or digital_warmup_fraction 0)")
         if not self.is_analog and max_epochs is not None and 0 <= max_epochs <= warmup:
             raise UserError(f"model.digital_warmup_epochs ({warmup}) must be smaller than trainer.max_epochs "
                             f"({max_epochs}), or the network never trains hardware-aware; lower "

@@ -8,26 +8,37 @@ import argparse
 import re
 from typing import Any, NoReturn, Optional
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, set_parsing_settings
 
 from lightning_nas.errors import UserError
 
 PROG = "python -m lightning_nas"
 
+# --help shows the attribute docstrings of the config dataclasses (Budget, Sampling, AnalogConfig, ...).
+set_parsing_settings(docstring_parse_attribute_docstrings=True)
+
 
 def one_line(message: str, limit: int = 300) -> str:
     """A parser message (jsonargparse nests several lines) as one line; a rejected value reads
     ``invalid value 'abc' for trainer.max_epochs (expected int or None)``."""
-    key = re.search(r'Parser key "([^"]+)"', message)
-    value = re.search(r"Given value: (.*)", message)
-    if key and value:
-        expected = re.findall(r"Expected an? <class '([\w.]+)'>", message)
+    keys = list(re.finditer(r'Parser key "([^"]+)"', message))
+    inner = keys[-1] if keys else None  # a nested class's own parser names its field last
+    value = re.search(r"(?:Given|Got) value: (.*)", message[inner.start():]) if inner else None
+    if inner and value:
+        expected = re.findall(r"Expected an? <class '([\w.]+)'>", message[inner.start():])
         names = [("None" if e == "NoneType" else e) for e in dict.fromkeys(expected)]
-        where, given = key.group(1), value.group(1).strip()
+        where, given = inner.group(1), value.group(1).strip()
+        if len(keys) > 1 and keys[0].group(1) != where:
+            where = f"{keys[0].group(1)}.init_args.{where}"
         nested = re.fullmatch(r"NestedArg\(key='([^']+)', val='(.*)'\)", given)
         if nested:  # --model.init_args.lr xyz is reported against "model"
             where, given = f"{where}.init_args.{nested.group(1)}", nested.group(2)
-        text = f"invalid value {given!r} for {where}" + (f" (expected {' or '.join(names)})" if names else "")
+        rejected = re.search(r"Option '([^']+)' is not accepted", message)
+        if rejected:
+            text = f"unknown option {where.rsplit('.init_args.', 1)[0]}.init_args.{rejected.group(1)}"
+        else:
+            names = [n for n in names if n != "None"] or names
+            text = f"invalid value {given!r} for {where}" + (f" (expected {' or '.join(names)})" if names else "")
     else:
         text = re.sub(r"\s+", " ", message).strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -54,7 +65,21 @@ class OneLineErrors:
         while cause is not None and not isinstance(cause, UserError):
             cause = cause.__cause__ or cause.__context__
         prog = self.prog.replace(" [options]", "")  # type: ignore[attr-defined]
-        raise ParserError(str(cause) if cause is not None else f"{one_line(message)} (see {prog} --help)")
+        if cause is not None:
+            raise ParserError(str(cause))
+        raise ParserError(f"{one_line(message)}{self._suggestion(message)} (see {prog} --help)")
+
+    def _suggestion(self, message: str) -> str:
+        """``; did you mean --trainer.max_epochs?`` for a mistyped option."""
+        import difflib
+
+        unknown = re.findall(r"(--[\w.\-]+)", message) if "nrecognized arguments" in message else []
+        known = list(getattr(self, "_option_string_actions", {}))
+        for option in unknown:
+            close = difflib.get_close_matches(option, known, n=1, cutoff=0.75)
+            if close:
+                return f"; did you mean {close[0]}?"
+        return ""
 
 
 class CommandParser(OneLineErrors, ArgumentParser):

@@ -61,7 +61,9 @@ def from_fit_config(fit_config: str | Path, architecture: str, log_dir: str | Pa
     ``fit --config FIT_CONFIG --model.init_args.architecture ARCHITECTURE`` would, logging to
     ``log_dir/name``; ``extra_args`` are more ``fit`` options. ``threads`` sets torch's CPU threads
     (a Ray task uses the CPUs it declared)."""
-    from lightning_nas.cli import AnalogNASCLI
+    from lightning_nas.cli import AnalogNASCLI, quiet_lightning_tips
+
+    quiet_lightning_tips()
 
     if threads:
         import torch

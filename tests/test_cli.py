@@ -9,9 +9,9 @@ from conftest import ROOT
 from lightning_nas.__main__ import main
 from lightning_nas.space import Architecture, Stage
 
-DIGITS = str(ROOT / "configs" / "digits.yaml")
+DIGITS = str(ROOT / "configs" / "digits" / "fit.yaml")
 TINY = "{out_channel0: 8, kernel0: 3, stages: [{R: 1}, {R: 1, widenfact: 2.0}]}"
-QUICK = ["--model.init_args.architecture", TINY, "--model.init_args.digital_warmup_epochs", "0", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+QUICK = ["--model.init_args.architecture", TINY, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
          "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2", "--drift.n_reps", "2",
          "--trainer.enable_progress_bar", "false"]
 
@@ -62,15 +62,18 @@ def test_print_config_shows_model_data_and_drift(capsys):
     (["--model.init_args.analog.preset", "nope"], ["unknown analog preset 'nope'"]),
     (["--drift.n_reps", "0"], ["n_reps must be >= 1"]),
     (["--data.init_args.val_fraction", "1.5"], ["val_fraction"]),
-    (["--model.init_args.architecture", TINY, "--trainer.max_epochs", "3"],  # the config warms up 3 epochs
+    (["--model.init_args.architecture", TINY, "--trainer.max_epochs", "3", "--model.init_args.digital_warmup_fraction",
+      "0", "--model.init_args.digital_warmup_epochs", "3"],
      ["digital_warmup_epochs (3) must be smaller than trainer.max_epochs (3)", "never trains hardware-aware"]),
+    (["--model.init_args.digital_warmup_epochs", "2"], ["digital_warmup_epochs or digital_warmup_fraction, not both"]),
+    (["--model.init_args.digital_warmup_fraction", "1.0"], ["digital_warmup_fraction must be in [0, 1)"]),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(run_cli, args, fragments):
     assert_one_line_error(run_cli("fit", "--config", DIGITS, *args), *fragments)
 
 
 def test_missing_dataset_error_names_the_place_and_the_fix(run_cli, tmp_path):
-    proc = run_cli("fit", "--config", str(ROOT / "configs" / "cifar10_resnet32.yaml"),
+    proc = run_cli("fit", "--config", str(ROOT / "configs" / "cifar10" / "fit.yaml"),
                    "--data.init_args.data_dir", str(tmp_path / "nowhere"))
     assert_one_line_error(proc, "nowhere", "download")
 
@@ -92,6 +95,8 @@ def test_architecture_file_from_a_search_is_accepted(run_cli, tmp_path):
     args = [a if a != TINY else str(path) for a in QUICK] + ["--test_after_fit", "false"]
     proc = run_cli("fit", "--config", DIGITS, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = yaml.safe_load(next((tmp_path / "runs").rglob("config.yaml")).read_text())
+    assert saved["model"]["init_args"]["architecture"] == arch.to_dict()  # the architecture, not the file's path
     ckpt = next((tmp_path / "runs").rglob("*.ckpt"))
     hparams = torch.load(ckpt, weights_only=False)["hyper_parameters"]
     assert Architecture.from_dict(hparams["architecture"]) == arch

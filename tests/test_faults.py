@@ -186,7 +186,7 @@ def test_a_row_that_cannot_be_stored_stops_the_campaign_and_is_retrained_next_ru
 
 # -- outputs: a full disk or an unwritable place ----------------------------------------------
 def _search_args(out, *extra):
-    return ["--predictor", '{"class_path": "stub_predictor.TargetPredictor"}', "--out_dir", str(out),
+    return ["--predictor", '{"class_path": "stub_predictor.TargetPredictor"}', "--task", "digits", "--out_dir", str(out),
             "--search.population", "20", "--search.iterations", "3", "--search.survivors", "10",
             "--search.max_params", "200000", *extra]
 
@@ -237,7 +237,7 @@ def test_unwritable_output_places_are_refused_before_work(tmp_path):
     winner = tmp_path / "w.yaml"
     winner.write_text("architecture: {out_channel0: 8, kernel0: 3, stages: [{R: 1}]}\n")
     with pytest.raises(UserError, match="retrain out_dir .* is not writable"):
-        retrain.main(["--fit_config", str(ROOT / "configs" / "digits.yaml"), "--winners", str(winner),
+        retrain.main(["--fit_config", str(ROOT / "configs" / "digits" / "fit.yaml"), "--winners", str(winner),
                       "--baseline", "resnet20", "--out_dir", str(blocker / "out")])
 
 
@@ -256,7 +256,7 @@ def test_search_options_are_checked(tmp_path, extra, message):
 
 def test_retrain_with_nothing_to_train_is_refused(tmp_path):
     with pytest.raises(UserError, match="nothing to retrain"):
-        retrain.main(["--fit_config", str(ROOT / "configs" / "digits.yaml"), "--top_k", "0", "--baseline", "null",
+        retrain.main(["--fit_config", str(ROOT / "configs" / "digits" / "fit.yaml"), "--top_k", "0", "--baseline", "null",
                       "--out_dir", str(tmp_path / "r")])
 
 
@@ -278,6 +278,9 @@ def test_bad_rpu_overrides_are_refused_before_the_campaign(tmp_path, override, m
     (["--bogus", "1"], ["unrecognized arguments: --bogus 1", "python -m lightning_nas fit --help"]),
     (["--trainer.max_epochs", "abc"], ["invalid value 'abc' for trainer.max_epochs"]),
     (["--model.init_args.lr", "xyz"], ["invalid value 'xyz' for model.init_args.lr"]),
+    (["--model.init_args.lrr", "1"], ["unknown option model.init_args.lrr"]),
+    (["--trainer.max_epochs", "-2"], ["max_epochs` must be a non-negative integer or -1"]),
+    (["--trainer.max_epochz", "2"], ["unrecognized arguments: --trainer.max_epochz 2", "did you mean --trainer.max_epochs?"]),
     (["--ckpt_path", "/nonexistent/x.ckpt"], ["no such file"]),
     (["--ckpt_path", "EMPTY"], ["is not a readable checkpoint"]),
     (["--ckpt_path", "GARBAGE"], ["is not a readable checkpoint"]),
@@ -292,7 +295,7 @@ def test_fit_input_errors_are_one_line(run_cli, tmp_path, args, fragments):
     torch.save({"weights": [1, 2]}, tmp_path / "plain.ckpt")
     names = {"EMPTY": "empty.ckpt", "GARBAGE": "garbage.ckpt", "DIR": ".", "NOT_LIGHTNING": "plain.ckpt"}
     args = [str(tmp_path / names[a]) if a in names else a for a in args]
-    proc = run_cli("test" if "--ckpt_path" in args else "fit", "--config", str(ROOT / "configs" / "digits.yaml"),
+    proc = run_cli("test" if "--ckpt_path" in args else "fit", "--config", str(ROOT / "configs" / "digits" / "fit.yaml"),
                    *args)
     assert_one_error_line(proc, *fragments)
     assert "Seed set" not in proc.stderr

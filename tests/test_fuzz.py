@@ -137,3 +137,47 @@ def test_a_huge_architecture_is_refused_before_allocation():
     assert params > MAX_BUILD_PARAMS
     with pytest.raises(UserError, match=f"{params:,} parameters"):
         AnalogNASModule(huge, input_shape=(3, 32, 32))
+
+
+def test_a_sample_of_fuzzed_architectures_through_the_cli_is_one_error_line(run_cli, tmp_path):
+    import yaml
+
+    from conftest import ROOT
+
+    bad = []
+    for case in fuzzed(400, seed=3):
+        try:
+            load_architecture(case)
+        except UserError:
+            bad.append(case)
+    for case in bad[:4]:
+        proc = run_cli("fit", "--config", str(ROOT / "configs" / "digits" / "fit.yaml"), "--model.init_args.architecture",
+                       yaml.safe_dump(case, default_flow_style=True).strip(), "--trainer.enable_progress_bar", "false")
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert lines[-1].startswith("error: ") and not any(line.startswith("error") for line in lines[:-1])
+
+
+OPTION_VALUES = ["0", "-1", "1", "abc", "[1, 0, 8]", "[]", "null", "1e9", "2.5", "true", "{a: 1}", "[1, 8, 8]"]
+SEARCH_OPTIONS = ["--top_k", "--input_shape", "--num_classes", "--search.population", "--search.iterations",
+                  "--search.survivors", "--search.max_params", "--search.max_avm", "--search.seed",
+                  "--search.p_width", "--search.tournament_size", "--search.time_limit_s", "--bogus"]
+
+
+def test_fuzzed_search_options_give_a_result_or_one_user_error(tmp_path):
+    from lightning_nas.commands import search
+
+    rng = random.Random(0)
+    raw = []
+    for i in range(40):
+        args = ["--predictor", '{"class_path": "stub_predictor.TargetPredictor"}', "--task", "digits", "--out_dir", str(tmp_path / str(i)),
+                "--search.population", "8", "--search.iterations", "2", "--search.survivors", "4"]
+        for _ in range(rng.randint(1, 3)):
+            args += [rng.choice(SEARCH_OPTIONS), rng.choice(OPTION_VALUES)]
+        try:
+            search.main(args)
+        except UserError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - what the test looks for
+            raw.append((args, repr(exc)))
+    assert raw == []

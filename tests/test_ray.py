@@ -86,9 +86,9 @@ def test_retrain_runs_winners_as_ray_tasks(tmp_path):
     winners.mkdir()
     (winners / "winner_1.yaml").write_text("architecture: {out_channel0: 8, kernel0: 3, stages: [{R: 1}]}\n")
     (winners / "winner_2.yaml").write_text("architecture: {out_channel0: 12, kernel0: 5, stages: [{R: 2}]}\n")
-    retrain.main(["--fit_config", str(ROOT / "configs" / "digits.yaml"), "--winners", str(winners), "--top_k", "2",
+    retrain.main(["--fit_config", str(ROOT / "configs" / "digits" / "fit.yaml"), "--winners", str(winners), "--top_k", "2",
                   "--baseline", "null", "--out_dir", str(tmp_path / "r"), "--executor", "ray",
-                  "--ray.local_cpus", "2", "--fit_args", '["--trainer.max_epochs", "1", "--model.init_args.digital_warmup_epochs", "0", '
+                  "--ray.local_cpus", "2", "--fit_args", '["--trainer.max_epochs", "1", '
                   '"--trainer.limit_train_batches", "2", "--drift.n_reps", "2", "--trainer.enable_progress_bar", '
                   '"false"]'])
     table = list(csv.DictReader((tmp_path / "r" / "comparison.csv").open()))

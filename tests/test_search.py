@@ -129,7 +129,7 @@ def test_pareto_front_is_non_dominated():
 
 
 def search_args(tmp_path, *extra):
-    return ["--predictor", '{"class_path": "stub_predictor.TargetPredictor"}', "--out_dir", str(tmp_path / "s"),
+    return ["--predictor", '{"class_path": "stub_predictor.TargetPredictor"}', "--task", "digits", "--out_dir", str(tmp_path / "s"),
             "--search.population", "30", "--search.iterations", "10", "--search.survivors", "20",
             "--search.max_params", "200000", "--baseline_random", "true", *extra]
 
@@ -159,6 +159,11 @@ def test_infeasible_constraints_are_a_clear_message(tmp_path):
         search_cmd.main(search_args(tmp_path, "--search.max_params", "100"))
     with pytest.raises(UserError, match="no surrogate"):
         search_cmd.main(["--predictor", str(tmp_path), "--out_dir", str(tmp_path / "x")])
+    custom = [a for a in search_args(tmp_path) if a not in ("--task", "digits")]
+    with pytest.raises(UserError, match="records no task: give --task"):
+        search_cmd.main(custom)
+    with pytest.raises(UserError, match="unknown task 'mnist'"):
+        search_cmd.main(search_args(tmp_path, "--task", "mnist"))
 
 
 @pytest.mark.slow
@@ -166,9 +171,9 @@ def test_retrain_winner_and_baseline_end_to_end(tmp_path):
     from conftest import ROOT
 
     search_cmd.main(search_args(tmp_path, "--search.max_params", "20000", "--top_k", "1"))
-    retrain.main(["--fit_config", str(ROOT / "configs" / "digits.yaml"), "--winners", str(tmp_path / "s" / "winners"),
+    retrain.main(["--fit_config", str(ROOT / "configs" / "digits" / "fit.yaml"), "--winners", str(tmp_path / "s" / "winners"),
                   "--baseline", "resnet20", "--out_dir", str(tmp_path / "r"),
-                  "--fit_args", '["--trainer.max_epochs", "1", "--model.init_args.digital_warmup_epochs", "0", "--trainer.limit_train_batches", "2", '
+                  "--fit_args", '["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", '
                   '"--drift.n_reps", "2", "--trainer.enable_progress_bar", "false"]'])
     rows = list(csv.DictReader((tmp_path / "r" / "comparison.csv").open()))
     assert [r["name"] for r in rows] == ["winner_1", "baseline_resnet20"]

@@ -50,10 +50,15 @@ class Campaign:
 
     def identity(self) -> dict[str, Any]:
         """What makes rows comparable: task, hardware, budget and space version (not n or workers)."""
-        init = {k: v for k, v in self.data.get("init_args", {}).items() if k not in ("num_workers", "batch_size")}
+        from lightning_nas.classpath import resolve
+
+        defaults = getattr(resolve(self.data["class_path"]), "task_defaults", {})
+        init = {k: defaults[k] if v is None and k in defaults else v  # None = the task's default, recorded as it
+                for k, v in self.data.get("init_args", {}).items() if k not in ("num_workers", "batch_size")}
         hardware = {k: v for k, v in asdict(self.analog.resolved()).items() if k != "implementation"}
+        budget = {k: v for k, v in asdict(self.budget).items() if not (k == "drift_samples" and v is None)}
         return {"task": self.data["class_path"], "task_args": init, "analog": hardware,
-                "budget": asdict(self.budget), "space_version": SPACE_VERSION}
+                "budget": budget, "space_version": SPACE_VERSION}
 
     def architectures(self, input_shape, num_classes) -> list[Architecture]:
         s = self.sampling
@@ -91,6 +96,8 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
 
     dm = instantiate(campaign.data)  # validates the task arguments and gives the input shape
     store.bind(campaign.identity())
+    dm.setup()  # the split sizes, for the task record (and a missing dataset fails here, once)
+    store.set_task(dm.task_info().to_dict())
     archs = campaign.architectures(dm.input_shape, dm.num_classes)
     todo = architectures_to_train(archs, store)
     task = task_name(type(dm))

@@ -128,6 +128,26 @@ class RowStore:
             raise UserError(f"store {self.path} holds a campaign with a different {describe_difference(old, identity)}; "
                             "use another store path for a new campaign or restore the original config")
 
+    def set_task(self, task: dict[str, Any]) -> None:
+        """Record the task (:class:`lightning_nas.task.TaskInfo` as a dict) the rows were trained on."""
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('task', ?)", (json.dumps(task, sort_keys=True),))
+
+    def task(self) -> Optional[dict[str, Any]]:
+        """The recorded task; for a store written before tasks were recorded, what its identity says
+        (datamodule class and arguments, no split sizes), or ``None``."""
+        found = self.conn.execute("SELECT value FROM meta WHERE key='task'").fetchone()
+        if found is not None:
+            return json.loads(found[0])
+        found = self.conn.execute("SELECT value FROM meta WHERE key='identity'").fetchone()
+        if found is None:
+            return None
+        identity = json.loads(found[0])
+        from lightning_nas.classpath import instantiate
+
+        dm = instantiate({"class_path": identity["task"], "init_args": identity.get("task_args", {})})
+        return dm.task_info().to_dict()
+
     # -- rows ----------------------------------------------------------------------------
     def add(self, row: dict[str, Any]) -> bool:
         """Store ``row`` atomically; False if its architecture is already stored. A stored

@@ -28,6 +28,9 @@ class Budget:
     seed: int = 0
     limit_train_batches: Optional[int] = None
     """Cap the batches per epoch (partial training; mostly for tests)."""
+    drift_samples: Optional[int] = None
+    """Evaluate drift on a seeded fixed subset of this many test samples (null: the whole test split);
+    recorded in each row as ``drift_samples``."""
 
     def check(self) -> None:
         """Catch a bad budget before a campaign (and its store) is bound to it."""
@@ -41,7 +44,8 @@ class Budget:
             raise UserError(f"budget.train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.lr <= 0:
             raise UserError(f"budget.lr must be > 0, got {self.lr}")
-        DriftEvaluation(t_inference=self.t_inference, n_reps=self.n_reps)  # raises on bad drift settings
+        DriftEvaluation(t_inference=self.t_inference, n_reps=self.n_reps,  # raises on bad drift settings
+                        max_samples=self.drift_samples)
 
 
 def base_row(job: dict[str, Any], status: str = "ok", message: str = "") -> dict[str, Any]:
@@ -70,10 +74,12 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
 
     from lightning_nas.analog import AnalogConfig
     from lightning_nas.callbacks import DriftEvaluation
+    from lightning_nas.cli import quiet_lightning_tips
     from lightning_nas.module import AnalogNASModule
     from lightning_nas.space import Architecture, n_params
     from lightning_nas.training import fit_and_evaluate
 
+    quiet_lightning_tips()
     arch = Architecture.from_dict(job["arch"])
     budget = Budget(**job["budget"])
     analog = AnalogConfig(**job["analog"]).resolved()
@@ -96,7 +102,7 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
         # The row keeps the metrics; without a log dir there is nowhere to put drift_metrics.json
         # (the trainer would fall back to the working directory).
         drift = DriftEvaluation(t_inference=budget.t_inference, n_reps=budget.n_reps, seed=budget.seed,
-                                verbose=False, save_json=bool(job.get("log_dir")))
+                                verbose=False, save_json=bool(job.get("log_dir")), max_samples=budget.drift_samples)
         logger: Any = False
         if job.get("log_dir"):
             from lightning.pytorch.loggers import TensorBoardLogger
@@ -108,6 +114,7 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
                             accelerator=job.get("accelerator", "auto"), devices=job.get("devices", "auto"))
         result = fit_and_evaluate(model, dm, trainer)
         row["val_acc"], row["acc_eval"], row["metrics"] = result.val_acc, result.test_acc, result.drift
+        row["drift_samples"] = drift.samples
         if not all(math.isfinite(v) for v in row["metrics"].values()):
             row["status"], row["message"] = "diverged", "non-finite drift metrics"
     except FloatingPointError as err:

@@ -1,4 +1,4 @@
-"""``python -m lightning_nas build-dataset --config configs/surrogate_digits.yaml``.
+"""``python -m lightning_nas build-dataset --config configs/digits/campaign.yaml``.
 
 Samples architectures (seeded uniform or Latin-hypercube, under a parameter budget),
 trains each one hardware-aware with the campaign budget in N worker processes,

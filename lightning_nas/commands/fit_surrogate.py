@@ -1,4 +1,4 @@
-"""``python -m lightning_nas fit-surrogate --config configs/fit_surrogate_digits.yaml``.
+"""``python -m lightning_nas fit-surrogate --config configs/digits/surrogate.yaml``.
 
 Trains the surrogates on a campaign's rows and reports their quality on held-out rows:
 an XGBoost ``rank:pairwise`` ranker for 1-day accuracy (Kendall tau, Spearman rho),
@@ -14,7 +14,7 @@ import sys
 from jsonargparse import ActionConfigFile
 
 from lightning_nas.parsing import CommandParser
-from lightning_nas.surrogate.data import load_rows
+from lightning_nas.surrogate.data import load_rows, load_task
 from lightning_nas.surrogate.fitting import fit_surrogate
 from lightning_nas.surrogate.mlp import MLPParams
 from lightning_nas.surrogate.models import XGBParams
@@ -36,9 +36,10 @@ def build_parser() -> CommandParser:
 
 def main(argv: list[str]) -> None:
     cfg = build_parser().parse_args(argv)
-    fit = fit_surrogate(load_rows(cfg.data), test_fraction=cfg.test_fraction, kfold=cfg.kfold, seed=cfg.seed,
+    rows = load_rows(cfg.data)
+    fit = fit_surrogate(rows, test_fraction=cfg.test_fraction, kfold=cfg.kfold, seed=cfg.seed,
                         xgb=XGBParams(**cfg.xgb.as_dict()), mlp=MLPParams(**cfg.mlp.as_dict()),
-                        source=str(cfg.data))
+                        source=str(cfg.data), task=load_task(cfg.data, rows))
     written = fit.save(cfg.out_dir)
     report = fit.report
     print(f"surrogate trained on {report['n_train']} rows, evaluated on {report['n_test']} held-out rows:",

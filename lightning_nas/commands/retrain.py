@@ -1,4 +1,4 @@
-"""``python -m lightning_nas retrain --config configs/retrain_digits.yaml``.
+"""``python -m lightning_nas retrain --config configs/digits/retrain.yaml``.
 
 Trains the search winners (and a baseline network) with the task's full budget, the
 same way ``fit`` does (the task's fit config: data, model, trainer, drift), evaluates
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+import yaml
 from jsonargparse import ActionConfigFile
 
 from lightning_nas.campaign.ray_executor import RayOptions
@@ -19,12 +20,13 @@ from lightning_nas.errors import UserError
 from lightning_nas.files import check_writable
 from lightning_nas.parsing import CommandParser
 from lightning_nas.space import PRESETS, load_architecture
+from lightning_nas.task import TaskInfo
 
 
 def build_parser() -> CommandParser:
     parser = CommandParser(command="retrain", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_argument("--fit_config", type=str, default="configs/digits.yaml",
+    parser.add_argument("--fit_config", type=str, default="configs/digits/fit.yaml",
                         help="The task's fit config (data, model, trainer, drift).")
     parser.add_argument("--winners", type=str, default="runs/search/winners",
                         help="Folder of winner_<k>.yaml files written by search, or one architecture file.")
@@ -51,6 +53,40 @@ def winner_files(path: str, top_k: int) -> list[Path]:
     return files[:top_k]
 
 
+def fit_config_task(path: str, fit_args: Sequence[str] = ()) -> TaskInfo:
+    """The task a fit config trains on (its ``data``, with ``--data.*`` options of ``fit_args`` applied;
+    the CLI's default is digits)."""
+    from lightning_nas.classpath import instantiate
+    from lightning_nas.cli import DEFAULT_DATA
+    from lightning_nas.space import read_yaml_file
+
+    config = read_yaml_file(Path(path), "fit config")
+    data = config.get("data") if isinstance(config, dict) else None
+    if isinstance(data, str):
+        data = {"class_path": data}
+    data = data if isinstance(data, dict) else {"class_path": DEFAULT_DATA}
+    class_path, init = data.get("class_path", DEFAULT_DATA), dict(data.get("init_args") or {})
+    args = [part for arg in fit_args for part in (arg.split("=", 1) if arg.startswith("--") else [arg])]
+    for key, value in zip(args, args[1:]):
+        if key == "--data.class_path":
+            class_path, init = value, {}
+        elif key.startswith("--data.init_args."):
+            init[key.removeprefix("--data.init_args.")] = yaml.safe_load(value)
+    return instantiate({"class_path": class_path, "init_args": init}).task_info()
+
+
+def check_winner_task(spec: str, task: Optional[TaskInfo]) -> None:
+    """A winner file written by ``search`` records its task: it must be the fit config's."""
+    from lightning_nas.space import read_yaml_file
+
+    record = read_yaml_file(Path(spec), "winner file")
+    recorded = record.get("task") if isinstance(record, dict) else None
+    if recorded and task is not None:
+        TaskInfo.from_dict(recorded, spec).check_matches(
+            task, f"winner {spec}", "the fit config", "give the fit config of the task the search was for "
+            "(--fit_config) or search again for this task")
+
+
 def retrain_run(run: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     """Train one ``(name, architecture, settings)`` run; its row of the comparison table."""
     from lightning_nas.training import from_fit_config
@@ -72,8 +108,10 @@ def main(argv: list[str]) -> None:
                         + ("" if cfg.baseline else " with baseline null: nothing to retrain"))
     runs = [(f"winner_{k}", str(f)) for k, f in enumerate(winner_files(cfg.winners, cfg.top_k), 1)] \
         if cfg.top_k else []
+    task = fit_config_task(cfg.fit_config, cfg.fit_args) if runs else None
     for _, spec in runs:
         load_architecture(spec)  # fail early on a bad file
+        check_winner_task(spec, task)
     if cfg.baseline:
         if cfg.baseline not in PRESETS:
             raise UserError(f"unknown baseline {cfg.baseline!r}; use one of {', '.join(PRESETS)} or null")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 import lightning
 import numpy as np
@@ -86,6 +86,19 @@ def carve_count(name: str, fraction: float, n: int) -> int:
     return k
 
 
+def loader_workers() -> int:
+    """Data-loader worker processes for tasks decoded from files: one per core but one (for the
+    training process), at most 4; 0 on a single core."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(4, cores - 1))
+
+
+if TYPE_CHECKING:
+    from lightning_nas.task import TaskInfo
+
+
 class TaskDataModule(lightning.LightningDataModule):
     """Base for all task data modules.
 
@@ -96,18 +109,46 @@ class TaskDataModule(lightning.LightningDataModule):
 
     task: str = ""
     """The task's name (``digits``, ``cifar10``, ...): set by every concrete datamodule."""
+    task_defaults: ClassVar[dict[str, Any]] = {"batch_size": 64}
+    """Each task's own defaults for the arguments that differ between tasks. Those arguments
+    default to ``None`` = "this task's default", so values never leak from one datamodule
+    class to another (jsonargparse keeps same-named init_args when ``class_path`` changes)."""
     _input_shape: tuple[int, int, int]
     _num_classes: int
 
-    def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0, train_fraction: float = 1.0):
+    def __init__(self, batch_size: Optional[int] = None, num_workers: Optional[int] = None, seed: int = 0,
+                 train_fraction: float = 1.0):
         super().__init__()
+        batch_size = self.task_default("batch_size", batch_size)
         self.batch_size = check_count("batch_size", batch_size, 1)
-        self.num_workers = check_count("num_workers", num_workers, 0)
+        self.num_workers = check_count("num_workers", self.task_default("num_workers", num_workers), 0)
         self.seed = int(seed)
         self.train_fraction = check_fraction("train_fraction", train_fraction, allow_one=True)
         self.train_set: Optional[Dataset] = None
         self.val_set: Optional[Dataset] = None
         self.test_set: Optional[Dataset] = None
+
+    @classmethod
+    def task_default(cls, name: str, value: Any) -> Any:
+        """``value``, or this task's default for ``name`` when ``value`` is ``None`` (``num_workers``:
+        0 for tasks held in memory, else :func:`loader_workers`)."""
+        if value is not None:
+            return value
+        if name == "num_workers":
+            return loader_workers() if cls.task_defaults.get("num_workers") == "auto" else 0
+        return cls.task_defaults[name]
+
+    def task_info(self) -> "TaskInfo":
+        """This task as the store, the surrogate and the search record it (split sizes once set up)."""
+        from lightning_nas.task import TaskInfo
+
+        splits = None
+        if self.train_set is not None:
+            splits = {name: len(data) for name, data in
+                      (("train", self.train_set), ("val", self.val_set), ("test", self.test_set)) if data is not None}
+        cls = type(self)
+        return TaskInfo(name=self.task or cls.__name__, datamodule=f"{cls.__module__}.{cls.__qualname__}",
+                        input_shape=tuple(self.input_shape), num_classes=self.num_classes, splits=splits)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

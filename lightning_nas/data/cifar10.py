@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -56,18 +57,22 @@ class CIFAR10DataModule(TaskDataModule):
     task = "cifar10"
     _input_shape = (3, 32, 32)
     _num_classes = 10
+    task_defaults = {"num_workers": "auto", "batch_size": 128, "val_fraction": 0.1, "data_dir": "data"}
 
     def __init__(
         self,
-        data_dir: str = "data",
+        data_dir: Optional[str] = None,
         download: bool = False,
-        batch_size: int = 128,
-        num_workers: int = 0,
+        batch_size: Optional[int] = None,
+        num_workers: Optional[int] = None,
         seed: int = 0,
         train_fraction: float = 1.0,
-        val_fraction: float = 0.1,
+        val_fraction: Optional[float] = None,
         augment: bool = True,
     ):
+        batch_size = self.task_default("batch_size", batch_size)
+        data_dir = self.task_default("data_dir", data_dir)
+        val_fraction = self.task_default("val_fraction", val_fraction)
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, train_fraction=train_fraction)
         self.data_dir = str(data_dir)
         self.download = bool(download)

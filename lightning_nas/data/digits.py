@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
@@ -19,16 +21,20 @@ class DigitsDataModule(TaskDataModule):
     task = "digits"
     _input_shape = (1, 8, 8)
     _num_classes = 10
+    task_defaults = {"batch_size": 64, "val_fraction": 0.15, "test_fraction": 0.15}
 
     def __init__(
         self,
-        batch_size: int = 64,
-        num_workers: int = 0,
+        batch_size: Optional[int] = None,
+        num_workers: Optional[int] = None,
         seed: int = 0,
         train_fraction: float = 1.0,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
+        val_fraction: Optional[float] = None,
+        test_fraction: Optional[float] = None,
     ):
+        batch_size = self.task_default("batch_size", batch_size)
+        val_fraction = self.task_default("val_fraction", val_fraction)
+        test_fraction = self.task_default("test_fraction", test_fraction)
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, train_fraction=train_fraction)
         self.val_fraction, self.test_fraction = check_split(val_fraction, test_fraction)
         self.split_indices: dict[str, np.ndarray] = {}

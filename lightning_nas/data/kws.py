@@ -8,6 +8,7 @@ import math
 import os
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import soundfile
@@ -61,18 +62,21 @@ class KWSDataModule(TaskDataModule):
     task = "kws"
     _input_shape = (1, 49, 10)
     _num_classes = 12
+    task_defaults = {"batch_size": 100, "data_dir": "data"}
 
     def __init__(
         self,
-        data_dir: str = "data",
+        data_dir: Optional[str] = None,
         download: bool = False,
-        batch_size: int = 100,
-        num_workers: int = 0,
+        batch_size: Optional[int] = None,
+        num_workers: Optional[int] = None,
         seed: int = 0,
         train_fraction: float = 1.0,
         unknown_ratio: float = 0.1,
         silence_ratio: float = 0.1,
     ):
+        batch_size = self.task_default("batch_size", batch_size)
+        data_dir = self.task_default("data_dir", data_dir)
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, train_fraction=train_fraction)
         self.data_dir = str(data_dir)
         self.download = bool(download)

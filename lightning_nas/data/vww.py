@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -61,19 +62,24 @@ class VWWDataModule(TaskDataModule):
 
     task = "vww"
     _num_classes = 2
+    task_defaults = {"num_workers": "auto", "batch_size": 64, "val_fraction": 0.1, "test_fraction": 0.1, "data_dir": "data/vww"}
 
     def __init__(
         self,
-        data_dir: str = "data/vww",
-        batch_size: int = 64,
-        num_workers: int = 0,
+        data_dir: Optional[str] = None,
+        batch_size: Optional[int] = None,
+        num_workers: Optional[int] = None,
         seed: int = 0,
         train_fraction: float = 1.0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
+        val_fraction: Optional[float] = None,
+        test_fraction: Optional[float] = None,
         resolution: int = 96,
         augment: bool = True,
     ):
+        batch_size = self.task_default("batch_size", batch_size)
+        data_dir = self.task_default("data_dir", data_dir)
+        val_fraction = self.task_default("val_fraction", val_fraction)
+        test_fraction = self.task_default("test_fraction", test_fraction)
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, train_fraction=train_fraction)
         self.data_dir = str(data_dir)
         self.val_fraction, self.test_fraction = check_split(val_fraction, test_fraction)

@@ -17,6 +17,7 @@ import yaml
 from lightning_nas.classpath import instantiate
 from lightning_nas.errors import UserError
 from lightning_nas.files import staged_directory, write_csv, write_text
+from lightning_nas.task import TaskInfo
 from lightning_nas.search.evolution import Individual, SearchConfig, SearchResult, as_row
 
 
@@ -72,24 +73,27 @@ def summary_table(winners: list[Individual]) -> str:
 
 
 def write_outputs(out: Path, search: SearchConfig, result: SearchResult, winners: list[Individual],
-                  front: list[Individual], baseline: Optional[SearchResult]) -> dict[str, Any]:
+                  front: list[Individual], baseline: Optional[SearchResult], task: Optional[TaskInfo] = None
+                  ) -> dict[str, Any]:
     """Write the winners, CSVs, summary and plots into ``out`` as one set (staged, then moved into
     place: a failure leaves the previous run's outputs whole); returns the summary."""
     with staged_directory(out) as stage:
-        return _write_outputs(stage, search, result, winners, front, baseline)
+        return _write_outputs(stage, search, result, winners, front, baseline, task)
 
 
 def _write_outputs(out: Path, search: SearchConfig, result: SearchResult, winners: list[Individual],
-                   front: list[Individual], baseline: Optional[SearchResult]) -> dict[str, Any]:
+                   front: list[Individual], baseline: Optional[SearchResult], task: Optional[TaskInfo]
+                   ) -> dict[str, Any]:
+    task_record = task.to_dict() if task is not None else None
     for k, w in enumerate(winners, 1):
         write_text(out / "winners" / f"winner_{k}.yaml", yaml.safe_dump(
             {"architecture": w.arch.to_dict(), "arch_id": w.arch.id, "n_params": w.n_params,
-             "predicted": w.pred, "fitness": w.fitness}, sort_keys=False))
+             "predicted": w.pred, "fitness": w.fitness, "task": task_record}, sort_keys=False))
     write_csv(out / "pareto.csv", [as_row(i) for i in front])
     write_csv(out / "history.csv", [as_row(i) for i in result.history])
     summary = {"evaluations": result.evaluations, "generations": result.generations,
                "total_s": result.total_s, "predict_s": result.predict_s, "search": asdict(search),
-               "winners": [as_row(w) for w in winners], "pareto_size": len(front)}
+               "winners": [as_row(w) for w in winners], "pareto_size": len(front), "task": task_record}
     if baseline is not None:
         best_random = baseline.feasible()[0].fitness if baseline.feasible() else None
         summary["random_search"] = {"evaluations": baseline.evaluations, "best_fitness": best_random}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
             for rec in csv.DictReader(f):
                 if rec["status"] != "ok":
                     continue
-                rows.append({"arch": _arch_from_csv(rec),
+                rows.append({"arch": _arch_from_csv(rec), "task": rec.get("task", ""),
                              "analog": {k: float(rec[f"analog.{k}"]) for k in HARDWARE_FEATURES},
                              "metrics": {k: float(rec[f"metrics.{k}"]) for k in TARGETS.values()}})
         return rows
@@ -73,3 +73,24 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
 def _arch_from_csv(rec: dict[str, str]) -> dict[str, Any]:
     return {"out_channel0": int(rec["arch.out_channel0"]), "kernel0": int(rec["arch.kernel0"]),
             "stages": json.loads(rec["arch.stages"])}
+
+
+def load_task(path: str | Path, rows: Sequence[dict[str, Any]] = ()) -> Optional[dict[str, Any]]:
+    """The task the rows at ``path`` were trained on (:class:`lightning_nas.task.TaskInfo` as a dict):
+    recorded in a store; for a CSV export, the datamodule class of the rows' ``task`` column (its
+    default input shape); ``None`` when unknown. Rows of several tasks are refused."""
+    path = Path(path)
+    if path.suffix != ".csv":
+        from lightning_nas.campaign.store import RowStore
+
+        with RowStore(path, readonly=True) as store:
+            return store.task()
+    names = {r.get("task") for r in rows} - {None, ""}
+    if len(names) > 1:
+        raise UserError(f"{path} holds rows of several tasks ({', '.join(sorted(names))}); fit one surrogate per task")
+    if not names:
+        return None
+    from lightning_nas.data import datamodules
+
+    cls = datamodules().get(next(iter(names)))
+    return None if cls is None else cls().task_info().to_dict()  # the task's default arguments

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from lightning_nas.errors import UserError
+from lightning_nas.files import staged_directory
 from lightning_nas.surrogate.data import TrainingSet, training_set
 from lightning_nas.surrogate.mlp import MLPParams, fit_mlp_ranker
 from lightning_nas.surrogate.models import XGBParams, calibrate, calibration, fit_xgb_ranker, fit_xgb_regressor
@@ -82,21 +83,25 @@ class SurrogateFit:
     test_predictions: dict[str, np.ndarray]
 
     def save(self, directory: str | Path) -> list[Path]:
-        """The predictor's files, ``report.json`` and the held-out scatter plots."""
+        """The predictor's files, ``report.json`` and the held-out scatter plots, written as one set
+        (staged, then moved into place: a failure leaves a previous surrogate there whole)."""
         directory = Path(directory)
-        written = self.predictor.save(directory)
-        (directory / "report.json").write_text(json.dumps(self.report, indent=2))
-        written.append(directory / "report.json")
-        for key, (title, xlabel) in PLOTS.items():
-            true = self.data.y["acc_1d" if key == "mlp" else key][self.test]
-            written.append(scatter(np.asarray(self.test_predictions[key]), true, title,
-                                   directory / f"scatter_{key}.png", xlabel))
-        return written
+        with staged_directory(directory) as stage:
+            written = self.predictor.save(stage)
+            (stage / "report.json").write_text(json.dumps(self.report, indent=2))
+            written.append(stage / "report.json")
+            for key, (title, xlabel) in PLOTS.items():
+                true = self.data.y["acc_1d" if key == "mlp" else key][self.test]
+                written.append(scatter(np.asarray(self.test_predictions[key]), true, title,
+                                       stage / f"scatter_{key}.png", xlabel))
+        return [directory / p.name for p in written]
 
 
 def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2, kfold: int = 0, seed: int = 0,
-                  xgb: XGBParams = XGBParams(), mlp: MLPParams = MLPParams(), source: str = "") -> SurrogateFit:
-    """Fit the surrogates on ``rows`` (status ``ok``) with a seeded held-out split (and k folds)."""
+                  xgb: XGBParams = XGBParams(), mlp: MLPParams = MLPParams(), source: str = "",
+                  task: Optional[dict[str, Any]] = None) -> SurrogateFit:
+    """Fit the surrogates on ``rows`` (status ``ok``) with a seeded held-out split (and k folds).
+    ``task`` (:class:`lightning_nas.task.TaskInfo` as a dict) is recorded in the metadata."""
     data = training_set(rows)
     check_kfold(kfold, len(data.x))
     train, test = split(len(data.x), test_fraction, seed)
@@ -108,6 +113,6 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
     meta = {"rows": len(rows), "n_train": int(len(train)), "data": source, "seed": seed,
             "analog": json.loads(analogs[0]), "analog_configs": len(analogs),
             "acc_1d_calibration": models["calibration"], "xgb": asdict(xgb), "mlp": asdict(mlp),
-            "mlp_hidden": mlp.hidden, "metrics": report}
+            "mlp_hidden": mlp.hidden, "metrics": report, "task": task}
     predictor = SurrogatePredictor({k: models[k] for k in ("acc_1d", "avm", "std")}, meta, mlp=models["mlp"])
     return SurrogateFit(predictor, report, data, test, pred)
