@@ -372,3 +372,13 @@ def test_sigterm_stops_the_campaign_keeps_its_rows_and_leaves_no_process(tmp_pat
     assert _session_processes(proc.pid) == []  # no orphan worker
     with RowStore(store, readonly=True) as s:
         assert 1 <= len(s) < 40
+
+
+def test_a_missing_dataset_stops_a_campaign_before_its_store_is_bound(tmp_path):
+    store = tmp_path / "rows.sqlite"
+    with pytest.raises(UserError, match="CIFAR-10 not found"):
+        build_dataset.main(["--data.class_path", "lightning_nas.data.CIFAR10DataModule", "--data.init_args.data_dir",
+                            str(tmp_path / "nowhere"), "--sampling.n", "2", "--store", str(store),
+                            "--campaign_dir", "null", "--workers", "0"])
+    with RowStore(store, readonly=True) as s:  # nothing recorded: the store is free for the right campaign
+        assert s.conn.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0 and len(s) == 0

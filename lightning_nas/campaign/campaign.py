@@ -95,8 +95,8 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
     from lightning_nas.data import task_name
 
     dm = instantiate(campaign.data)  # validates the task arguments and gives the input shape
+    dm.setup()  # the split sizes, for the task record (a missing dataset fails here, before the store is bound)
     store.bind(campaign.identity())
-    dm.setup()  # the split sizes, for the task record (and a missing dataset fails here, once)
     store.set_task(dm.task_info().to_dict())
     archs = campaign.architectures(dm.input_shape, dm.num_classes)
     todo = architectures_to_train(archs, store)
