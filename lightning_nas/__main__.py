@@ -15,7 +15,7 @@ import signal
 import sqlite3
 import sys
 
-from lightning_nas.errors import UserError
+from lightning_nas.errors import user_error_in
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -38,17 +38,6 @@ USAGE = (
     "  search                     evolutionary search with a surrogate under constraints\n"
     "  retrain                    train the search winners and a baseline fully, compare them"
 )
-
-
-def user_error_in(exc: BaseException) -> UserError | None:
-    """The :class:`UserError` that caused ``exc`` (following ``__cause__``/``__context__``), if any."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, UserError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 class Terminated(KeyboardInterrupt):

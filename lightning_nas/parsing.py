@@ -10,7 +10,7 @@ from typing import Any, NoReturn, Optional
 
 from jsonargparse import ArgumentParser, set_parsing_settings
 
-from lightning_nas.errors import UserError
+from lightning_nas.errors import UserError, user_error_in
 
 PROG = "python -m lightning_nas"
 
@@ -61,9 +61,7 @@ class OneLineErrors:
     def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:
         if not self.exit_on_error:  # jsonargparse tries alternatives internally: keep its behaviour
             super().error(message, ex)  # type: ignore[misc]
-        cause = ex
-        while cause is not None and not isinstance(cause, UserError):
-            cause = cause.__cause__ or cause.__context__
+        cause = user_error_in(ex) if ex is not None else None
         prog = self.prog.replace(" [options]", "")  # type: ignore[attr-defined]
         if cause is not None:
             raise ParserError(str(cause))

@@ -96,7 +96,8 @@ def search_task(predictor: Any, spec: Any, task: Optional[str], input_shape: Opt
     """The task of this search: the surrogate's recorded task (``--task``, ``--input_shape`` and
     ``--num_classes`` must agree with it), else ``--task``'s datamodule (flags override its shape),
     else the flags alone (a custom predictor)."""
-    meta_task = getattr(predictor, "meta", {}).get("task") if isinstance(getattr(predictor, "meta", None), dict) else None
+    meta = getattr(predictor, "meta", None)  # a fit-surrogate directory's metadata; custom predictors have none
+    meta_task = meta.get("task") if isinstance(meta, dict) else None
     recorded = TaskInfo.from_dict(meta_task, f"surrogate {spec}") if meta_task else None
     asked = task_of(task) if task else None
     if recorded is not None:

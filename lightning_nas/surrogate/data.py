@@ -91,6 +91,7 @@ def load_task(path: str | Path, rows: Sequence[dict[str, Any]] = ()) -> Optional
     if not names:
         return None
     from lightning_nas.data import datamodules
+    from lightning_nas.task import task_of
 
-    cls = datamodules().get(next(iter(names)))
-    return None if cls is None else cls().task_info().to_dict()  # the task's default arguments
+    name = next(iter(names))
+    return task_of(name).to_dict() if name in datamodules() else None  # the task's default arguments
