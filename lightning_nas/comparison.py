@@ -7,7 +7,10 @@ from typing import Any, Sequence
 
 from lightning_nas.files import write_csv, write_text
 
-COLUMNS = ("name", "arch_id", "n_params", "acc_1s", "acc_1h", "acc_1d", "acc_30d", "acc_1d_std", "avm")
+COLUMNS = ("name", "arch_id", "n_params", "acc_1s", "acc_1h", "acc_1d", "acc_30d", "acc_1d_std", "avm",
+           "tiles", "latency_us", "energy_uj")
+"""Accuracies in %, AVM in percentage points; the analog cost of one inference
+(:mod:`lightning_nas.hardware_cost`) in tiles, microseconds and microjoules."""
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -15,7 +18,7 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
     body = ""
     for r in rows:
         values = [r.get(c, "") for c in COLUMNS]  # drift times outside the defaults: empty cells
-        cells = [f"{v:.2f}" if isinstance(v, float) else (f"{v:,}" if c == "n_params" and v != "" else str(v))
+        cells = [f"{v:.2f}" if isinstance(v, float) else (f"{v:,}" if c in ("n_params", "tiles") and v != "" else str(v))
                  for c, v in zip(COLUMNS, values)]
         body += "| " + " | ".join(cells) + " |\n"
     return head + body

@@ -104,6 +104,13 @@ class AnalogNASModule(L.LightningModule):
         allow_analog_checkpoints()
         return super().load_from_checkpoint(*args, **kwargs)
 
+    def hardware_cost(self, chip: Any = None) -> Any:
+        """Tiles, MVMs, latency and energy of one inference on this model's analog hardware
+        (:func:`lightning_nas.hardware_cost.hardware_cost`)."""
+        from lightning_nas.hardware_cost import hardware_cost
+
+        return hardware_cost(self.arch, self.input_shape, self.num_classes, self.analog_config.tile_size, chip)
+
     # -- analog conversion --------------------------------------------------------------
     @property
     def is_analog(self) -> bool:

@@ -34,6 +34,8 @@ class Evaluation:
     drift: dict[str, float]
     """``acc_1s``, ``acc_1h``, ``acc_1d``, ``acc_30d``, ``acc_1d_std``, ``avm`` (names of
     :mod:`lightning_nas.metrics` without the logging prefix)."""
+    hardware: Optional[dict[str, Any]] = None
+    """The analog hardware cost of one inference (:meth:`lightning_nas.hardware_cost.HardwareCost.summary`)."""
 
 
 def drift_callback(trainer: L.Trainer) -> DriftEvaluation:
@@ -52,7 +54,8 @@ def fit_and_evaluate(model: AnalogNASModule, datamodule: L.LightningDataModule, 
     result = trainer.test(model, datamodule=datamodule, verbose=verbose)[0]
     return Evaluation(arch_id=model.arch.id, n_params=model.n_params,
                       val_acc=100.0 * float(val) if val is not None else math.nan,
-                      test_acc=100.0 * float(result["test/acc"]), drift=drift.results)
+                      test_acc=100.0 * float(result["test/acc"]), drift=drift.results,
+                      hardware=model.hardware_cost().summary())
 
 
 def from_fit_config(fit_config: str | Path, architecture: str, log_dir: str | Path, name: str,

@@ -94,7 +94,8 @@ def retrain_run(run: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     name, spec, settings = run
     result = from_fit_config(settings["fit_config"], spec, Path(settings["out_dir"]) / "runs", name,
                              settings["fit_args"], threads=settings.get("threads"))
-    return {"name": name, "arch_id": result.arch_id, "n_params": result.n_params, **result.drift}
+    return {"name": name, "arch_id": result.arch_id, "n_params": result.n_params, **result.drift,
+            **{k: result.hardware[k] for k in ("tiles", "latency_us", "energy_uj")}}
 
 
 def main(argv: list[str]) -> None:
