@@ -87,3 +87,50 @@ class CommandParser(OneLineErrors, ArgumentParser):
         if command is not None:  # jsonargparse makes nested parsers of this class with its own arguments
             kwargs.setdefault("prog", f"{PROG} {command}")
         super().__init__(*args, **kwargs)
+
+
+def split_init_args(argv: list[str], prefixes: tuple[str, ...]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Take ``--PREFIX.init_args.KEY VALUE`` (or ``=VALUE``) out of ``argv``: the options of an
+    object given as ``{class_path, init_args}``, which a parser that types it as a plain mapping
+    would reject or (after a config file set it) silently drop. Returns the other arguments and
+    ``{prefix: {key: value}}`` (values read as YAML, as jsonargparse reads them)."""
+    import yaml
+
+    rest: list[str] = []
+    found: dict[str, dict[str, Any]] = {p: {} for p in prefixes}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        option, eq, inline = arg.partition("=")
+        prefix = next((p for p in prefixes if option.startswith(f"--{p}.init_args.")), None)
+        if prefix is None:
+            rest.append(arg)
+            i += 1
+            continue
+        key = option[len(f"--{prefix}.init_args."):]
+        if eq:
+            text = inline
+            i += 1
+        elif i + 1 < len(argv):
+            text = argv[i + 1]
+            i += 2
+        else:
+            raise ParserError(f"option {option} needs a value")
+        try:
+            found[prefix][key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ParserError(f"invalid value {text!r} for {option}") from None
+    return rest, found
+
+
+def with_init_args(spec: Any, overrides: dict[str, Any], what: str, strings_are_classes: bool) -> Any:
+    """``spec`` (``{class_path, init_args}``, or a name or class path if ``strings_are_classes``)
+    with ``overrides`` merged into its init_args; one clear error if it is not such an object."""
+    if not overrides:
+        return spec
+    if isinstance(spec, str) and strings_are_classes:
+        spec = {"class_path": spec}
+    if not isinstance(spec, dict) or "class_path" not in spec:
+        raise ParserError(f"--{what}.init_args.{next(iter(overrides))} applies to a {what} given as "
+                          f"{{class_path, init_args}}, but {what} is {spec!r}")
+    return {**spec, "init_args": {**(spec.get("init_args") or {}), **overrides}}

@@ -26,7 +26,7 @@ import random
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 from lightning_nas.errors import ArchitectureError, UserError
 
@@ -402,6 +402,45 @@ def _arch_from_unit(u: Sequence[float]) -> Architecture:
     return Architecture(c0, k0, tuple(stages))
 
 
+def _stagewise(rng: random.Random, max_params: int, in_shape: Sequence[int], n_classes: int,
+               tries: int = 50) -> Optional[Architecture]:
+    """One architecture drawn field by field like ``uniform``, but a stage that takes the partial
+    network over ``max_params`` is redrawn (up to ``tries`` times) instead of the whole
+    architecture. Widths never shrink, so a partial network's count (classifier included) is a
+    lower bound of the final one: no accepted prefix is wasted."""
+    def pick(choices: Sequence[Any]) -> Any:
+        return choices[min(int(rng.random() * len(choices)), len(choices) - 1)]
+
+    c0, k0, m = (pick(d) for d in _GLOBAL_DIMS)
+    c, h, w = in_shape
+    body = _conv_bn(c, c0, k0)
+    width = c0
+    stages: list[Stage] = []
+    for i in range(m):
+        for _ in range(tries):
+            stage = Stage(*(pick(d) for d in _STAGE_DIMS))
+            params, new_width, new_hw = _stage_params(stage, width, (h, w), i > 0)
+            if body + params + new_width * n_classes + n_classes <= max_params:
+                stages.append(stage)
+                body, width, (h, w) = body + params, new_width, new_hw
+                break
+        else:
+            break
+    return Architecture(c0, k0, tuple(stages)) if stages else None
+
+
+def _stage_params(stage: Stage, in_ch: int, hw: tuple[int, int], strided: bool) -> tuple[int, int, tuple[int, int]]:
+    """Parameters, output width and output map of one stage (as :func:`stage_plan` builds it)."""
+    h, w = hw
+    width = int(round(in_ch * stage.widenfact))
+    stride = 2 if (strided and (h > 1 or w > 1)) else 1
+    if stride == 2:
+        h, w = (h + 1) // 2, (w + 1) // 2
+    first = block_params(BlockPlan(in_ch, width, stride, stage.B, stage.convblock, stage.skip))
+    rest = block_params(BlockPlan(width, width, 1, stage.B, stage.convblock, stage.skip)) if stage.R > 1 else 0
+    return first + (stage.R - 1) * rest, width, (h, w)  # blocks after the first are identical
+
+
 def _latin_hypercube(n: int, dims: int, rng: random.Random) -> list[list[float]]:
     columns = []
     for _ in range(dims):
@@ -433,11 +472,14 @@ def iter_sample(n: int, *, seed: int = 0, method: str = "uniform", max_params: i
     Latin-hypercube over the same categorical dimensions, in batches of ``n`` (at most
     :data:`MAX_LHS_SAMPLES`); under ``max_params`` the points over budget (for the given
     ``in_shape``/``n_classes``) are dropped and a fresh batch is drawn until ``n`` are found.
+    ``method="stagewise"`` (with ``max_params``): as ``uniform``, but a stage that takes the network
+    over the budget is redrawn instead of the whole architecture (:func:`_stagewise`): far fewer
+    draws under a tight budget, at the price of a bias towards the budget's cheaper stages.
     ``exclude`` holds architecture ids to skip. Raises :class:`UserError` if ``max_tries``
     batches can't find ``n`` architectures.
     """
-    if method not in ("uniform", "lhs"):
-        raise UserError(f"unknown sampling method {method!r}; use 'uniform' or 'lhs'")
+    if method not in ("uniform", "lhs", "stagewise"):
+        raise UserError(f"unknown sampling method {method!r}; use 'uniform', 'lhs' or 'stagewise'")
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise UserError(f"number of architectures must be an integer >= 0, got {n!r}")
     if method == "lhs" and n > MAX_LHS_SAMPLES:
@@ -450,6 +492,17 @@ def iter_sample(n: int, *, seed: int = 0, method: str = "uniform", max_params: i
     found = 0
     for _ in range(max_tries):
         batch = max(n - found, 1)
+        if method == "stagewise" and max_params is not None:
+            for _ in range(batch * 20):
+                arch = _stagewise(rng, max_params, in_shape, n_classes)
+                if arch is None or arch.id in seen:
+                    continue
+                seen.add(arch.id)
+                found += 1
+                yield arch
+                if found == n:
+                    return
+            continue
         if method == "lhs":
             points: Iterable[list[float]] = _latin_hypercube(batch, N_SAMPLING_DIMS, rng)
         else:  # lazily: the same draws as a whole batch, without holding it

@@ -161,7 +161,9 @@ def test_a_sample_of_fuzzed_architectures_through_the_cli_is_one_error_line(run_
 OPTION_VALUES = ["0", "-1", "1", "abc", "[1, 0, 8]", "[]", "null", "1e9", "2.5", "true", "{a: 1}", "[1, 8, 8]"]
 SEARCH_OPTIONS = ["--top_k", "--input_shape", "--num_classes", "--search.population", "--search.iterations",
                   "--search.survivors", "--search.max_params", "--search.max_avm", "--search.seed",
-                  "--search.p_width", "--search.tournament_size", "--search.time_limit_s", "--bogus"]
+                  "--search.strategy", "--search.fitness", "--search.objectives", "--search.constraints", "--search.std_floor",
+                  "--search.strategy.init_args.window", "--predictor.init_args.avm_per_stage", "--search.max_evaluations",
+                  "--search.chip", "--search.time_limit_s", "--bogus"]
 
 
 def test_fuzzed_search_options_give_a_result_or_one_user_error(tmp_path):
@@ -175,7 +177,7 @@ def test_fuzzed_search_options_give_a_result_or_one_user_error(tmp_path):
         for _ in range(rng.randint(1, 3)):
             args += [rng.choice(SEARCH_OPTIONS), rng.choice(OPTION_VALUES)]
         try:
-            search.main(args)
+            search.main(args)  # noqa
         except UserError:
             pass
         except Exception as exc:  # noqa: BLE001 - what the test looks for

@@ -9,10 +9,10 @@ from lightning_nas.analog import PRESETS, preset_differences, preset_table
 
 
 def test_surrogate_and_search_import_neither_torch_nor_aihwkit(tmp_path):
-    code = ("import sys, lightning_nas.surrogate, lightning_nas.search.evolution, lightning_nas.search.outputs, "
+    code = ("import sys, lightning_nas.surrogate, lightning_nas.search.core, lightning_nas.search.outputs, lightning_nas.search.strategies.analognas_ea, lightning_nas.search.strategies.nsga2, lightning_nas.search.strategies.tpe, lightning_nas.search.strategies.reinforce, lightning_nas.hardware_cost, "
             "lightning_nas.surrogate.fitting as f; "  # fitting imports the MLP (torch): checked below
             "print(sorted(m for m in ('torch', 'aihwkit') if m in sys.modules))")
-    light = ("import sys, lightning_nas.surrogate, lightning_nas.search.evolution, lightning_nas.search.outputs, "
+    light = ("import sys, lightning_nas.surrogate, lightning_nas.search.core, lightning_nas.search.outputs, lightning_nas.search.strategies.analognas_ea, lightning_nas.search.strategies.nsga2, lightning_nas.search.strategies.tpe, lightning_nas.search.strategies.reinforce, lightning_nas.hardware_cost, "
              "lightning_nas.analog, lightning_nas.space, lightning_nas.commands.search; "
              "print(sorted(m for m in ('torch', 'aihwkit', 'lightning') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", light], capture_output=True, text=True, cwd=tmp_path, check=True)

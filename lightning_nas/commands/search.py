@@ -1,25 +1,30 @@
 """``python -m lightning_nas search --config configs/digits/search.yaml``.
 
-Evolutionary search with a surrogate predictor for accurate, drift-robust architectures
-under a parameter budget. Writes to ``out_dir``: ``winners/winner_<k>.yaml`` (accepted by
-``fit``/``retrain`` as ``architecture``), ``pareto.csv`` (predicted acc_1d up, AVM down,
-n_params down), ``history.csv`` (every evaluated architecture), ``summary.json`` and the
-plots ``best_so_far.png`` and ``pareto.png``.
+Search with a surrogate predictor for accurate, drift-robust, hardware-cheap architectures under
+constraints, with a pluggable strategy (``search.strategy``: the AnalogNAS EA by default). Writes
+to ``out_dir``: ``winners/winner_<k>.yaml`` (accepted by ``fit``/``retrain`` as ``architecture``),
+``pareto.csv`` (the non-dominated architectures over ``search.objectives``), ``history.csv`` (every
+evaluated architecture, with its hardware cost), ``summary.json`` and the plots
+``best_so_far.png`` and ``pareto.png``.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from jsonargparse import ActionConfigFile
 
+from lightning_nas.analog import AnalogConfig
 from lightning_nas.errors import UserError
 from lightning_nas.files import check_writable
-from lightning_nas.parsing import CommandParser
-from lightning_nas.search.evolution import Individual, SearchConfig, SearchResult, evolve, pareto_front, random_search
+from lightning_nas.parsing import CommandParser, split_init_args, with_init_args
+from lightning_nas.search.core import Individual, SearchConfig, SearchResult, run
 from lightning_nas.search.outputs import load_predictor, summary_table, write_outputs
+from lightning_nas.search.pareto import pareto_front
+from lightning_nas.search.strategies import build_strategy
 from lightning_nas.space import check_task_shape
 from lightning_nas.task import TaskInfo, task_of
 
@@ -29,7 +34,8 @@ def build_parser() -> CommandParser:
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_argument("--predictor", type=Union[str, dict], default="surrogates/digits",
                         help="A fit-surrogate directory, or {class_path, init_args} of any object with "
-                             "predict(archs) -> {acc_1d, avm, std}.")
+                             "predict(archs) -> {acc_1d, avm, std}; --predictor.init_args.NAME VALUE sets one "
+                             "argument of the latter.")
     parser.add_argument("--task", type=Optional[str], default=None,
                         help="The task searched for (digits, cifar10, kws, vww or a datamodule class path). A "
                              "fit-surrogate directory records its task; a surrogate of another task is refused.")
@@ -46,48 +52,80 @@ def build_parser() -> CommandParser:
     return parser
 
 
+def parse(argv: list[str]) -> Any:
+    """The search options; ``--predictor.init_args.X`` and ``--search.strategy.init_args.X`` are merged
+    into the (config file's or command line's) predictor and strategy."""
+    rest, overrides = split_init_args(argv, ("predictor", "search.strategy"))
+    cfg = build_parser().parse_args(rest)
+    cfg.predictor = with_init_args(cfg.predictor, overrides["predictor"], "predictor", strings_are_classes=False)
+    cfg.search.strategy = with_init_args(cfg.search.strategy, overrides["search.strategy"], "search.strategy",
+                                         strings_are_classes=True)
+    return cfg
+
+
+def tile_size_of(predictor: Any, search: SearchConfig) -> int:
+    """The tile size of the hardware cost: ``search.chip.tile_size``, else the hardware the surrogate
+    was trained on, else the default analog preset's."""
+    if search.chip.get("tile_size") is not None:
+        return int(search.chip["tile_size"])
+    meta = getattr(predictor, "meta", None)
+    analog = meta.get("analog") if isinstance(meta, dict) else None
+    if isinstance(analog, dict) and isinstance(analog.get("tile_size"), (int, float)):
+        return int(analog["tile_size"])
+    return AnalogConfig().resolved().tile_size
+
+
+def std_floor_of(predictor: Any) -> Optional[float]:
+    meta = getattr(predictor, "meta", None)
+    floor = meta.get("std_floor") if isinstance(meta, dict) else None
+    return float(floor) if isinstance(floor, (int, float)) and not isinstance(floor, bool) else None
+
+
 def run_search(cfg: Any) -> dict[str, Any]:
     search = SearchConfig(**cfg.search.as_dict()) if hasattr(cfg.search, "as_dict") else cfg.search
     if cfg.top_k < 1:
         raise UserError(f"top_k must be >= 1 (winners to write), got {cfg.top_k}")
     check_writable(cfg.out_dir, "search out_dir")  # before the search, not after it
+    strategy = build_strategy(search.strategy, search.seed)
     predictor = load_predictor(cfg.predictor)
     task = search_task(predictor, cfg.predictor, cfg.task, cfg.input_shape, cfg.num_classes)
     cfg.input_shape, cfg.num_classes = task.input_shape, task.num_classes
-    print(f"search: task {task.describe()}", file=sys.stderr)
+    tile_size, std_floor = tile_size_of(predictor, search), std_floor_of(predictor)
+    print(f"search: task {task.describe()}; strategy {type(strategy).__name__}", file=sys.stderr)
     from tqdm import tqdm
 
-    with tqdm(total=search.iterations, desc="generations", unit="gen", dynamic_ncols=True,
-              disable=None) as bar:
-        def progress(gen: int, result: SearchResult, pop: list[Individual]) -> None:
-            feasible = sum(i.feasible for i in pop)
-            best = max((i.fitness for i in pop if i.feasible), default=float("nan"))
-            bar.set_postfix(best=f"{best:.3f}", feasible=f"{feasible}/{len(pop)}", evals=result.evaluations)
-            if gen:
+    with tqdm(total=search.iterations, desc="search", unit="round", dynamic_ncols=True, disable=None) as bar:
+        def progress(round_: int, result: SearchResult, pop: list[Individual]) -> None:
+            bar.set_postfix(best=f"{result.best:.3f}", evals=result.evaluations,
+                            feasible=f"{sum(i.feasible for i in result.history)}/{result.evaluations}")
+            if round_:
                 bar.update(1)
 
-        result = evolve(predictor, search, cfg.input_shape, cfg.num_classes, progress)
+        result = run(strategy, predictor, search, cfg.input_shape, cfg.num_classes, progress, tile_size, std_floor)
     baseline = None
     if cfg.baseline_random:
-        baseline = random_search(predictor, search, cfg.input_shape, cfg.num_classes, result.evaluations)
+        random_cfg = replace(search, max_evaluations=result.evaluations, iterations=10 ** 6, time_limit_s=search.time_limit_s)
+        baseline = run(build_strategy("random_search", search.seed), predictor, random_cfg, cfg.input_shape,
+                       cfg.num_classes, None, tile_size, std_floor)
     feasible = result.feasible()
     if not feasible:
-        worst = min(i.pred["avm"] for i in result.history)
-        raise UserError(f"no evaluated architecture satisfies the constraints (max_params={search.max_params}, "
-                        f"max_avm={search.max_avm}); the lowest predicted AVM was {worst:.2f} pp: "
-                        "raise search.max_avm or search.max_params")
+        bounds = "; ".join(c.describe() for c in result.evaluator.objectives.constraints)
+        raise UserError(f"none of the {result.evaluations} evaluated architectures satisfies the constraints ({bounds}); "
+                        "relax them (search.max_avm, search.max_params, search.constraints)")
     out = Path(cfg.out_dir)
     winners = feasible[: cfg.top_k]
-    front = pareto_front(feasible)
+    front = pareto_front(feasible, result.evaluator.objectives.oriented_of)
     summary = write_outputs(out, search, result, winners, front, baseline, task)
-    print(f"\nsearch: {result.evaluations} architectures evaluated in {result.generations} generations, "
-          f"{result.total_s:.2f} s ({result.predict_s:.2f} s in the predictor)", file=sys.stderr)
-    print(summary_table(winners))
+    print(f"\nsearch: {result.evaluations} architectures evaluated in {result.generations + 1} rounds "
+          f"({result.rejected_params} proposals over max_params not predicted), {result.total_s:.2f} s "
+          f"({result.predict_s:.2f} s in the predictor)", file=sys.stderr)
+    print(summary_table(winners, result.evaluator))
     if baseline is not None:
         print(f"random search, same {baseline.evaluations} evaluations: best fitness "
               f"{summary['random_search']['best_fitness']}", file=sys.stderr)
-    print(f"wrote {out}/winners/, pareto.csv ({len(front)} architectures), history.csv, summary.json, "
-          "best_so_far.png, pareto.png", file=sys.stderr)
+    print(f"wrote {out}/winners/, pareto.csv ({len(front)} architectures over "
+          f"{result.evaluator.objectives.describe()}; hypervolume {summary['hypervolume']:.4f}), history.csv, "
+          "summary.json, best_so_far.png, pareto.png", file=sys.stderr)
     return summary
 
 
@@ -121,4 +159,4 @@ def search_task(predictor: Any, spec: Any, task: Optional[str], input_shape: Opt
 
 
 def main(argv: list[str]) -> None:
-    run_search(build_parser().parse_args(argv))
+    run_search(parse(argv))

@@ -1,1 +1,1 @@
-"""Evolutionary search over the space with a surrogate predictor."""
+"""Search over the space with a surrogate predictor: objectives, strategies, outputs."""

@@ -1,0 +1,159 @@
+"""The AnalogNAS evolutionary algorithm (the default strategy), fixed so it does not stall.
+
+As in AnalogNAS: a Latin-hypercube initial population; children are mutations (the width,
+depth and other groups with probabilities ``p_width``, ``p_depth``, ``p_other``) of parents
+chosen by ``selection`` (``tournament`` of ``tournament_size``, fitness-``proportional`` or
+``youngest``); children over max_params or evaluated before are redrawn, never predicted.
+
+The original loop kept the best ``survivors`` each generation (``replacement: elitist``,
+``tournament_size: 5``, ``p_single: 0``, ``immigrants: false``). Measured on landscapes with known
+optima (``benchmarks/search_quality.py``, README) it converges on the first good basin: on a
+deceptive landscape it ended on the broad local peak on every seed, and on converging it
+produced no new children and stopped evaluating. The defaults here fix both:
+
+* ``replacement: crowding`` (restricted tournament replacement): a child replaces the most
+  similar of ``window`` random members only if it ranks higher, so niches around several optima
+  survive side by side instead of one basin taking the whole population;
+* ``p_single``: that share of the children are one single mutation (a small step), which
+  finishes the climb to an optimum that multi-group mutations keep overshooting;
+* ``immigrants``: a generation that can't find enough new children is filled with fresh samples
+  of the space, so the search keeps evaluating until its budget.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+import numpy as np
+
+from lightning_nas.search.core import Individual, SearchContext, Strategy
+from lightning_nas.search.mutations import mutate
+from lightning_nas.space import Architecture, iter_sample
+
+# One mutation step of each feature (stem channels, kernel, stages, then per stage R, B,
+# convblock, widenfact, skip) is about one unit of distance.
+FEATURE_SCALE = np.asarray([16, 2, 1] + [4, 1, 1, 0.5, 1] * 5, dtype=np.float64)
+
+
+def rank_key(ind: Individual) -> tuple:
+    return (ind.feasible, ind.fitness)
+
+
+def scaled_features(arch: Architecture) -> np.ndarray:
+    return np.asarray(arch.feature_vector()) / FEATURE_SCALE
+
+
+class AnalogNASEvolution(Strategy):
+    def __init__(self, selection: Literal["tournament", "proportional", "youngest"] = "tournament",
+                 tournament_size: int = 2, p_width: float = 0.8, p_depth: float = 0.8, p_other: float = 0.6,
+                 p_single: float = 0.5, replacement: Literal["crowding", "elitist"] = "crowding",
+                 window: int = 30, immigrants: bool = True, init: Literal["lhs", "uniform"] = "lhs",
+                 seed: int = 0) -> None:
+        if selection not in ("tournament", "proportional", "youngest"):
+            raise ValueError(f"selection must be tournament, proportional or youngest, got {selection!r}")
+        if replacement not in ("crowding", "elitist"):
+            raise ValueError(f"replacement must be crowding or elitist, got {replacement!r}")
+        if init not in ("lhs", "uniform"):
+            raise ValueError(f"init must be lhs or uniform, got {init!r}")
+        for name, p in (("p_width", p_width), ("p_depth", p_depth), ("p_other", p_other), ("p_single", p_single)):
+            if not 0 <= p <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+        if tournament_size < 1 or window < 1:
+            raise ValueError(f"tournament_size and window must be >= 1, got {tournament_size} and {window}")
+        self.selection, self.tournament_size, self.init = selection, tournament_size, init
+        self.probs = {"width": p_width, "depth": p_depth, "other": p_other}
+        self.p_single, self.replacement, self.window, self.immigrants = p_single, replacement, window, immigrants
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.pop: list[Individual] = []
+        self.vectors = np.empty((0, len(FEATURE_SCALE)))
+        self._fresh = None
+        self._kept: list[Individual] = []
+
+    def setup(self, ctx: SearchContext) -> None:
+        super().setup(ctx)
+        self.survivors = ctx.cfg.survivors
+
+    def population(self) -> list[Individual]:
+        return self.pop
+
+    # -- proposing --------------------------------------------------------------------------
+    def _fresh_archs(self, n: int, taken: set) -> list[Architecture]:
+        """Immigrants: fresh architectures under the budget from one seeded stream."""
+        if self._fresh is None:
+            self._fresh = iter_sample(10 ** 12, seed=self.seed + 7919, method="stagewise",
+                                      max_params=self.ctx.cfg.max_params - 1, in_shape=self.ctx.in_shape,
+                                      n_classes=self.ctx.n_classes)
+        out: list[Architecture] = []
+        for arch in self._fresh:
+            if len(out) == n:
+                break
+            if arch not in taken and not self.ctx.is_evaluated(arch):
+                out.append(arch)
+        return out
+
+    def _parent(self, pool: list[Individual]) -> Individual:
+        if self.selection == "proportional":
+            feasible = [i for i in pool if i.feasible] or pool
+            fits = np.array([i.fitness for i in feasible])
+            weights = fits - fits.min() + 1e-9
+            return self.rng.choices(feasible, weights=weights.tolist())[0]
+        if self.selection == "youngest" and self.replacement == "elitist":
+            pool = self.pop
+        contenders = [pool[self.rng.randrange(len(pool))] for _ in range(self.tournament_size)]
+        return max(contenders, key=rank_key)
+
+    def _child(self, parent: Architecture) -> Architecture:
+        if self.rng.random() < self.p_single:  # one small step
+            return mutate(parent, self.rng, {self.rng.choice(list(self.probs)): 1.0})
+        return mutate(parent, self.rng, self.probs)
+
+    def ask(self) -> list[Architecture]:
+        cfg = self.ctx.cfg
+        if not self.pop:
+            return self.ctx.initial(cfg.population, self.init, self.seed)
+        if self.replacement == "elitist":
+            if self.selection == "youngest":
+                self._kept = sorted(self.pop, key=lambda i: i.born)[-self.survivors:]
+            else:
+                self._kept = sorted(self.pop, key=rank_key, reverse=True)[: self.survivors]
+            pool, n = self._kept, cfg.population - len(self._kept)
+        else:
+            pool, n = self.pop, cfg.batch
+        children: list[Architecture] = []
+        seen: set = set()
+        for _ in range(5 * n):  # a converged population mostly yields duplicates: do not insist
+            if len(children) == n:
+                break
+            child = self._child(self._parent(pool).arch)
+            if child in seen or self.ctx.is_evaluated(child) or not self.ctx.within_budget(child):
+                continue
+            seen.add(child)
+            children.append(child)
+        if self.immigrants and len(children) < n:
+            children += self._fresh_archs(n - len(children), seen)
+        return children
+
+    # -- learning ---------------------------------------------------------------------------
+    def tell(self, archs, individuals) -> None:
+        new = [i for i in individuals if i is not None]
+        if not self.pop:
+            self.pop = new
+            self.vectors = np.asarray([scaled_features(i.arch) for i in new]).reshape(len(new), -1)
+        elif self.replacement == "crowding":
+            self._crowd(new)
+        else:
+            self.pop = self._kept + new
+
+    def _crowd(self, new: list[Individual]) -> None:
+        """Restricted tournament replacement: each child replaces the most similar of ``window``
+        random members if it ranks higher."""
+        for child in new:
+            window = self.rng.sample(range(len(self.pop)), min(self.window, len(self.pop)))
+            x = scaled_features(child.arch)
+            distances = np.abs(self.vectors[window] - x).sum(axis=1)
+            nearest = window[int(np.argmin(distances))]
+            if rank_key(child) > rank_key(self.pop[nearest]):
+                self.pop[nearest] = child
+                self.vectors[nearest] = x

@@ -1,0 +1,41 @@
+"""Random search: fresh architectures of the space under the parameter budget.
+
+``method: stagewise`` (the default) draws like ``uniform`` but redraws only a stage that takes the
+network over max_params (:func:`lightning_nas.space.iter_sample`), instead of rejecting whole
+architectures: under the digits budget of 100,000 parameters about 15 uniform draws were
+rejected for each one kept."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from lightning_nas.search.core import SearchContext, Strategy
+from lightning_nas.space import iter_sample
+
+
+class RandomSearch(Strategy):
+    def __init__(self, method: Literal["stagewise", "uniform"] = "stagewise", seed: int = 0) -> None:
+        if method not in ("stagewise", "uniform"):
+            raise ValueError(f"method must be stagewise or uniform, got {method!r}")
+        self.method, self.seed = method, seed
+        self.first = True
+
+    def setup(self, ctx: SearchContext) -> None:
+        super().setup(ctx)
+        self.stream = iter_sample(10 ** 12, seed=self.seed, method=self.method, max_params=ctx.cfg.max_params - 1,
+                                  in_shape=ctx.in_shape, n_classes=ctx.n_classes)
+        self.best: list = []
+
+    def population(self) -> list:
+        return self.best
+
+    def ask(self):
+        n = self.ctx.cfg.population if self.first else self.ctx.cfg.batch
+        self.first = False
+        return [next(self.stream) for _ in range(n)]
+
+    def tell(self, archs, individuals) -> None:
+        from lightning_nas.search.strategies.analognas_ea import rank_key
+
+        pool = self.best + [i for i in individuals if i is not None]
+        self.best = sorted(pool, key=rank_key, reverse=True)[: self.ctx.cfg.population]
