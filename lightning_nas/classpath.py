@@ -14,8 +14,8 @@ def resolve(path: str) -> Any:
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as err:
-        raise UserError(f"{path!r} can't be imported ({err}); give a dotted path such as "
-                        "lightning_nas.data.DigitsDataModule") from None
+        raise UserError(f"{path!r} can't be imported ({err}); give a dotted path "
+                        "pkg.module.Name") from None
 
 
 def instantiate(spec: dict[str, Any]) -> Any:

@@ -279,6 +279,8 @@ def test_retrain_winner_and_baseline_end_to_end(tmp_path):
     assert [r["name"] for r in rows] == ["winner_1", "baseline_resnet20"]
     winner = yaml.safe_load((tmp_path / "s" / "winners" / "winner_1.yaml").read_text())
     assert rows[0]["arch_id"] == winner["arch_id"] and int(rows[1]["n_params"]) == 272_186
+    assert int(rows[1]["tiles"]) == hardware_cost(load_architecture("resnet20"), SHAPE, CLASSES, 512).tiles
+    assert int(rows[0]["tiles"]) == winner["hardware"]["tiles"] and float(rows[0]["energy_uj"]) > 0
     for r in rows:
         assert float(r["avm"]) == pytest.approx(float(r["acc_1s"]) - float(r["acc_30d"]), abs=1e-6)
     assert "| winner_1 |" in (tmp_path / "r" / "comparison.md").read_text()
@@ -322,3 +324,14 @@ def test_predictor_and_strategy_arguments_from_the_command_line(tmp_path):
         search_cmd.main(search_args(tmp_path, "--search.strategy.init_args.window", "0"))
     with pytest.raises(UserError, match="TargetPredictor.*unexpected keyword argument 'bogus'|bogus"):
         search_cmd.main(search_args(tmp_path, "--predictor.init_args.bogus", "1"))
+
+
+def test_acc_over_std_takes_the_surrogates_recorded_floor(tmp_path):
+    args = search_args(tmp_path, "--search.fitness", "acc_over_std", "--baseline_random", "false")
+    args[1] = '{"class_path": "stub_predictor.FlooredPredictor"}'
+    search_cmd.main(args)
+    history = list(csv.DictReader((tmp_path / "s" / "history.csv").open()))
+    assert any(float(r["pred_std"]) < 0.7 for r in history)
+    for r in history:
+        expected = float(r["pred_acc_1d"]) / max(float(r["pred_std"]), 0.7)
+        assert float(r["fitness"]) == pytest.approx(expected, rel=1e-4)

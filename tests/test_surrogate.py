@@ -86,6 +86,9 @@ def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
     assert np.corrcoef(fit["acc_1d"], y["acc_1d"])[0, 1] > 0.9  # calibrated onto accuracy %
     assert abs(fit["acc_1d"].mean() - y["acc_1d"].mean()) < 1.0
     assert pred["acc_1d"].max() <= y["acc_1d"].max() + 0.1  # no extrapolation beyond the measured range
+    assert meta["std_floor"] == pytest.approx(max(np.percentile(y["std"], 5), 0.01), abs=1e-4)
+    wide = predictor.predict(sample(300, seed=7, in_shape=(3, 32, 32)))
+    assert wide["std"].min() >= meta["std_floor"]  # never below the floor the labels showed
 
 
 def test_csv_export_is_accepted_as_surrogate_data(store_path, tmp_path):

@@ -97,6 +97,19 @@ class SurrogateFit:
         return [directory / p.name for p in written]
 
 
+STD_FLOOR_PERCENTILE = 5
+
+
+def std_floor(measured: np.ndarray) -> float:
+    """The floor of predicted 1-day stds (pp): the 5th percentile of the stds the campaign measured
+    over its programmings (at least 0.01 pp). A regressor can predict less, even below zero; the
+    labels never showed it, so :meth:`SurrogatePredictor.predict` clips there and ``acc_over_std``
+    divides by no less."""
+    values = np.asarray(measured, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return round(max(float(np.percentile(values, STD_FLOOR_PERCENTILE)) if len(values) else 0.0, 0.01), 4)
+
+
 def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2, kfold: int = 0, seed: int = 0,
                   xgb: XGBParams = XGBParams(), mlp: MLPParams = MLPParams(), source: str = "",
                   task: Optional[dict[str, Any]] = None) -> SurrogateFit:
@@ -110,7 +123,7 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
     if kfold:
         report["kfold"] = kfold_metrics(data.x, data.y, kfold, xgb, mlp, seed)
     analogs = sorted({json.dumps(r["analog"], sort_keys=True) for r in rows})
-    meta = {"rows": len(rows), "n_train": int(len(train)), "data": source, "seed": seed,
+    meta = {"std_floor": std_floor(data.y["std"]), "rows": len(rows), "n_train": int(len(train)), "data": source, "seed": seed,
             "analog": json.loads(analogs[0]), "analog_configs": len(analogs),
             "acc_1d_calibration": models["calibration"], "xgb": asdict(xgb), "mlp": asdict(mlp),
             "mlp_hidden": mlp.hidden, "metrics": report, "task": task}

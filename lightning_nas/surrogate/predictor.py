@@ -89,7 +89,14 @@ class SurrogatePredictor:
         x = feature_matrix(archs, analog or self.meta["analog"])
         return {"acc_1d": calibrate(self.models["acc_1d"].predict(x), self.meta["acc_1d_calibration"]),
                 "avm": self.models["avm"].predict(x).astype(np.float64),
-                "std": np.clip(self.models["std"].predict(x).astype(np.float64), 0.0, None)}  # a std is >= 0
+                "std": np.clip(self.models["std"].predict(x).astype(np.float64), self.std_floor, None)}
+
+    @property
+    def std_floor(self) -> float:
+        """Predicted stds are never below this (pp): the surrogate's ``std_floor`` (the 5th
+        percentile of the stds its campaign measured), 0 for surrogates older than it."""
+        floor = self.meta.get("std_floor")
+        return float(floor) if isinstance(floor, (int, float)) and not isinstance(floor, bool) else 0.0
 
 
 def _check_meta(directory: Path, meta: dict[str, Any]) -> None:
