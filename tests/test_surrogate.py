@@ -52,6 +52,7 @@ def test_surrogates_learn_a_known_function():
     assert metrics["mlp_acc_1d_ranker"]["kendall_tau"] > 0.6
     assert metrics["xgb_avm_regressor"]["r2"] > 0.7
     assert metrics["xgb_std_regressor"]["r2"] > 0.7
+    assert metrics["lgbm_acc_1d_regressor"]["kendall_tau"] > 0.6 and metrics["lgbm_avm_regressor"]["r2"] > 0.5
 
 
 @pytest.fixture
@@ -70,8 +71,10 @@ def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
     fit_surrogate.main(["--data", str(store_path), "--out_dir", str(out), "--mlp.epochs", "30", "--kfold", "3"])
     printed = capsys.readouterr().out
     assert "kendall_tau" in printed and "3-fold" in printed
+    assert "| LightGBM regressors (held out) |" in printed and "| XGBoost pairwise ranker / regressors (k-fold) |" in printed
     for name in ("acc_1d_ranker.json", "avm_regressor.json", "std_regressor.json", "metadata.json",
-                 "report.json", "scatter_acc_1d.png", "scatter_avm.png", "scatter_std.png", "scatter_mlp.png"):
+                 "report.json", "scatter_acc_1d.png", "scatter_avm.png", "scatter_std.png", "scatter_mlp.png",
+                 "coverage.png"):
         assert (out / name).is_file(), name
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["rows"] == 80 and meta["n_train"] == 64  # the failed row is not used

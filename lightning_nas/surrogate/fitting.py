@@ -13,15 +13,21 @@ from lightning_nas.errors import UserError
 from lightning_nas.files import staged_directory
 from lightning_nas.surrogate.data import TrainingSet, training_set
 from lightning_nas.surrogate.mlp import MLPParams, fit_mlp_ranker
-from lightning_nas.surrogate.models import XGBParams, calibrate, calibration, fit_xgb_ranker, fit_xgb_regressor
+from lightning_nas.surrogate.models import (XGBParams, calibrate, calibration, fit_lgbm_regressor, fit_xgb_ranker,
+                                           fit_xgb_regressor)
 from lightning_nas.surrogate.predictor import SurrogatePredictor
-from lightning_nas.surrogate.report import ranking_quality, regression_quality, scatter
+from lightning_nas.surrogate.report import (comparison_table, coverage_plot, ranking_quality, regression_quality,
+                                           scatter)
 
 # Scatter plots of a fit: predictor key -> (title, x label); "mlp" is compared with acc_1d.
 PLOTS = {"acc_1d": ("XGBoost ranker (calibrated): 1-day acc %", "predicted"),
          "avm": ("XGBoost regressor: AVM (pp)", "predicted"),
          "std": ("XGBoost regressor: 1-day std (pp)", "predicted"),
          "mlp": ("MLP ranker score vs 1-day acc %", "MLP score")}
+
+
+SCATTER_METRICS = {"acc_1d": "xgb_acc_1d_ranker", "avm": "xgb_avm_regressor", "std": "xgb_std_regressor",
+                   "mlp": "mlp_acc_1d_ranker"}
 
 
 def split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,11 +54,15 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], train: np.ndarray, te
               "mlp": fit_mlp_ranker(x[train], y["acc_1d"][train], mlp, seed), "calibration": cal}
     pred = {"acc_1d": calibrate(ranker.predict(x[test]), cal), "avm": models["avm"].predict(x[test]),
             "std": models["std"].predict(x[test]), "mlp": models["mlp"].score(x[test])}
+    lgbm = {key: fit_lgbm_regressor(x[train], y[key][train], xgb, seed).predict(x[test]) for key in y}
     metrics = {"xgb_acc_1d_ranker": {**ranking_quality(pred["acc_1d"], y["acc_1d"][test]),
                                      "mae_calibrated": float(np.mean(np.abs(pred["acc_1d"] - y["acc_1d"][test])))},
                "xgb_avm_regressor": regression_quality(pred["avm"], y["avm"][test]),
                "xgb_std_regressor": regression_quality(pred["std"], y["std"][test]),
-               "mlp_acc_1d_ranker": ranking_quality(pred["mlp"], y["acc_1d"][test])}
+               "mlp_acc_1d_ranker": ranking_quality(pred["mlp"], y["acc_1d"][test]),
+               "lgbm_acc_1d_regressor": ranking_quality(lgbm["acc_1d"], y["acc_1d"][test]),
+               "lgbm_avm_regressor": regression_quality(lgbm["avm"], y["avm"][test]),
+               "lgbm_std_regressor": regression_quality(lgbm["std"], y["std"][test])}
     return models, metrics, pred
 
 
@@ -79,8 +89,23 @@ class SurrogateFit:
     predictor: SurrogatePredictor
     report: dict[str, Any]
     data: TrainingSet
+    rows: Sequence[dict[str, Any]]
     test: np.ndarray
     test_predictions: dict[str, np.ndarray]
+
+    def uniform_features(self, n: int = 600) -> np.ndarray:
+        """Feature vectors of uniform samples of the space under the campaign's largest parameter
+        count (for the task the surrogate records), for the coverage plot."""
+        from lightning_nas.space import sample
+
+        task = self.predictor.meta.get("task") or {}
+        shape = tuple(task.get("input_shape") or (3, 32, 32))
+        classes = int(task.get("num_classes") or 10)
+        budget = max((int(r.get("n_params") or 0) for r in self.rows), default=0) or None
+        archs = sample(min(n, max(2 * len(self.data.x), 100)), seed=self.predictor.meta.get("seed", 0),
+                       method="stagewise" if budget else "uniform", max_params=budget, in_shape=shape,
+                       n_classes=classes)
+        return np.asarray([a.feature_vector() for a in archs], dtype=np.float64)
 
     def save(self, directory: str | Path) -> list[Path]:
         """The predictor's files, ``report.json`` and the held-out scatter plots, written as one set
@@ -90,10 +115,17 @@ class SurrogateFit:
             written = self.predictor.save(stage)
             (stage / "report.json").write_text(json.dumps(self.report, indent=2))
             written.append(stage / "report.json")
+            holdout = self.report["holdout"]
             for key, (title, xlabel) in PLOTS.items():
                 true = self.data.y["acc_1d" if key == "mlp" else key][self.test]
+                model = SCATTER_METRICS[key]
+                shown = {k: holdout[model][k] for k in ("kendall_tau", "r2") if k in holdout[model]}
                 written.append(scatter(np.asarray(self.test_predictions[key]), true, title,
-                                       stage / f"scatter_{key}.png", xlabel))
+                                       stage / f"scatter_{key}.png", xlabel, shown))
+            from lightning_nas.space import feature_names
+
+            architecture = np.asarray(self.data.x)[:, : len(feature_names())]  # without the hardware features
+            written.append(coverage_plot(architecture, self.uniform_features(), stage / "coverage.png"))
         return [directory / p.name for p in written]
 
 
@@ -128,4 +160,5 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
             "acc_1d_calibration": models["calibration"], "xgb": asdict(xgb), "mlp": asdict(mlp),
             "mlp_hidden": mlp.hidden, "metrics": report, "task": task}
     predictor = SurrogatePredictor({k: models[k] for k in ("acc_1d", "avm", "std")}, meta, mlp=models["mlp"])
-    return SurrogateFit(predictor, report, data, test, pred)
+    report["comparison"] = comparison_table(report["holdout"], report.get("kfold"))
+    return SurrogateFit(predictor, report, data, rows, test, pred)

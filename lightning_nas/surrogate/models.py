@@ -55,3 +55,18 @@ def calibrate(score: np.ndarray, cal: dict[str, list[float]]) -> np.ndarray:
     inside = np.clip(score, s[0], s[-1])
     # Beyond the training scores the value is capped; a tiny slope keeps the ranker's order.
     return np.interp(inside, s, v) + 1e-3 * (score - inside)
+
+
+def fit_lgbm_regressor(x: np.ndarray, y: np.ndarray, params: XGBParams, seed: int):
+    """LightGBM gradient-boosted regressor with the same tree budget: a second, independently
+    maintained learner for the comparison table (for acc_1d its predictions rank). One thread and
+    LightGBM's deterministic mode: the same rows give the same model on any machine."""
+    import lightgbm as lgb
+
+    model = lgb.LGBMRegressor(n_estimators=params.n_estimators, max_depth=params.max_depth,
+                              learning_rate=params.learning_rate, subsample=params.subsample, subsample_freq=1,
+                              colsample_bytree=params.colsample_bytree, num_leaves=2 ** params.max_depth,
+                              min_child_samples=5, random_state=seed, n_jobs=1, deterministic=True,
+                              force_row_wise=True, verbose=-1)
+    model.fit(x, y)
+    return model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
@@ -22,7 +23,10 @@ def regression_quality(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
             **ranking_quality(pred, true)}
 
 
-def scatter(pred: np.ndarray, true: np.ndarray, title: str, path: Path, xlabel: str = "predicted") -> Path:
+def scatter(pred: np.ndarray, true: np.ndarray, title: str, path: Path, xlabel: str = "predicted",
+            metrics: Optional[dict[str, float]] = None) -> Path:
+    """Held-out predictions against measurements, with the metrics, the number of held-out rows
+    and (for predictions on the measured scale) the dashed identity line explained on the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +36,11 @@ def scatter(pred: np.ndarray, true: np.ndarray, title: str, path: Path, xlabel: 
     ax.scatter(pred, true, s=12, alpha=0.7)
     if xlabel == "predicted":
         lo, hi = float(min(pred.min(), true.min())), float(max(pred.max(), true.max()))
-        ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--")
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--", label="dashed: predicted = measured")
+        ax.legend(fontsize=7, loc="lower right")
+    text = [f"{len(true)} held-out rows"] + [f"{name} {value:.2f}" for name, value in (metrics or {}).items()]
+    ax.text(0.03, 0.97, "\n".join(text), transform=ax.transAxes, va="top", fontsize=8,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "lightgrey"})
     ax.set_xlabel(xlabel)
     ax.set_ylabel("measured")
     ax.set_title(title, fontsize=10)
@@ -49,3 +57,55 @@ def format_report(metrics: dict[str, dict[str, float]]) -> str:
         for name, value in values.items():
             lines.append(f"{model:<22}{name:<16}{value:8.3f}")
     return "\n".join(lines)
+
+
+COMPARISON = (("XGBoost pairwise ranker / regressors", "xgb_acc_1d_ranker", "xgb_avm_regressor", "xgb_std_regressor"),
+              ("MLP pairwise hinge ranker", "mlp_acc_1d_ranker", None, None),
+              ("LightGBM regressors", "lgbm_acc_1d_regressor", "lgbm_avm_regressor", "lgbm_std_regressor"))
+
+
+def comparison_table(holdout: dict[str, Any], kfold: Optional[dict[str, Any]] = None) -> str:
+    """Markdown: per learner, Kendall tau for acc_1d and tau / R^2 for AVM and std, held out (and
+    the k-fold mean +- std)."""
+    def cell(metrics: dict[str, Any], model: Optional[str], keys: tuple[str, ...]) -> str:
+        if model is None or model not in metrics:
+            return "-"
+        values = metrics[model]
+        if isinstance(values[keys[0]], dict):  # k-fold: mean and std
+            return " / ".join(f"{values[k]['mean']:.2f} +- {values[k]['std']:.2f}" for k in keys)
+        return " / ".join(f"{values[k]:.2f}" for k in keys)
+
+    lines = ["| learner | acc_1d tau | AVM tau / R^2 | std tau / R^2 |", "|---|---|---|---|"]
+    for source, metrics in (("held out", holdout), ("k-fold", kfold)):
+        if not metrics:
+            continue
+        for name, acc, avm, std in COMPARISON:
+            lines.append(f"| {name} ({source}) | {cell(metrics, acc, ('kendall_tau',))} | "
+                         f"{cell(metrics, avm, ('kendall_tau', 'r2'))} | {cell(metrics, std, ('kendall_tau', 'r2'))} |")
+    return "\n".join(lines)
+
+
+def coverage_plot(campaign: np.ndarray, uniform: np.ndarray, path: Path, seed: int = 0) -> Path:
+    """t-SNE (scikit-learn) of the campaign's architectures among uniform samples of the space, as in
+    the AnalogNAS paper: whether the campaign covers the space the search explores."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    both = np.vstack([uniform, campaign])
+    scaled = (both - both.mean(axis=0)) / np.where(both.std(axis=0) > 0, both.std(axis=0), 1.0)
+    embedded = TSNE(n_components=2, perplexity=min(30.0, (len(both) - 1) / 3), init="pca", random_state=seed,
+                    n_jobs=1).fit_transform(scaled)
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=100)
+    ax.scatter(*embedded[: len(uniform)].T, s=5, c="lightgrey", label=f"uniform samples of the space ({len(uniform)})")
+    ax.scatter(*embedded[len(uniform):].T, s=8, c="tab:blue", label=f"campaign architectures ({len(campaign)})")
+    ax.set_title("t-SNE of architecture features", fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
