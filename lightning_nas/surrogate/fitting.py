@@ -103,7 +103,7 @@ class SurrogateFit:
         classes = int(task.get("num_classes") or 10)
         budget = max((int(r.get("n_params") or 0) for r in self.rows), default=0) or None
         archs = sample(min(n, max(2 * len(self.data.x), 100)), seed=self.predictor.meta.get("seed", 0),
-                       method="stagewise" if budget else "uniform", max_params=budget, in_shape=shape,
+                       method="uniform", max_params=budget, in_shape=shape,
                        n_classes=classes)
         return np.asarray([a.feature_vector() for a in archs], dtype=np.float64)
 

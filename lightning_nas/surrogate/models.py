@@ -8,6 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 
+FIT_THREADS = 1
+"""XGBoost threads for fitting. A campaign's few hundred rows fit in seconds on one thread; with two
+threads on a busy 2-core machine XGBoost's OpenMP workers waited on each other and one
+``fit-surrogate`` ran for over 10 minutes instead of 25 s."""
+
+
 @dataclass
 class XGBParams:
     n_estimators: int = 300
@@ -29,7 +35,8 @@ def fit_xgb_ranker(x: np.ndarray, y: np.ndarray, params: XGBParams, seed: int):
     import xgboost as xgb
 
     model = xgb.XGBRanker(objective="rank:pairwise", lambdarank_pair_method="mean",
-                          lambdarank_num_pair_per_sample=params.pairs_per_sample, random_state=seed, n_jobs=2,
+                          lambdarank_num_pair_per_sample=params.pairs_per_sample, random_state=seed,
+                          n_jobs=FIT_THREADS,
                           **params.trees())
     model.fit(x, y, qid=np.zeros(len(y), dtype=np.int64))
     return model
@@ -38,7 +45,7 @@ def fit_xgb_ranker(x: np.ndarray, y: np.ndarray, params: XGBParams, seed: int):
 def fit_xgb_regressor(x: np.ndarray, y: np.ndarray, params: XGBParams, seed: int):
     import xgboost as xgb
 
-    model = xgb.XGBRegressor(objective="reg:squarederror", random_state=seed, n_jobs=2, **params.trees())
+    model = xgb.XGBRegressor(objective="reg:squarederror", random_state=seed, n_jobs=FIT_THREADS, **params.trees())
     model.fit(x, y)
     return model
 
