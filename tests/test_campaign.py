@@ -175,3 +175,44 @@ def test_a_bad_budget_is_refused_before_training(tmp_path):
     with pytest.raises(UserError, match="digital_warmup_epochs in 0..epochs-1"):  # would never train analog
         build_dataset.main(campaign_args(tmp_path, 2, "0", "--budget.digital_warmup_epochs", "1"))
     assert not (tmp_path / "rows.sqlite").exists() or len(RowStore(tmp_path / "rows.sqlite")) == 0
+
+
+HARDWARE = '{out_noise: {min: 0.0, max: 0.08}, out_bits: [6, 8]}'
+
+
+@pytest.mark.slow
+def test_a_campaign_can_sample_the_hardware_per_architecture(tmp_path):
+    from lightning_nas.campaign.campaign import Sampling
+    from lightning_nas.space import Architecture
+
+    build_dataset.main(campaign_args(tmp_path, 4, "0", "--sampling.hardware", HARDWARE))
+    with RowStore(tmp_path / "rows.sqlite") as store:
+        rows = store.rows()
+    with sqlite3.connect(tmp_path / "rows.sqlite") as conn:
+        identity = json.loads(conn.execute("SELECT value FROM meta WHERE key='identity'").fetchone()[0])
+    sampling = Sampling(n=4, seed=0, hardware={"out_noise": {"min": 0.0, "max": 0.08}, "out_bits": [6, 8]})
+    drawn = []
+    for row in rows:
+        assert row["status"] == "ok", row["message"]
+        expected = sampling.hardware_for(Architecture.from_dict(row["arch"]))
+        assert row["analog"]["out_noise"] == pytest.approx(expected["out_noise"])
+        assert row["analog"]["out_bits"] == expected["out_bits"] and row["analog"]["inp_bits"] == 8
+        drawn.append(row["analog"]["out_noise"])
+    assert len(set(drawn)) == 4 and all(0.0 <= v <= 0.08 for v in drawn)
+    assert identity["hardware_sampling"]["ranges"]["out_bits"] == [6, 8]
+    # Other ranges are another campaign: the store refuses them, naming the difference.
+    with pytest.raises(UserError, match="hardware_sampling"):
+        build_dataset.main(campaign_args(tmp_path, 4, "0", "--sampling.hardware", "{out_bits: [4, 8]}"))
+
+
+@pytest.mark.parametrize("ranges, message", [
+    ("{adc: [8]}", "'adc' is not a hardware feature"),
+    ("{out_noise: {min: 0.1, max: 0.0}}", "a range is"),
+    ("{out_bits: {min: 4, max: 8}}", "takes integers"),
+    ("{out_bits: []}", "non-empty list"),
+    ("{out_bits: [1, 8]}", "out_bits must be 0 .off. or 2..16"),
+])
+def test_bad_hardware_ranges_are_refused_before_training(tmp_path, ranges, message):
+    with pytest.raises(UserError, match=message):
+        build_dataset.main(campaign_args(tmp_path, 2, "0", "--sampling.hardware", ranges))
+    assert not (tmp_path / "rows.sqlite").exists()

@@ -122,3 +122,20 @@ def test_missing_data_and_bad_options(run_cli, tmp_path):
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
     with pytest.raises(UserError, match="test_fraction"):
         fitting.split(10, 1.5, 0)
+
+
+def test_a_surrogate_of_a_hardware_sampling_campaign_answers_for_each_chip():
+    """Rows whose accuracy falls with the output noise they were drawn with: the surrogate takes
+    the hardware as inputs, so asking for a noisier chip predicts lower accuracy."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for row in synthetic_rows(200):
+        noise = float(rng.uniform(0.0, 0.1))
+        row = {**row, "analog": {**row["analog"], "out_noise": noise},
+               "metrics": {**row["metrics"], "acc_1d": row["metrics"]["acc_1d"] - 100 * noise}}
+        rows.append(row)
+    fit = fitting.fit_surrogate(rows, xgb=XGBParams(), mlp=MLPParams(epochs=5))
+    archs = sample(50, seed=11, method="uniform", max_params=300_000)
+    quiet = fit.predictor.predict(archs, analog={**ANALOG, "out_noise": 0.01})
+    noisy = fit.predictor.predict(archs, analog={**ANALOG, "out_noise": 0.09})
+    assert (noisy["acc_1d"] < quiet["acc_1d"]).mean() > 0.9

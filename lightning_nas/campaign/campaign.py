@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Optional
 
-from lightning_nas.analog import AnalogConfig
+from lightning_nas.analog import HARDWARE_FEATURES, AnalogConfig
 from lightning_nas.campaign.executor import Executor, Job, Row
 from lightning_nas.campaign.store import RowStore
 from lightning_nas.campaign.train import Budget
@@ -24,10 +24,55 @@ class Sampling:
     seed: int = 0
     max_params: Optional[int] = None
     """Skip architectures with more parameters (for the task's input shape and classes)."""
+    hardware: dict[str, Any] = field(default_factory=dict)
+    """Analog settings drawn per architecture (seeded by ``seed`` and the architecture's id), so one
+    surrogate answers for a family of chips: a list of choices (``out_bits: [6, 8]``) or a range
+    ``{min, max}`` drawn uniformly (``out_noise: {min: 0.0, max: 0.08}``); keys are the hardware
+    features (``weight_noise_std``, ``inp_bits``, ``out_bits``, ``out_noise``, ``tile_size``,
+    ``g_max``). Each row records the settings it was trained and evaluated with."""
 
     def check(self) -> None:
         if self.n < 1:
             raise UserError(f"sampling.n must be >= 1, got {self.n}")
+        for name, spec in self.hardware.items():
+            if name not in HARDWARE_FEATURES:
+                raise UserError(f"sampling.hardware: {name!r} is not a hardware feature; use "
+                                f"{', '.join(HARDWARE_FEATURES)}")
+            if isinstance(spec, dict):
+                if set(spec) != {"min", "max"} or not all(_number(v) for v in spec.values()) \
+                        or spec["min"] > spec["max"]:
+                    raise UserError(f"sampling.hardware.{name}: a range is {{min: a, max: b}} with numbers a <= b, "
+                                    f"got {spec!r}")
+                if name in INTEGER_FEATURES:
+                    raise UserError(f"sampling.hardware.{name} takes integers: give a list of choices, not a range")
+            elif not isinstance(spec, list) or not spec or not all(_number(v) for v in spec):
+                raise UserError(f"sampling.hardware.{name}: give a non-empty list of numbers or {{min, max}}, "
+                                f"got {spec!r}")
+
+    def hardware_for(self, arch: Architecture) -> dict[str, Any]:
+        """The analog settings drawn for ``arch`` (the same on every run of the campaign)."""
+        import random
+
+        rng = random.Random(f"{self.seed}:{arch.id}")
+        drawn: dict[str, Any] = {}
+        for name in sorted(self.hardware):
+            spec = self.hardware[name]
+            drawn[name] = rng.uniform(spec["min"], spec["max"]) if isinstance(spec, dict) else rng.choice(spec)
+            if name in INTEGER_FEATURES:
+                drawn[name] = int(drawn[name])
+        return drawn
+
+    def extremes(self) -> list[dict[str, Any]]:
+        """Every bound or choice of each sampled setting on its own (validated up front)."""
+        return [{name: value} for name, spec in self.hardware.items()
+                for value in ((spec["min"], spec["max"]) if isinstance(spec, dict) else spec)]
+
+
+INTEGER_FEATURES = ("inp_bits", "out_bits", "tile_size")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -46,6 +91,11 @@ class Campaign:
 
         checked_rpu_config(self.analog)  # the hardware and its overrides, validated before anything runs
         self.sampling.check()
+        for setting in self.sampling.extremes():  # every sampled setting must be valid hardware too
+            try:
+                checked_rpu_config(replace(self.analog, **setting))
+            except UserError as exc:
+                raise UserError(f"sampling.hardware: {setting}: {exc}") from None
         self.budget.check()
 
     def identity(self) -> dict[str, Any]:
@@ -57,16 +107,23 @@ class Campaign:
                 for k, v in self.data.get("init_args", {}).items() if k not in ("num_workers", "batch_size")}
         hardware = {k: v for k, v in asdict(self.analog.resolved()).items() if k != "implementation"}
         budget = {k: v for k, v in asdict(self.budget).items() if not (k == "drift_samples" and v is None)}
-        return {"task": self.data["class_path"], "task_args": init, "analog": hardware,
-                "budget": budget, "space_version": SPACE_VERSION}
+        identity = {"task": self.data["class_path"], "task_args": init, "analog": hardware,
+                    "budget": budget, "space_version": SPACE_VERSION}
+        if self.sampling.hardware:  # omitted when empty: stores made before it still match
+            identity["hardware_sampling"] = {"seed": self.sampling.seed, "ranges": self.sampling.hardware}
+        return identity
 
     def architectures(self, input_shape, num_classes) -> list[Architecture]:
         s = self.sampling
         return sample(s.n, seed=s.seed, method=s.method, max_params=s.max_params, in_shape=input_shape,
                       n_classes=num_classes)
 
+    def analog_for(self, arch: Architecture) -> AnalogConfig:
+        """The campaign's analog config with the settings drawn for ``arch`` (``sampling.hardware``)."""
+        return replace(self.analog, **self.sampling.hardware_for(arch)) if self.sampling.hardware else self.analog
+
     def jobs(self, archs: list[Architecture], task: str, threads: Optional[int], accelerator: str) -> list[Job]:
-        return [{"arch": a.to_dict(), "budget": asdict(self.budget), "analog": asdict(self.analog),
+        return [{"arch": a.to_dict(), "budget": asdict(self.budget), "analog": asdict(self.analog_for(a)),
                  "data": self.data, "task": task, "log_dir": self.log_dir, "threads": threads,
                  "accelerator": accelerator, "devices": 1} for a in archs]
 
