@@ -103,3 +103,18 @@ def mutate(arch: Architecture, rng: random.Random, probs: dict[str, float], trie
         if child != arch:
             return child
     return arch
+
+
+def neighbours(arch: Architecture, rng: random.Random, draws: int = 12) -> list[Architecture]:
+    """The one-mutation neighbourhood of ``arch`` (every mutation drawn ``draws`` times, distinct
+    results in a seeded order): what a local search around an incumbent tries."""
+    found: dict[Architecture, None] = {}
+    for group in GROUPS.values():
+        for mutation in group:
+            for _ in range(draws):
+                child = mutation(arch, rng)
+                if child is not None and child != arch:
+                    found.setdefault(child)
+    out = list(found)
+    rng.shuffle(out)
+    return out

@@ -17,18 +17,21 @@ produced no new children and stopped evaluating. The defaults here fix both:
 * ``p_single``: that share of the children are one single mutation (a small step), which
   finishes the climb to an optimum that multi-group mutations keep overshooting;
 * ``immigrants``: a generation that can't find enough new children is filled with fresh samples
-  of the space, so the search keeps evaluating until its budget.
+  of the space, so the search keeps evaluating until its budget;
+* ``polish_after``: after that many rounds without a better feasible fitness, half of each round
+  goes to untried one-mutation neighbours of the best member (a local search step), until it
+  improves again.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Literal
+from typing import Literal, Optional
 
 import numpy as np
 
 from lightning_nas.search.core import Individual, SearchContext, Strategy
-from lightning_nas.search.mutations import mutate
+from lightning_nas.search.mutations import mutate, neighbours
 from lightning_nas.space import Architecture, iter_sample
 
 # One mutation step of each feature (stem channels, kernel, stages, then per stage R, B,
@@ -48,8 +51,8 @@ class AnalogNASEvolution(Strategy):
     def __init__(self, selection: Literal["tournament", "proportional", "youngest"] = "tournament",
                  tournament_size: int = 2, p_width: float = 0.8, p_depth: float = 0.8, p_other: float = 0.6,
                  p_single: float = 0.5, replacement: Literal["crowding", "elitist"] = "crowding",
-                 window: int = 30, immigrants: bool = True, init: Literal["lhs", "uniform"] = "lhs",
-                 seed: int = 0) -> None:
+                 window: int = 30, immigrants: bool = True, polish_after: Optional[int] = 3,
+                 init: Literal["lhs", "uniform"] = "lhs", seed: int = 0) -> None:
         if selection not in ("tournament", "proportional", "youngest"):
             raise ValueError(f"selection must be tournament, proportional or youngest, got {selection!r}")
         if replacement not in ("crowding", "elitist"):
@@ -63,7 +66,10 @@ class AnalogNASEvolution(Strategy):
             raise ValueError(f"tournament_size and window must be >= 1, got {tournament_size} and {window}")
         self.selection, self.tournament_size, self.init = selection, tournament_size, init
         self.probs = {"width": p_width, "depth": p_depth, "other": p_other}
+        if polish_after is not None and polish_after < 1:
+            raise ValueError(f"polish_after must be >= 1 (or null), got {polish_after}")
         self.p_single, self.replacement, self.window, self.immigrants = p_single, replacement, window, immigrants
+        self.polish_after, self.stalled, self.best = polish_after, 0, -np.inf
         self.rng = random.Random(seed)
         self.seed = seed
         self.pop: list[Individual] = []
@@ -123,6 +129,8 @@ class AnalogNASEvolution(Strategy):
             pool, n = self.pop, cfg.batch
         children: list[Architecture] = []
         seen: set = set()
+        if self.polish_after is not None and self.stalled >= self.polish_after:
+            children = self._polish(n // 2, seen)  # half the round: the incumbent's untried neighbours
         for _ in range(5 * n):  # a converged population mostly yields duplicates: do not insist
             if len(children) == n:
                 break
@@ -135,9 +143,26 @@ class AnalogNASEvolution(Strategy):
             children += self._fresh_archs(n - len(children), seen)
         return children
 
+    def _polish(self, n: int, seen: set) -> list[Architecture]:
+        """Untried one-mutation neighbours of the best feasible member (a local search step)."""
+        best = max(self.pop, key=rank_key)
+        out = []
+        for arch in neighbours(best.arch, self.rng):
+            if len(out) == n:
+                break
+            if arch not in seen and not self.ctx.is_evaluated(arch) and self.ctx.within_budget(arch):
+                seen.add(arch)
+                out.append(arch)
+        return out
+
     # -- learning ---------------------------------------------------------------------------
     def tell(self, archs, individuals) -> None:
         new = [i for i in individuals if i is not None]
+        best = max((i.fitness for i in new if i.feasible), default=-np.inf)
+        if best > self.best:
+            self.best, self.stalled = best, 0
+        else:
+            self.stalled += 1
         if not self.pop:
             self.pop = new
             self.vectors = np.asarray([scaled_features(i.arch) for i in new]).reshape(len(new), -1)
