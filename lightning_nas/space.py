@@ -492,26 +492,17 @@ def iter_sample(n: int, *, seed: int = 0, method: str = "uniform", max_params: i
     found = 0
     for _ in range(max_tries):
         batch = max(n - found, 1)
-        if method == "stagewise" and max_params is not None:
-            for _ in range(batch * 20):
-                arch = _stagewise(rng, max_params, in_shape, n_classes)
-                if arch is None or arch.id in seen:
-                    continue
-                seen.add(arch.id)
-                found += 1
-                yield arch
-                if found == n:
-                    return
-            continue
-        if method == "lhs":
-            points: Iterable[list[float]] = _latin_hypercube(batch, N_SAMPLING_DIMS, rng)
+        candidates: Iterable[Optional[Architecture]]
+        if method == "stagewise" and max_params is not None:  # under the budget by construction
+            candidates = (_stagewise(rng, max_params, in_shape, n_classes) for _ in range(batch * 20))
+        elif method == "lhs":
+            candidates = (_arch_from_unit(u) for u in _latin_hypercube(batch, N_SAMPLING_DIMS, rng))
         else:  # lazily: the same draws as a whole batch, without holding it
-            points = ([rng.random() for _ in range(N_SAMPLING_DIMS)] for _ in range(batch))
-        for u in points:
-            arch = _arch_from_unit(u)
-            if arch.id in seen:
+            candidates = (_arch_from_unit([rng.random() for _ in range(N_SAMPLING_DIMS)]) for _ in range(batch))
+        for arch in candidates:
+            if arch is None or arch.id in seen:
                 continue
-            if max_params is not None and n_params(arch, in_shape, n_classes) > max_params:
+            if max_params is not None and method != "stagewise" and n_params(arch, in_shape, n_classes) > max_params:
                 continue
             seen.add(arch.id)
             found += 1
