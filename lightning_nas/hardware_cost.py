@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any, Optional, Sequence
 
 from lightning_nas.errors import UserError
@@ -80,51 +81,68 @@ class LayerCost:
         return self.positions * self.cols * self.row_splits
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HardwareCost:
     """The analog cost of one inference of one architecture on one chip."""
 
-    layers: tuple[LayerCost, ...]
+    raw: tuple[tuple[str, int, int, int], ...]
+    """``(name, rows, cols, positions)`` of every analog layer (:func:`analog_layers`)."""
     tile_rows: int
     tile_cols: int
     chip: ChipConfig = field(compare=False)
 
+    @cached_property
+    def layers(self) -> tuple[LayerCost, ...]:
+        return tuple(LayerCost(name, rows, cols, positions, _splits(rows, self.tile_rows), _splits(cols, self.tile_cols))
+                     for name, rows, cols, positions in self.raw)
+
+    @cached_property
+    def _totals(self) -> tuple[int, float, int, int, int, int]:
+        """One pass over the layers: tiles, utilisation, MVMs, ADC conversions, positions, tile ops."""
+        tiles = used = occupied = mvms = adc = positions = ops = 0
+        tr, tc = self.tile_rows, self.tile_cols
+        for _, rows, cols, at in self.raw:
+            row_splits = -(-rows // tr) if tr > 0 else 1
+            n = row_splits * (-(-cols // tc) if tc > 0 else 1)
+            cells = (tr or rows) * (tc or cols)  # tile size 0: the layer's own size
+            tiles += n
+            used += rows * cols
+            occupied += n * cells
+            mvms += at * n
+            adc += at * cols * row_splits
+            positions += at
+            ops += at * n * 2 * cells
+        return tiles, used / occupied, mvms, adc, positions, ops
+
     @property
     def tiles(self) -> int:
-        return sum(layer.tiles for layer in self.layers)
+        return self._totals[0]
 
     @property
     def utilisation(self) -> float:
         """Weights over the cells of the tiles they occupy (0..1)."""
-        cells = sum(layer.tiles * self._tile_cells(layer) for layer in self.layers)
-        return sum(layer.rows * layer.cols for layer in self.layers) / cells
+        return self._totals[1]
 
     @property
     def mvms(self) -> int:
-        return sum(layer.mvms for layer in self.layers)
+        return self._totals[2]
 
     @property
     def adc_conversions(self) -> int:
-        return sum(layer.adc_conversions for layer in self.layers)
+        return self._totals[3]
 
     @property
     def latency_us(self) -> float:
-        return sum(layer.positions for layer in self.layers) * self.chip.mvm_latency_ns / 1000.0
+        return self._totals[4] * self.chip.mvm_latency_ns / 1000.0
 
     @property
     def energy_uj(self) -> float:
-        ops = sum(layer.mvms * 2 * self._tile_cells(layer) for layer in self.layers)
-        return ops * self.chip.energy_per_op_pj / 1e6
+        """A tile MVM costs its whole array: 2 x rows x columns ops."""
+        return self._totals[5] * self.chip.energy_per_op_pj / 1e6
 
     @property
     def fits_chip(self) -> bool:
         return self.tiles <= self.chip.n_tiles
-
-    def _tile_cells(self, layer: LayerCost) -> int:
-        # An unlimited tile (tile_size 0) is exactly the size of its layer.
-        rows = self.tile_rows or layer.rows
-        cols = self.tile_cols or layer.cols
-        return rows * cols
 
     def summary(self) -> dict[str, Any]:
         """The figures the search, ``space`` and ``retrain`` show (see :data:`COST_FIELDS`)."""
@@ -150,9 +168,7 @@ def hardware_cost(arch: Architecture, in_shape: Sequence[int], n_classes: int, t
     chip = chip or ChipConfig()
     chip.check()
     tile = tile_size if chip.tile_size is None else chip.tile_size
-    layers = tuple(LayerCost(name, rows, cols, positions, _splits(rows, tile), _splits(cols, tile))
-                   for name, rows, cols, positions in analog_layers(arch, in_shape, n_classes))
-    return HardwareCost(layers, tile, tile, chip)
+    return HardwareCost(tuple(analog_layers(arch, in_shape, n_classes)), tile, tile, chip)
 
 
 def analog_layers(arch: Architecture, in_shape: Sequence[int], n_classes: int) -> list[tuple[str, int, int, int]]:

@@ -116,6 +116,7 @@ class Evaluator:
         self.objectives = ObjectiveSet(cfg.objectives, cfg.constraints, cfg.fitness,
                                        cfg.std_floor if cfg.std_floor is not None else std_floor,
                                        cfg.max_params, cfg.max_avm)
+        self.steering = self.objectives  # run() narrows it to what its strategy needs while searching
         self.cache: dict[Architecture, Individual] = {}
         self._params: dict[Architecture, int] = {}
         self._costs: dict[Architecture, dict[str, Any]] = {}
@@ -161,8 +162,8 @@ class Evaluator:
             if not isinstance(pred, dict):
                 raise UserError(f"the predictor's predict() returned a {type(pred).__name__}, not a mapping "
                                 "{acc_1d, avm, std} of arrays")
-            costs = [self.cost(a) for a in new] if self.objectives.uses_hardware else None
-            values, fit, ok = self.objectives.compute(new, pred, [self.params(a) for a in new], costs)
+            costs = [self.cost(a) for a in new] if self.steering.uses_hardware else None
+            values, fit, ok = self.steering.compute(new, pred, [self.params(a) for a in new], costs)
             keys = list(values)
             for k, a in enumerate(new):
                 ind = Individual(a, self.params(a), {key: float(values[key][k]) for key in keys}, float(fit[k]),
@@ -250,6 +251,7 @@ def run(strategy: Strategy, predictor: Predictor, cfg: SearchConfig, in_shape: S
     check_config(cfg)
     ev = Evaluator(predictor, cfg, in_shape, n_classes, tile_size, std_floor)
     ev.result.strategy = type(strategy).__name__
+    ev.steering = ev.objectives.steering(strategy.multi_objective)
     start = time.perf_counter()
     strategy.setup(SearchContext(ev))
     idle = 0
@@ -268,6 +270,9 @@ def run(strategy: Strategy, predictor: Predictor, cfg: SearchConfig, in_shape: S
             break
     ev.result.population = strategy.population()
     ev.result.total_s = time.perf_counter() - start
+    if ev.steering is not ev.objectives:  # the objectives only the Pareto front and outputs need
+        history = ev.result.history
+        ev.objectives.fill([i.arch for i in history], [i.values for i in history], [ev.cost(i.arch) for i in history])
     ev.result.evaluator = ev  # type: ignore[attr-defined]  # for outputs (hardware costs of the rows)
     return ev.result
 

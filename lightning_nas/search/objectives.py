@@ -175,6 +175,35 @@ class ObjectiveSet:
     def uses_hardware(self) -> bool:
         return any(o.source == "hardware" for o in self.needed.values()) or self.fitness_name in COST_FIELDS
 
+    def steering(self, multi_objective: bool) -> "ObjectiveSet":
+        """What a search must compute while it runs: everything for a multi-objective strategy;
+        otherwise the fitness and the constraints (the other objectives are only for the Pareto
+        front and can be filled in afterwards: :meth:`fill`)."""
+        if multi_objective:
+            return self
+        steer = object.__new__(ObjectiveSet)
+        steer.__dict__.update(self.__dict__)
+        keep = {c.name for c in self.constraints} | {"acc_1d", "avm", "std", self.fitness_name}
+        steer.needed = {k: o for k, o in self.needed.items() if k in keep or o.source == "predictor"}
+        return steer
+
+    def fill(self, archs: Sequence[Any], values: list[dict[str, float]], costs: Sequence[dict[str, Any]]) -> None:
+        """Add the objectives a steering set left out (hardware figures, custom functions) to ``values``."""
+        if not archs:
+            return
+        columns: dict[str, np.ndarray] = {k: np.asarray([v[k] for v in values], dtype=np.float64) for k in values[0]}
+        for name in COST_FIELDS:
+            columns[name] = np.asarray([c[name] for c in costs], dtype=np.float64)
+        for o in self.needed.values():
+            if o.source not in SOURCES and o.name not in values[0]:
+                from lightning_nas.classpath import resolve
+
+                columns[o.name] = np.asarray(resolve(o.source)(archs, columns), dtype=np.float64).reshape(len(archs))
+        for k, v in enumerate(values):
+            for name in columns:
+                if name not in v:
+                    v[name] = float(columns[name][k])
+
     def _fitness_function(self, name: str) -> Callable[[Sequence[Any], dict[str, np.ndarray]], np.ndarray]:
         if name == "acc_over_std":
             if self.std_floor is None:
