@@ -216,3 +216,27 @@ def test_bad_hardware_ranges_are_refused_before_training(tmp_path, ranges, messa
     with pytest.raises(UserError, match=message):
         build_dataset.main(campaign_args(tmp_path, 2, "0", "--sampling.hardware", ranges))
     assert not (tmp_path / "rows.sqlite").exists()
+
+
+@pytest.mark.slow
+def test_replicates_train_a_seeded_subset_again_and_feed_the_ceiling(tmp_path, capsys):
+    from lightning_nas.commands import fit_surrogate
+
+    args = campaign_args(tmp_path, 10, "0", "--replicates.n", "3", "--replicates.seeds", "[1, 2]",
+                         "--replicates.n_reps", "3")
+    build_dataset.main(args)
+    with RowStore(tmp_path / "rows.sqlite") as store:
+        rows, replicates = store.rows(), store.replicate_rows()
+    assert len(rows) == 10 and len(replicates) == 6
+    assert {r["seed"] for r in replicates} == {1, 2} and {r["seed"] for r in rows} == {0}
+    assert len({r["arch_id"] for r in replicates}) == 3 <= len({r["arch_id"] for r in rows} & {r["arch_id"] for r in replicates})
+    build_dataset.main(args)  # resumed: nothing trained twice
+    with RowStore(tmp_path / "rows.sqlite") as store:
+        assert len(store.replicate_rows()) == 6 and len(store) == 10
+    fit_surrogate.main(["--data", str(tmp_path / "rows.sqlite"), "--out_dir", str(tmp_path / "sur"),
+                        "--mlp.epochs", "2", "--test_fraction", "0.5"])
+    report = json.loads((tmp_path / "sur" / "report.json").read_text())
+    assert report["ceiling"]["architectures"] == 3 and set(report["ceiling"]) >= {"acc_1d", "avm", "std"}
+    assert "label-noise ceiling (3 architectures" in capsys.readouterr().out
+    with pytest.raises(UserError, match="replicates.seeds must be distinct training seeds other than budget.seed"):
+        build_dataset.main(campaign_args(tmp_path, 10, "0", "--replicates.n", "2", "--replicates.seeds", "[0]"))

@@ -139,3 +139,24 @@ def test_a_surrogate_of_a_hardware_sampling_campaign_answers_for_each_chip():
     quiet = fit.predictor.predict(archs, analog={**ANALOG, "out_noise": 0.01})
     noisy = fit.predictor.predict(archs, analog={**ANALOG, "out_noise": 0.09})
     assert (noisy["acc_1d"] < quiet["acc_1d"]).mean() > 0.9
+
+
+def test_label_ceiling_from_replicates():
+    from lightning_nas.surrogate.ceiling import icc1, label_ceiling
+
+    rng = np.random.default_rng(3)
+    rows, replicates = [], []
+    for k, row in enumerate(synthetic_rows(60)):
+        row = {**row, "status": "ok", "seed": 0}
+        rows.append(row)
+        for seed in (1, 2):  # acc_1d repeats exactly, AVM is the row's plus noise, std pure noise
+            metrics = {"acc_1d": row["metrics"]["acc_1d"], "avm": row["metrics"]["avm"] + rng.normal(0, 0.01),
+                       "acc_1d_std": float(rng.normal(1.0, 0.3))}
+            replicates.append({**row, "seed": seed, "metrics": metrics})
+    ceiling = label_ceiling(rows, replicates)
+    assert ceiling["architectures"] == 60 and ceiling["seeds"] == [1, 2]
+    assert ceiling["acc_1d"]["seed_to_seed_tau"] == pytest.approx(1.0)
+    assert ceiling["avm"]["icc"] > 0.9 and ceiling["avm"]["seed_to_seed_tau"] > 0.7
+    assert abs(ceiling["std"]["seed_to_seed_tau"]) < 0.25 and ceiling["std"]["icc"] < 0.3
+    assert icc1(np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])) == pytest.approx(1.0)
+    assert label_ceiling(rows, []) == {}

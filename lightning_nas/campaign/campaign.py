@@ -76,6 +76,29 @@ def _number(value: Any) -> bool:
 
 
 @dataclass
+class Replicates:
+    """A seeded subset of the campaign's architectures trained again with other seeds and
+    programmed more times: the label noise the surrogate can't beat (``fit-surrogate`` reports it
+    as the ceiling of its scores). Stored beside the rows, not part of the campaign's identity."""
+
+    n: int = 0
+    """Architectures replicated (0: none)."""
+    seeds: list[int] = field(default_factory=lambda: [1])
+    """Training seeds of the replicates (each differs from ``budget.seed``)."""
+    n_reps: int = 10
+    """Programmings per replicate (the drift labels' noise falls with more)."""
+    seed: int = 0
+    """Which architectures: a seeded choice among the campaign's."""
+
+    def check(self, budget_seed: int) -> None:
+        if self.n < 0 or self.n_reps < 1:
+            raise UserError(f"replicates.n must be >= 0 and replicates.n_reps >= 1, got {self.n} and {self.n_reps}")
+        if self.n and (not self.seeds or budget_seed in self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise UserError(f"replicates.seeds must be distinct training seeds other than budget.seed ({budget_seed}), "
+                            f"got {self.seeds}")
+
+
+@dataclass
 class Campaign:
     """Everything that defines a campaign's rows (``data`` is the datamodule's class_path/init_args)."""
 
@@ -85,12 +108,14 @@ class Campaign:
     sampling: Sampling
     log_dir: Optional[str] = None
     """TensorBoard logs, one folder per architecture (``None``: no logs)."""
+    replicates: Replicates = field(default_factory=Replicates)
 
     def __post_init__(self) -> None:
         from lightning_nas.conversion import checked_rpu_config
 
         checked_rpu_config(self.analog)  # the hardware and its overrides, validated before anything runs
         self.sampling.check()
+        self.replicates.check(self.budget.seed)
         for setting in self.sampling.extremes():  # every sampled setting must be valid hardware too
             try:
                 checked_rpu_config(replace(self.analog, **setting))
@@ -128,6 +153,27 @@ class Campaign:
                  "accelerator": accelerator, "devices": 1} for a in archs]
 
 
+def replicate_jobs(campaign: Campaign, archs: list[Architecture], store: RowStore, task: str,
+                   threads: Optional[int], accelerator: str) -> list[Job]:
+    """Jobs of the replicates not stored yet: a seeded choice of ``replicates.n`` architectures,
+    each with every replicate seed and ``replicates.n_reps`` programmings."""
+    import random
+
+    r = campaign.replicates
+    if not r.n:
+        return []
+    chosen = random.Random(r.seed).sample(archs, min(r.n, len(archs)))
+    done = store.replicate_keys()
+    jobs = []
+    for seed in r.seeds:
+        todo = [a for a in chosen if (a.id, seed) not in done]
+        for job in campaign.jobs(todo, task, threads, accelerator):
+            job["budget"] = {**job["budget"], "seed": seed, "n_reps": r.n_reps}
+            job["data_seed"] = campaign.budget.seed  # the same data split as the rows: only training differs
+            jobs.append(job)
+    return jobs
+
+
 def architectures_to_train(archs: list[Architecture], store: RowStore) -> list[Architecture]:
     """The architectures without an ``ok`` or ``diverged`` row (failed rows are tried again)."""
     done = store.ids(statuses=("ok", "diverged"))
@@ -143,11 +189,13 @@ def threads_per_worker(workers: int, gpus: int, requested: Optional[int] = None)
 
 def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, threads: Optional[int] = None,
                  accelerator: str = "cpu", on_start: Callable[[int, int, str], None] = lambda total, done, task: None,
-                 on_row: Callable[[Row], None] = lambda row: None) -> None:
+                 on_row: Callable[[Row], None] = lambda row: None,
+                 on_replicates: Callable[[int], None] = lambda n: None) -> None:
     """Bind ``store`` to the campaign, then train every architecture it lacks with ``executor``.
 
     ``on_start(total, already_done, task)`` is called once before training, ``on_row(row)`` after each
-    row is stored (progress reporting)."""
+    row is stored (progress reporting), ``on_replicates(n)`` before the ``n`` replicates still to
+    train (``campaign.replicates``; they come after the rows)."""
     from lightning_nas.classpath import instantiate
     from lightning_nas.data import task_name
 
@@ -170,3 +218,16 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
         on_row(row)
 
     executor.run(campaign.jobs(todo, task, threads, accelerator), stored)
+    replicates = replicate_jobs(campaign, archs, store, task, threads, accelerator)
+    if replicates:
+        on_replicates(len(replicates))
+
+        def stored_replicate(row: Row) -> None:
+            try:
+                store.add_replicate(row)
+            except sqlite3.Error as exc:
+                raise UserError(f"could not store the replicate of {row['arch_id']} ({exc}); rerun the same command "
+                                "when the cause is fixed") from None
+            on_row(row)
+
+        executor.run(replicates, stored_replicate)

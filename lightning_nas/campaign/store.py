@@ -25,6 +25,13 @@ CREATE TABLE IF NOT EXISTS rows (
     status TEXT NOT NULL,
     row TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS replicates (
+    arch_id TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (arch_id, seed)
+);
 """
 
 
@@ -171,6 +178,33 @@ class RowStore:
 
     def __len__(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+
+    # -- replicates: architectures of the campaign trained again with other seeds ----------
+    def add_replicate(self, row: dict[str, Any]) -> bool:
+        """Store a replicate row (key: architecture and training seed); a ``failed`` one is replaced."""
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO replicates VALUES (?, ?, ?, ?) ON CONFLICT(arch_id, seed) DO UPDATE SET "
+                "status = excluded.status, row = excluded.row WHERE replicates.status = 'failed'",
+                (row["arch_id"], int(row["seed"]), row["status"], json.dumps(row, sort_keys=True)))
+        return cur.rowcount == 1
+
+    def replicate_keys(self, statuses: tuple[str, ...] = ("ok", "diverged")) -> set[tuple[str, int]]:
+        marks = ",".join("?" * len(statuses))
+        return {(r[0], r[1]) for r in self._replicates(f"SELECT arch_id, seed FROM replicates WHERE status IN ({marks})",
+                                                       statuses)}
+
+    def replicate_rows(self, status: str | None = "ok") -> list[dict[str, Any]]:
+        query = "SELECT row FROM replicates" + (" WHERE status = ?" if status else "") + " ORDER BY rowid"
+        return [json.loads(r[0]) for r in self._replicates(query, (status,) if status else ())]
+
+    def _replicates(self, query: str, args: tuple) -> list[tuple]:
+        try:
+            return self.conn.execute(query, args).fetchall()
+        except sqlite3.OperationalError as exc:  # a store from before replicates, opened read-only
+            if "no such table" in str(exc):
+                return []
+            raise
 
 
 def describe_difference(old: Any, new: Any, prefix: str = "") -> str:

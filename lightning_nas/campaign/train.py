@@ -93,7 +93,7 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
         L.seed_everything(budget.seed, verbose=False)
         data_spec = {**job["data"], "init_args": {**job["data"].get("init_args", {}),
                                                    "train_fraction": budget.train_fraction,
-                                                   "seed": budget.seed}}
+                                                   "seed": job.get("data_seed", budget.seed)}}
         dm = instantiate(data_spec)
         row["n_params"] = n_params(arch, dm.input_shape, dm.num_classes)
         model = AnalogNASModule(arch.to_dict(), analog=analog, input_shape=dm.input_shape,

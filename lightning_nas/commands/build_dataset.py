@@ -14,7 +14,7 @@ from typing import Any, Optional
 from jsonargparse import ActionConfigFile
 
 from lightning_nas.analog import AnalogConfig
-from lightning_nas.campaign.campaign import Campaign, Sampling, run_campaign, threads_per_worker
+from lightning_nas.campaign.campaign import Campaign, Replicates, Sampling, run_campaign, threads_per_worker
 from lightning_nas.campaign.ray_executor import RayOptions
 from lightning_nas.campaign.store import RowStore, export
 from lightning_nas.campaign.train import Budget
@@ -31,6 +31,7 @@ def build_parser() -> CommandParser:
     parser.add_dataclass_arguments(AnalogConfig, "analog")
     parser.add_dataclass_arguments(Sampling, "sampling")
     parser.add_dataclass_arguments(Budget, "budget")
+    parser.add_dataclass_arguments(Replicates, "replicates")
     parser.add_argument("--store", type=str, default="runs/campaign/rows.sqlite",
                         help="SQLite file of the rows (created, or continued when it exists).")
     parser.add_argument("--campaign_dir", type=Optional[str], default="runs/campaign",
@@ -52,7 +53,7 @@ def main(argv: list[str]) -> None:
     cfg = build_parser().parse_args(argv)
     campaign = Campaign(data=cfg.data.as_dict(), analog=AnalogConfig(**cfg.analog.as_dict()),
                         budget=Budget(**cfg.budget.as_dict()), sampling=Sampling(**cfg.sampling.as_dict()),
-                        log_dir=cfg.campaign_dir)
+                        log_dir=cfg.campaign_dir, replicates=Replicates(**cfg.replicates.as_dict()))
     if cfg.workers is not None and cfg.workers < 0:
         raise UserError(f"workers must be >= 0, got {cfg.workers}")
     if cfg.executor not in ("local", "ray"):
@@ -84,6 +85,13 @@ def main(argv: list[str]) -> None:
               f"{total - done} to train with {where}", file=sys.stderr)
         bar = tqdm(total=total, initial=done, desc="architectures", unit="arch", dynamic_ncols=True)
 
+    def on_replicates(n: int) -> None:
+        nonlocal bar
+        bar.close()
+        print(f"campaign: {n} replicates to train (other seeds, {campaign.replicates.n_reps} programmings)",
+              file=sys.stderr)
+        bar = tqdm(total=n, desc="replicates", unit="run", dynamic_ncols=True)
+
     def on_row(row: dict[str, Any]) -> None:
         nonlocal failures
         failures += row["status"] != "ok"
@@ -94,12 +102,14 @@ def main(argv: list[str]) -> None:
         store.lock()
         try:
             run_campaign(campaign, store, executor, threads=threads_per_worker(workers, gpus, cfg.threads_per_worker),
-                         accelerator="gpu" if gpus else "cpu", on_start=on_start, on_row=on_row)
+                         accelerator="gpu" if gpus else "cpu", on_start=on_start, on_row=on_row,
+                         on_replicates=on_replicates)
         finally:
             if bar is not None:
                 bar.close()
         ok = len(store.rows("ok"))
-        print(f"done: {len(store)} rows in {cfg.store} ({ok} ok, {len(store) - ok} diverged/failed)",
-              file=sys.stderr)
+        replicated = len(store.replicate_rows())
+        print(f"done: {len(store)} rows in {cfg.store} ({ok} ok, {len(store) - ok} diverged/failed)"
+              + (f", {replicated} ok replicates" if replicated else ""), file=sys.stderr)
         if cfg.export:
             print(f"exported {export(store.rows(), cfg.export)}", file=sys.stderr)

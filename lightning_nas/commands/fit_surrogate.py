@@ -14,7 +14,8 @@ import sys
 from jsonargparse import ActionConfigFile
 
 from lightning_nas.parsing import CommandParser
-from lightning_nas.surrogate.data import load_rows, load_task
+from lightning_nas.surrogate.ceiling import format_ceiling
+from lightning_nas.surrogate.data import load_replicates, load_rows, load_task
 from lightning_nas.surrogate.fitting import fit_surrogate
 from lightning_nas.surrogate.mlp import MLPParams
 from lightning_nas.surrogate.models import XGBParams
@@ -39,7 +40,7 @@ def main(argv: list[str]) -> None:
     rows = load_rows(cfg.data)
     fit = fit_surrogate(rows, test_fraction=cfg.test_fraction, kfold=cfg.kfold, seed=cfg.seed,
                         xgb=XGBParams(**cfg.xgb.as_dict()), mlp=MLPParams(**cfg.mlp.as_dict()),
-                        source=str(cfg.data), task=load_task(cfg.data, rows))
+                        source=str(cfg.data), task=load_task(cfg.data, rows), replicates=load_replicates(cfg.data))
     written = fit.save(cfg.out_dir)
     report = fit.report
     print(f"surrogate trained on {report['n_train']} rows, evaluated on {report['n_test']} held-out rows:",
@@ -49,4 +50,5 @@ def main(argv: list[str]) -> None:
         print(f"\n{cfg.kfold}-fold cross-validation (mean):")
         print(format_report({m: {k: v["mean"] for k, v in d.items()} for m, d in report["kfold"].items()}))
     print("\nmodel comparison:\n" + report["comparison"])
+    print("\n" + format_ceiling(report["ceiling"]))
     print(f"\nsaved to {cfg.out_dir}/ ({', '.join(p.name for p in written)})", file=sys.stderr)

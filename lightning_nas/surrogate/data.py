@@ -70,6 +70,17 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
         return store.rows("ok")
 
 
+def load_replicates(path: str | Path) -> list[dict[str, Any]]:
+    """The replicate rows (all statuses) of a campaign store; none from a CSV export."""
+    path = Path(path)
+    if path.suffix == ".csv" or not path.is_file():
+        return []
+    from lightning_nas.campaign.store import RowStore
+
+    with RowStore(path, readonly=True) as store:
+        return store.replicate_rows(status=None)
+
+
 def _arch_from_csv(rec: dict[str, str]) -> dict[str, Any]:
     return {"out_channel0": int(rec["arch.out_channel0"]), "kernel0": int(rec["arch.kernel0"]),
             "stages": json.loads(rec["arch.stages"])}

@@ -11,6 +11,7 @@ import numpy as np
 
 from lightning_nas.errors import UserError
 from lightning_nas.files import staged_directory
+from lightning_nas.surrogate.ceiling import label_ceiling, with_ratios
 from lightning_nas.surrogate.data import TrainingSet, training_set
 from lightning_nas.surrogate.mlp import MLPParams, fit_mlp_ranker
 from lightning_nas.surrogate.models import (XGBParams, calibrate, calibration, fit_lgbm_regressor, fit_xgb_ranker,
@@ -144,8 +145,9 @@ def std_floor(measured: np.ndarray) -> float:
 
 def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2, kfold: int = 0, seed: int = 0,
                   xgb: XGBParams = XGBParams(), mlp: MLPParams = MLPParams(), source: str = "",
-                  task: Optional[dict[str, Any]] = None) -> SurrogateFit:
-    """Fit the surrogates on ``rows`` (status ``ok``) with a seeded held-out split (and k folds).
+                  task: Optional[dict[str, Any]] = None, replicates: Sequence[dict[str, Any]] = ()) -> SurrogateFit:
+    """Fit the surrogates on ``rows`` (status ``ok``) with a seeded held-out split (and k folds);
+    with the campaign's ``replicates`` the report states the label-noise ceiling.
     ``task`` (:class:`lightning_nas.task.TaskInfo` as a dict) is recorded in the metadata."""
     data = training_set(rows)
     check_kfold(kfold, len(data.x))
@@ -161,4 +163,5 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
             "mlp_hidden": mlp.hidden, "metrics": report, "task": task}
     predictor = SurrogatePredictor({k: models[k] for k in ("acc_1d", "avm", "std")}, meta, mlp=models["mlp"])
     report["comparison"] = comparison_table(report["holdout"], report.get("kfold"))
+    report["ceiling"] = with_ratios(label_ceiling(rows, replicates), report["holdout"])
     return SurrogateFit(predictor, report, data, rows, test, pred)
