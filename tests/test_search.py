@@ -313,6 +313,11 @@ def test_predictor_and_strategy_arguments_from_the_command_line(tmp_path):
     history = list(csv.DictReader((tmp_path / "s" / "history.csv").open()))
     assert all(float(r["pred_avm"]) == pytest.approx(0.25 * Architecture.from_json(r["architecture"]).M)
                for r in history)
+    config = tmp_path / "search.yaml"  # a config file's predictor gets the command line's init_args too
+    config.write_text(yaml.safe_dump({"predictor": {"class_path": "stub_predictor.TargetPredictor",
+                                                    "init_args": {"avm_per_stage": 1.0}}}))
+    cfg = search_cmd.parse(["--config", str(config), "--predictor.init_args.avm_per_stage", "0.01"])
+    assert cfg.predictor["init_args"] == {"avm_per_stage": 0.01}
     with pytest.raises(UserError, match="applies to a predictor given as"):
         search_cmd.main(["--predictor", "surrogates/digits", "--predictor.init_args.x", "1", "--out_dir", str(tmp_path)])
     with pytest.raises(UserError, match=r"unknown argument\(s\) sample_sise; allowed: sample_size"):
