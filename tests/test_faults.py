@@ -382,3 +382,19 @@ def test_a_missing_dataset_stops_a_campaign_before_its_store_is_bound(tmp_path):
                             "--campaign_dir", "null", "--workers", "0"])
     with RowStore(store, readonly=True) as s:  # nothing recorded: the store is free for the right campaign
         assert s.conn.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0 and len(s) == 0
+
+
+def test_result_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); results must be readable like any file the user writes."""
+    import os
+    import stat
+
+    from lightning_nas.files import write_csv, write_text
+
+    old = os.umask(0o022)
+    try:
+        text = write_text(tmp_path / "a.txt", "x")
+        table = write_csv(tmp_path / "b.csv", [{"a": 1}])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(text.stat().st_mode) == stat.S_IMODE(table.stat().st_mode) == 0o644
