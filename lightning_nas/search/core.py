@@ -94,6 +94,8 @@ class SearchResult:
     total_s: float = 0.0
     generations: int = 0
     strategy: str = ""
+    evaluator: Any = None
+    """The :class:`Evaluator` of the run (its objectives and hardware costs, for the outputs)."""
 
     def feasible(self) -> list[Individual]:
         return sorted((i for i in self.history if i.feasible), key=lambda i: -i.fitness)
@@ -273,7 +275,7 @@ def run(strategy: Strategy, predictor: Predictor, cfg: SearchConfig, in_shape: S
     if ev.steering is not ev.objectives:  # the objectives only the Pareto front and outputs need
         history = ev.result.history
         ev.objectives.fill([i.arch for i in history], [i.values for i in history], [ev.cost(i.arch) for i in history])
-    ev.result.evaluator = ev  # type: ignore[attr-defined]  # for outputs (hardware costs of the rows)
+    ev.result.evaluator = ev
     return ev.result
 
 

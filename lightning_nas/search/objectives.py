@@ -21,6 +21,7 @@ never a silent 1e-3) or a dotted path ``function(archs, values) -> array`` (high
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
@@ -181,8 +182,7 @@ class ObjectiveSet:
         front and can be filled in afterwards: :meth:`fill`)."""
         if multi_objective:
             return self
-        steer = object.__new__(ObjectiveSet)
-        steer.__dict__.update(self.__dict__)
+        steer = copy.copy(self)
         keep = {c.name for c in self.constraints} | {"acc_1d", "avm", "std", self.fitness_name}
         steer.needed = {k: o for k, o in self.needed.items() if k in keep or o.source == "predictor"}
         return steer
