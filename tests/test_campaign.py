@@ -234,7 +234,7 @@ def test_replicates_train_a_seeded_subset_again_and_feed_the_ceiling(tmp_path, c
     with RowStore(tmp_path / "rows.sqlite") as store:
         assert len(store.replicate_rows()) == 6 and len(store) == 10
     fit_surrogate.main(["--data", str(tmp_path / "rows.sqlite"), "--out_dir", str(tmp_path / "sur"),
-                        "--mlp.epochs", "2", "--test_fraction", "0.5"])
+                        "--mlp.epochs", "2", "--test_fraction", "0.5", "--learned_threshold", "0"])
     report = json.loads((tmp_path / "sur" / "report.json").read_text())
     assert report["ceiling"]["architectures"] == 3 and set(report["ceiling"]) >= {"acc_1d", "avm", "std"}
     assert "label-noise ceiling (3 architectures" in capsys.readouterr().out

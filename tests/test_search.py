@@ -1,6 +1,7 @@
 import csv
 import json
 import random
+from pathlib import Path
 from dataclasses import asdict
 
 import pytest
@@ -340,3 +341,18 @@ def test_acc_over_std_takes_the_surrogates_recorded_floor(tmp_path):
     for r in history:
         expected = float(r["pred_acc_1d"]) / max(float(r["pred_std"]), 0.7)
         assert float(r["fitness"]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_shipped_search_config_keeps_architectures_that_learn(tmp_path):
+    """configs/digits/search.yaml with the shipped surrogate: candidates the classifier expects not to
+    learn are rejected (their AVM and std predictions mean nothing), winners' stds are >= the floor."""
+    out = tmp_path / "s"
+    search_cmd.main(["--config", "configs/digits/search.yaml", "--out_dir", str(out), "--search.iterations", "20",
+                     "--baseline_random", "false"])
+    history = list(csv.DictReader((out / "history.csv").open()))
+    feasible = [r for r in history if r["feasible"] == "True"]
+    assert feasible and all(float(r["p_learned"]) >= 0.5 for r in feasible)
+    assert any(float(r["p_learned"]) < 0.5 and r["feasible"] == "False" for r in history)
+    floor = json.loads(Path("surrogates/digits/metadata.json").read_text())["std_floor"]
+    winners = [yaml.safe_load(p.read_text()) for p in (out / "winners").glob("winner_*.yaml")]
+    assert winners and all(w["predicted"]["std"] >= floor for w in winners)

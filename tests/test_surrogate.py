@@ -28,7 +28,7 @@ def synthetic_rows(n=160, seed=0):
         acc = 80 + 2.0 * np.log(width) + 0.3 * depth + rng.normal(0, 0.05)
         avm = 0.5 + 0.05 * depth + rng.normal(0, 0.05)
         rows.append({"arch_id": arch.id, "arch": arch.to_dict(), "analog": ANALOG, "status": "ok",
-                     "metrics": {"acc_1d": acc, "avm": avm, "acc_1d_std": 0.2 + 0.01 * depth}})
+                     "metrics": {"acc_1s": acc + 0.5, "acc_1d": acc, "avm": avm, "acc_1d_std": 0.2 + 0.01 * depth}})
     return rows
 
 
@@ -47,7 +47,8 @@ def test_surrogates_learn_a_known_function():
     x, y, _ = training_set(synthetic_rows())
     train, test = fitting.split(len(x), 0.2, seed=0)
     assert len(test) == 32 and not set(train) & set(test)
-    _, metrics, _ = fitting.fit_and_score(x, y, train, test, XGBParams(), MLPParams(epochs=150), seed=0)
+    _, metrics, _ = fitting.fit_and_score(x, y, np.ones(len(x), dtype=bool), train, test, XGBParams(),
+                                          MLPParams(epochs=150), seed=0)
     assert metrics["xgb_acc_1d_ranker"]["kendall_tau"] > 0.75
     assert metrics["mlp_acc_1d_ranker"]["kendall_tau"] > 0.6
     assert metrics["xgb_avm_regressor"]["r2"] > 0.7
@@ -68,7 +69,8 @@ def store_path(tmp_path):
 @pytest.mark.slow
 def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
     out = tmp_path / "sur"
-    fit_surrogate.main(["--data", str(store_path), "--out_dir", str(out), "--mlp.epochs", "30", "--kfold", "3"])
+    fit_surrogate.main(["--data", str(store_path), "--out_dir", str(out), "--mlp.epochs", "30", "--kfold", "3",
+                        "--learned_threshold", "50"])
     printed = capsys.readouterr().out
     assert "kendall_tau" in printed and "3-fold" in printed
     assert "| LightGBM regressors (held out) |" in printed and "| XGBoost pairwise ranker / regressors (k-fold) |" in printed
@@ -81,7 +83,9 @@ def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
     predictor = SurrogatePredictor.load(out)
     archs = sample(5, seed=99)
     pred = predictor.predict(archs)
-    assert set(pred) == {"acc_1d", "avm", "std"} and all(v.shape == (5,) for v in pred.values())
+    assert set(pred) == {"acc_1d", "avm", "std", "p_learned"} and all(v.shape == (5,) for v in pred.values())
+    assert meta["learned"] == {"threshold": 50.0, "metric": "acc_1s", "constant": 1.0}  # every row learned
+    assert (pred["p_learned"] == 1.0).all() and not (out / "learned_classifier.json").exists()
     again = SurrogatePredictor.load(out).predict(archs)
     assert all(np.array_equal(pred[k], again[k]) for k in pred)
     x, y, stored_archs = training_set(load_rows(store_path))
@@ -105,7 +109,8 @@ def test_csv_export_is_accepted_as_surrogate_data(store_path, tmp_path):
 @pytest.mark.slow
 def test_feature_or_space_mismatch_is_a_clear_error(store_path, tmp_path):
     out = tmp_path / "sur"
-    fit_surrogate.main(["--data", str(store_path), "--out_dir", str(out), "--mlp.epochs", "5"])
+    fit_surrogate.main(["--data", str(store_path), "--out_dir", str(out), "--mlp.epochs", "5",
+                        "--learned_threshold", "50"])
     meta = json.loads((out / "metadata.json").read_text())
     (out / "metadata.json").write_text(json.dumps({**meta, "feature_names": meta["feature_names"][:-1]}))
     with pytest.raises(UserError, match="other features"):
@@ -134,7 +139,7 @@ def test_a_surrogate_of_a_hardware_sampling_campaign_answers_for_each_chip():
         row = {**row, "analog": {**row["analog"], "out_noise": noise},
                "metrics": {**row["metrics"], "acc_1d": row["metrics"]["acc_1d"] - 100 * noise}}
         rows.append(row)
-    fit = fitting.fit_surrogate(rows, xgb=XGBParams(), mlp=MLPParams(epochs=5))
+    fit = fitting.fit_surrogate(rows, xgb=XGBParams(), mlp=MLPParams(epochs=5), learned_threshold=50)
     archs = sample(50, seed=11, method="uniform", max_params=300_000)
     quiet = fit.predictor.predict(archs, analog={**ANALOG, "out_noise": 0.01})
     noisy = fit.predictor.predict(archs, analog={**ANALOG, "out_noise": 0.09})
@@ -160,3 +165,41 @@ def test_label_ceiling_from_replicates():
     assert abs(ceiling["std"]["seed_to_seed_tau"]) < 0.25 and ceiling["std"]["icc"] < 0.3
     assert icc1(np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])) == pytest.approx(1.0)
     assert label_ceiling(rows, []) == {}
+
+
+def test_trainability_is_separated_from_robustness(tmp_path, capsys):
+    """Architectures that did not learn (here: the narrow ones, at chance with an AVM of pure noise)
+    carry no drift information: the AVM model is fitted and scored on the learned rows only, and a
+    classifier predicts which architectures learn."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for row in synthetic_rows(240, seed=5):
+        arch = Architecture.from_dict(row["arch"])
+        if arch.out_channel0 <= 16:  # does not learn: chance accuracy, noise for AVM and std
+            row["metrics"] = {"acc_1s": 10 + rng.normal(0, 1), "acc_1d": 10 + rng.normal(0, 1),
+                              "avm": rng.normal(0, 8), "acc_1d_std": abs(rng.normal(0, 3))}
+        rows.append(row)
+    learned = np.array([r["metrics"]["acc_1s"] >= 32.5 for r in rows])
+    assert 0.2 < learned.mean() < 0.8
+    task = {"name": "digits", "num_classes": 10}
+    fit = fitting.fit_surrogate(rows, xgb=XGBParams(), mlp=MLPParams(epochs=5), task=task)
+    report = fit.report
+    assert report["learned"]["threshold"] == 32.5 and report["learned"]["rows"] == int(learned.sum())
+    assert report["holdout"]["xgb_learned_classifier"]["auc"] > 0.95
+    assert report["holdout"]["xgb_avm_regressor"]["r2"] > 0.5  # on learned rows only
+    mixed = fitting.fit_surrogate(rows, xgb=XGBParams(), mlp=MLPParams(epochs=5), task=task, learned_threshold=0)
+    assert mixed.report["holdout"]["xgb_avm_regressor"]["r2"] < 0.2  # the chance rows' noise dominates
+    out = tmp_path / "sur"
+    fit.save(out)
+    predictor = SurrogatePredictor.load(out)
+    narrow = [a for a in sample(200, seed=8, method="uniform", max_params=300_000) if a.out_channel0 <= 12][:20]
+    wide = [a for a in sample(200, seed=8, method="uniform", max_params=300_000) if a.out_channel0 >= 32][:20]
+    assert predictor.predict(narrow)["p_learned"].max() < 0.2 < 0.8 < predictor.predict(wide)["p_learned"].min()
+    with pytest.raises(UserError, match="learned_threshold"):
+        fitting.fit_surrogate(rows, xgb=XGBParams(), mlp=MLPParams(epochs=5))  # no task: no default threshold
+    with pytest.raises(UserError, match="training rows learned"):
+        fitting.fit_surrogate(rows, xgb=XGBParams(), mlp=MLPParams(epochs=5), learned_threshold=99)
+    meta = json.loads((out / "metadata.json").read_text())
+    (out / "metadata.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "learned"}))
+    with pytest.raises(UserError, match="predates"):
+        SurrogatePredictor.load(out)

@@ -10,6 +10,7 @@ report and scatter plots of predicted vs measured.
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 from jsonargparse import ActionConfigFile
 
@@ -30,6 +31,10 @@ def build_parser() -> CommandParser:
     parser.add_argument("--test_fraction", type=float, default=0.2)
     parser.add_argument("--kfold", type=int, default=0, help="Also report k-fold cross-validation (k >= 2).")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--learned_threshold", type=Optional[float], default=None,
+                        help="Accuracy (%%) at 1 s from which an architecture counts as learned: the AVM and std "
+                             "models use those rows only, a classifier predicts p_learned (default: a quarter of "
+                             "the way from chance to 100 %%; 0 = every row).")
     parser.add_dataclass_arguments(XGBParams, "xgb")
     parser.add_dataclass_arguments(MLPParams, "mlp")
     return parser
@@ -40,11 +45,16 @@ def main(argv: list[str]) -> None:
     rows = load_rows(cfg.data)
     fit = fit_surrogate(rows, test_fraction=cfg.test_fraction, kfold=cfg.kfold, seed=cfg.seed,
                         xgb=XGBParams(**cfg.xgb.as_dict()), mlp=MLPParams(**cfg.mlp.as_dict()),
-                        source=str(cfg.data), task=load_task(cfg.data, rows), replicates=load_replicates(cfg.data))
+                        source=str(cfg.data), task=load_task(cfg.data, rows), replicates=load_replicates(cfg.data),
+                        learned_threshold=cfg.learned_threshold)
     written = fit.save(cfg.out_dir)
     report = fit.report
     print(f"surrogate trained on {report['n_train']} rows, evaluated on {report['n_test']} held-out rows:",
           file=sys.stderr)
+    learned = report["learned"]
+    print(f"learned (acc_1s >= {learned['threshold']:g} %): {learned['rows']} of {len(rows)} rows "
+          f"({100 * learned['share']:.0f} %); AVM and std models fitted on {learned['n_train']}, "
+          f"scored on {learned['n_test']} held-out rows", file=sys.stderr)
     print(format_report(report["holdout"]))
     if cfg.kfold:
         print(f"\n{cfg.kfold}-fold cross-validation (mean):")

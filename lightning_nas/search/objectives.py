@@ -31,12 +31,15 @@ from lightning_nas.errors import UserError
 from lightning_nas.hardware_cost import COST_FIELDS
 
 PREDICTOR_OUTPUTS = ("acc_1d", "avm", "std")
+OPTIONAL_PREDICTOR_OUTPUTS = ("p_learned",)
+"""Outputs of the shipped predictor that a plug-in predictor need not return (unless used)."""
 SOURCES = ("predictor", "n_params", "hardware")
-UNITS = {"acc_1d": "%", "avm": "pp", "std": "pp", "n_params": "parameters", "tiles": "tiles",
+UNITS = {"acc_1d": "%", "avm": "pp", "std": "pp", "p_learned": "probability", "n_params": "parameters", "tiles": "tiles",
          "utilisation": "fraction of tile cells", "mvms": "MVMs per inference",
          "adc_conversions": "ADC conversions per inference", "latency_us": "us per inference",
          "energy_uj": "uJ per inference", "fitness": ""}
 LABELS = {"acc_1d": "predicted 1-day accuracy", "avm": "predicted AVM", "std": "predicted 1-day std",
+          "p_learned": "predicted probability of learning",
           "n_params": "parameters", "tiles": "analog tiles", "utilisation": "tile utilisation",
           "mvms": "tile MVMs", "adc_conversions": "ADC conversions", "latency_us": "estimated latency",
           "energy_uj": "estimated energy"}
@@ -90,13 +93,13 @@ def default_source(name: str) -> Optional[str]:
         return "n_params"
     if name in COST_FIELDS and name != "fits_chip":
         return "hardware"
-    if name in PREDICTOR_OUTPUTS:
+    if name in PREDICTOR_OUTPUTS + OPTIONAL_PREDICTOR_OUTPUTS:
         return "predictor"
     return None
 
 
 def default_direction(name: str) -> str:
-    return "max" if name in ("acc_1d", "utilisation") or name.startswith("acc") else "min"
+    return "max" if name in ("acc_1d", "utilisation", "p_learned") or name.startswith("acc") else "min"
 
 
 def parse_objective(spec: Any) -> Objective:
@@ -114,7 +117,7 @@ def parse_objective(spec: Any) -> Objective:
     if source is None:
         raise UserError(f"objective {name!r} has no built-in source; give source: predictor (an output of the "
                         "predictor), or a dotted path to a function(archs, values) -> array. Built-in names: "
-                        f"{', '.join(PREDICTOR_OUTPUTS + ('n_params',) + tuple(f for f in COST_FIELDS if f != 'fits_chip'))}")
+                        f"{', '.join(PREDICTOR_OUTPUTS + OPTIONAL_PREDICTOR_OUTPUTS + ('n_params',) + tuple(f for f in COST_FIELDS if f != 'fits_chip'))}")
     if source == "hardware" and (name not in COST_FIELDS or name == "fits_chip"):
         raise UserError(f"objective {name!r}: the hardware cost model has no such figure; use one of "
                         f"{', '.join(f for f in COST_FIELDS if f != 'fits_chip')}")

@@ -11,7 +11,7 @@ tau; the report shows both and their ratio.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from scipy.stats import kendalltau
@@ -32,9 +32,12 @@ def icc1(measurements: np.ndarray) -> float:
     return float((ms_between - ms_within) / denominator) if denominator > 0 else float("nan")
 
 
-def label_ceiling(rows: Sequence[dict[str, Any]], replicates: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def label_ceiling(rows: Sequence[dict[str, Any]], replicates: Sequence[dict[str, Any]],
+                  learned: Optional[set[str]] = None) -> dict[str, Any]:
     """Seed-to-seed Kendall tau (and ICC for AVM and std) of every label over the architectures
-    that have ``ok`` rows and ``ok`` replicates for every replicate seed; ``{}`` without replicates."""
+    that have ``ok`` rows and ``ok`` replicates for every replicate seed; ``{}`` without replicates.
+    With ``learned`` (architecture ids), AVM and std are measured over those only (where the
+    surrogate's AVM and std models are fitted and scored)."""
     main = {r["arch_id"]: r for r in rows if r.get("status") == "ok" and r.get("arch_id")}
     seeds = sorted({int(r["seed"]) for r in replicates if r.get("status") == "ok"})
     by_seed = {s: {r["arch_id"]: r for r in replicates if r.get("status") == "ok" and int(r["seed"]) == s}
@@ -44,10 +47,13 @@ def label_ceiling(rows: Sequence[dict[str, Any]], replicates: Sequence[dict[str,
         return {}
     out: dict[str, Any] = {"architectures": len(archs), "seeds": seeds}
     for key, metric in TARGETS.items():
-        first = np.asarray([main[a]["metrics"][metric] for a in archs], dtype=np.float64)
-        others = [np.asarray([by_seed[s][a]["metrics"][metric] for a in archs], dtype=np.float64) for s in seeds]
+        among = archs if key == "acc_1d" or learned is None else [a for a in archs if a in learned]
+        if len(among) < 3:
+            continue
+        first = np.asarray([main[a]["metrics"][metric] for a in among], dtype=np.float64)
+        others = [np.asarray([by_seed[s][a]["metrics"][metric] for a in among], dtype=np.float64) for s in seeds]
         taus = [float(kendalltau(first, o).statistic) for o in others]
-        entry: dict[str, Any] = {"seed_to_seed_tau": float(np.mean(taus))}
+        entry: dict[str, Any] = {"seed_to_seed_tau": float(np.mean(taus)), "architectures": len(among)}
         if key != "acc_1d":
             entry["icc"] = icc1(np.column_stack([first, *others]))
         out[key] = entry
@@ -69,10 +75,14 @@ def format_ceiling(ceiling: dict[str, Any]) -> str:
     if not ceiling:
         return "label-noise ceiling: no replicates in this campaign (set replicates.n in build-dataset)"
     lines = [f"label-noise ceiling ({ceiling['architectures']} architectures, replicate seeds {ceiling['seeds']}):",
-             f"{'label':<8}{'model tau':>10}{'seed tau':>10}{'ratio':>8}{'ICC':>8}"]
+             f"{'label':<8}{'model tau':>10}{'seed tau':>10}{'ratio':>8}{'ICC':>8}{'archs':>7}"]
     for key in TARGETS:
+        if key not in ceiling:
+            lines.append(f"{key:<8}fewer than 3 replicated architectures learned")
+            continue
         e = ceiling[key]
         icc = f"{e['icc']:8.2f}" if "icc" in e else f"{'-':>8}"
         ratio = f"{e['ratio']:8.2f}" if e.get("ratio") is not None else f"{'-':>8}"
-        lines.append(f"{key:<8}{e.get('model_tau', float('nan')):10.2f}{e['seed_to_seed_tau']:10.2f}{ratio}{icc}")
+        lines.append(f"{key:<8}{e.get('model_tau', float('nan')):10.2f}{e['seed_to_seed_tau']:10.2f}{ratio}{icc}"
+                     f"{e['architectures']:7d}")
     return "\n".join(lines)

@@ -49,6 +49,29 @@ def training_set(rows: Sequence[dict[str, Any]]) -> TrainingSet:
     return TrainingSet(x, y, archs)
 
 
+LEARNED_METRIC = "acc_1s"
+
+
+def default_learned_threshold(num_classes: int) -> float:
+    """Accuracy (%) above which an architecture counts as having learned: a quarter of the way from
+    chance to 100 % (32.5 % for 10 classes, 62.5 % for 2)."""
+    chance = 100.0 / num_classes
+    return round(chance + 0.25 * (100.0 - chance), 2)
+
+
+def learned_mask(rows: Sequence[dict[str, Any]], threshold: float) -> np.ndarray:
+    """Which rows learned: the programmed network's accuracy at 1 s (``acc_1s``) is at least
+    ``threshold`` %. A network near chance has an AVM and a 1-day std of nothing but noise, so the
+    AVM and std models are fitted and scored on these rows only. ``threshold`` 0: every row."""
+    if threshold <= 0:
+        return np.ones(len(rows), dtype=bool)
+    missing = [r.get("arch_id", "?") for r in rows if LEARNED_METRIC not in r["metrics"]]
+    if missing:
+        raise UserError(f"{len(missing)} rows have no {LEARNED_METRIC} (e.g. {missing[0]}), needed to tell which "
+                        "architectures learned; rebuild them with build-dataset, or set learned_threshold: 0")
+    return np.asarray([float(r["metrics"][LEARNED_METRIC]) >= threshold for r in rows], dtype=bool)
+
+
 def load_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows with status ``ok`` from a campaign store (``.sqlite``) or its CSV export."""
     path = Path(path)

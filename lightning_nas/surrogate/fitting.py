@@ -12,13 +12,14 @@ import numpy as np
 from lightning_nas.errors import UserError
 from lightning_nas.files import staged_directory
 from lightning_nas.surrogate.ceiling import label_ceiling, with_ratios
-from lightning_nas.surrogate.data import TrainingSet, training_set
+from lightning_nas.surrogate.data import (LEARNED_METRIC, TrainingSet, default_learned_threshold,
+                                         learned_mask, training_set)
 from lightning_nas.surrogate.mlp import MLPParams, fit_mlp_ranker
-from lightning_nas.surrogate.models import (XGBParams, calibrate, calibration, fit_lgbm_regressor, fit_xgb_ranker,
-                                           fit_xgb_regressor)
+from lightning_nas.surrogate.models import (XGBParams, calibrate, calibration, fit_learned_classifier,
+                                           fit_lgbm_regressor, fit_xgb_ranker, fit_xgb_regressor)
 from lightning_nas.surrogate.predictor import SurrogatePredictor
-from lightning_nas.surrogate.report import (comparison_table, coverage_plot, ranking_quality, regression_quality,
-                                           scatter)
+from lightning_nas.surrogate.report import (classification_quality, comparison_table, coverage_plot, ranking_quality,
+                                           regression_quality, scatter)
 
 # Scatter plots of a fit: predictor key -> (title, x label); "mlp" is compared with acc_1d.
 PLOTS = {"acc_1d": ("XGBoost ranker (calibrated): 1-day acc %", "predicted"),
@@ -45,29 +46,49 @@ def check_kfold(k: int, n_rows: int) -> None:
         raise UserError(f"kfold must be 0 (off) or 2..{n_rows}, got {k}")
 
 
-def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], train: np.ndarray, test: np.ndarray,
+MIN_LEARNED_ROWS = 5
+"""Fewest learned training rows the AVM and std regressors are fitted on."""
+
+
+def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, train: np.ndarray, test: np.ndarray,
                   xgb: XGBParams, mlp: MLPParams, seed: int) -> tuple[dict[str, Any], dict[str, Any], dict]:
-    """Fit every model on ``train``; return (models, metrics on ``test``, test predictions)."""
+    """Fit every model on ``train``; return (models, metrics on ``test``, test predictions).
+
+    The acc_1d rankers and the learned classifier use every row; the AVM and std models only the
+    rows that learned (``learned``), and are scored on the held-out rows that learned. Test
+    predictions are ``{key: (row indices, values)}``."""
+    fit_l, test_l = train[learned[train]], test[learned[test]]
+    if len(fit_l) < MIN_LEARNED_ROWS:
+        raise UserError(f"only {len(fit_l)} training rows learned (acc_1s >= learned_threshold); the AVM and std "
+                        f"models need at least {MIN_LEARNED_ROWS}: lower learned_threshold (0 = every row) or "
+                        "give the campaign a budget in which more architectures learn")
     ranker = fit_xgb_ranker(x[train], y["acc_1d"][train], xgb, seed)
     cal = calibration(ranker.predict(x[train]), y["acc_1d"][train])
-    models = {"acc_1d": ranker, "avm": fit_xgb_regressor(x[train], y["avm"][train], xgb, seed),
-              "std": fit_xgb_regressor(x[train], y["std"][train], xgb, seed),
+    classifier = fit_learned_classifier(x[train], learned[train], xgb, seed)
+    models = {"acc_1d": ranker, "avm": fit_xgb_regressor(x[fit_l], y["avm"][fit_l], xgb, seed),
+              "std": fit_xgb_regressor(x[fit_l], y["std"][fit_l], xgb, seed), "learned": classifier,
+              "learned_share": float(learned[train].mean()),
               "mlp": fit_mlp_ranker(x[train], y["acc_1d"][train], mlp, seed), "calibration": cal}
-    pred = {"acc_1d": calibrate(ranker.predict(x[test]), cal), "avm": models["avm"].predict(x[test]),
-            "std": models["std"].predict(x[test]), "mlp": models["mlp"].score(x[test])}
-    lgbm = {key: fit_lgbm_regressor(x[train], y[key][train], xgb, seed).predict(x[test]) for key in y}
-    metrics = {"xgb_acc_1d_ranker": {**ranking_quality(pred["acc_1d"], y["acc_1d"][test]),
-                                     "mae_calibrated": float(np.mean(np.abs(pred["acc_1d"] - y["acc_1d"][test])))},
-               "xgb_avm_regressor": regression_quality(pred["avm"], y["avm"][test]),
-               "xgb_std_regressor": regression_quality(pred["std"], y["std"][test]),
-               "mlp_acc_1d_ranker": ranking_quality(pred["mlp"], y["acc_1d"][test]),
-               "lgbm_acc_1d_regressor": ranking_quality(lgbm["acc_1d"], y["acc_1d"][test]),
-               "lgbm_avm_regressor": regression_quality(lgbm["avm"], y["avm"][test]),
-               "lgbm_std_regressor": regression_quality(lgbm["std"], y["std"][test])}
+    pred = {"acc_1d": (test, calibrate(ranker.predict(x[test]), cal)),
+            "avm": (test_l, models["avm"].predict(x[test_l])), "std": (test_l, models["std"].predict(x[test_l])),
+            "mlp": (test, models["mlp"].score(x[test]))}
+    p_learned = (classifier.predict_proba(x[test])[:, 1] if classifier is not None
+                 else np.full(len(test), models["learned_share"]))
+    lgbm_acc = fit_lgbm_regressor(x[train], y["acc_1d"][train], xgb, seed).predict(x[test])
+    lgbm = {key: fit_lgbm_regressor(x[fit_l], y[key][fit_l], xgb, seed).predict(x[test_l]) for key in ("avm", "std")}
+    metrics = {"xgb_acc_1d_ranker": {**ranking_quality(pred["acc_1d"][1], y["acc_1d"][test]),
+                                     "mae_calibrated": float(np.mean(np.abs(pred["acc_1d"][1] - y["acc_1d"][test])))},
+               "xgb_avm_regressor": regression_quality(pred["avm"][1], y["avm"][test_l]),
+               "xgb_std_regressor": regression_quality(pred["std"][1], y["std"][test_l]),
+               "xgb_learned_classifier": classification_quality(p_learned, learned[test]),
+               "mlp_acc_1d_ranker": ranking_quality(pred["mlp"][1], y["acc_1d"][test]),
+               "lgbm_acc_1d_regressor": ranking_quality(lgbm_acc, y["acc_1d"][test]),
+               "lgbm_avm_regressor": regression_quality(lgbm["avm"], y["avm"][test_l]),
+               "lgbm_std_regressor": regression_quality(lgbm["std"], y["std"][test_l])}
     return models, metrics, pred
 
 
-def kfold_metrics(x, y, k: int, xgb: XGBParams, mlp: MLPParams, seed: int) -> dict[str, Any]:
+def kfold_metrics(x, y, learned: np.ndarray, k: int, xgb: XGBParams, mlp: MLPParams, seed: int) -> dict[str, Any]:
     """Mean and std of every metric over ``k`` seeded folds."""
     check_kfold(k, len(x))
     folds = np.array_split(np.random.default_rng(seed).permutation(len(x)), k)
@@ -75,7 +96,7 @@ def kfold_metrics(x, y, k: int, xgb: XGBParams, mlp: MLPParams, seed: int) -> di
     for i in range(k):
         test = np.sort(folds[i])
         train = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != i]))
-        per_fold.append(fit_and_score(x, y, train, test, xgb, mlp, seed)[1])
+        per_fold.append(fit_and_score(x, y, learned, train, test, xgb, mlp, seed)[1])
     out: dict[str, Any] = {}
     for model in per_fold[0]:
         out[model] = {m: {"mean": float(np.mean([f[model][m] for f in per_fold])),
@@ -92,7 +113,8 @@ class SurrogateFit:
     data: TrainingSet
     rows: Sequence[dict[str, Any]]
     test: np.ndarray
-    test_predictions: dict[str, np.ndarray]
+    test_predictions: dict[str, tuple[np.ndarray, np.ndarray]]
+    """Held-out predictions by key: (row indices, values); AVM and std on the rows that learned."""
 
     def uniform_features(self, n: int = 600) -> np.ndarray:
         """Feature vectors of uniform samples of the space under the campaign's largest parameter
@@ -118,10 +140,13 @@ class SurrogateFit:
             written.append(stage / "report.json")
             holdout = self.report["holdout"]
             for key, (title, xlabel) in PLOTS.items():
-                true = self.data.y["acc_1d" if key == "mlp" else key][self.test]
+                rows, predicted = self.test_predictions[key]
+                true = self.data.y["acc_1d" if key == "mlp" else key][rows]
                 model = SCATTER_METRICS[key]
                 shown = {k: holdout[model][k] for k in ("kendall_tau", "r2") if k in holdout[model]}
-                written.append(scatter(np.asarray(self.test_predictions[key]), true, title,
+                if key in ("avm", "std"):
+                    title += " (learned)"
+                written.append(scatter(np.asarray(predicted), true, title,
                                        stage / f"scatter_{key}.png", xlabel, shown))
             from lightning_nas.space import feature_names
 
@@ -143,25 +168,52 @@ def std_floor(measured: np.ndarray) -> float:
     return round(max(float(np.percentile(values, STD_FLOOR_PERCENTILE)) if len(values) else 0.0, 0.01), 4)
 
 
+def resolve_learned_threshold(threshold: Optional[float], task: Optional[dict[str, Any]]) -> float:
+    """``threshold`` as given, or the default for the task's number of classes."""
+    if threshold is not None:
+        if not 0 <= threshold < 100:
+            raise UserError(f"learned_threshold must be in [0, 100) (% accuracy at 1 s; 0 = every row), got {threshold}")
+        return float(threshold)
+    classes = (task or {}).get("num_classes")
+    if not classes:
+        raise UserError("the campaign records no task (number of classes) to derive learned_threshold from; give "
+                        "learned_threshold (% accuracy at 1 s above which an architecture learned; 0 = every row)")
+    return default_learned_threshold(int(classes))
+
+
 def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2, kfold: int = 0, seed: int = 0,
                   xgb: XGBParams = XGBParams(), mlp: MLPParams = MLPParams(), source: str = "",
-                  task: Optional[dict[str, Any]] = None, replicates: Sequence[dict[str, Any]] = ()) -> SurrogateFit:
+                  task: Optional[dict[str, Any]] = None, replicates: Sequence[dict[str, Any]] = (),
+                  learned_threshold: Optional[float] = None) -> SurrogateFit:
     """Fit the surrogates on ``rows`` (status ``ok``) with a seeded held-out split (and k folds);
     with the campaign's ``replicates`` the report states the label-noise ceiling.
-    ``task`` (:class:`lightning_nas.task.TaskInfo` as a dict) is recorded in the metadata."""
+    ``task`` (:class:`lightning_nas.task.TaskInfo` as a dict) is recorded in the metadata.
+    ``learned_threshold`` (% at 1 s; ``None``: :func:`default_learned_threshold` of the task's
+    classes; 0: every row) says which rows learned: the AVM and std models use only those, and a
+    classifier predicts the probability of learning."""
     data = training_set(rows)
     check_kfold(kfold, len(data.x))
+    threshold = resolve_learned_threshold(learned_threshold, task)
+    learned = learned_mask(rows, threshold)
     train, test = split(len(data.x), test_fraction, seed)
-    models, metrics, pred = fit_and_score(data.x, data.y, train, test, xgb, mlp, seed)
-    report: dict[str, Any] = {"holdout": metrics, "n_train": int(len(train)), "n_test": int(len(test))}
+    models, metrics, pred = fit_and_score(data.x, data.y, learned, train, test, xgb, mlp, seed)
+    report: dict[str, Any] = {"holdout": metrics, "n_train": int(len(train)), "n_test": int(len(test)),
+                              "learned": {"threshold": threshold, "metric": LEARNED_METRIC, "rows": int(learned.sum()),
+                                          "share": float(learned.mean()),
+                                          "n_train": int(learned[train].sum()), "n_test": int(learned[test].sum())}}
     if kfold:
-        report["kfold"] = kfold_metrics(data.x, data.y, kfold, xgb, mlp, seed)
+        report["kfold"] = kfold_metrics(data.x, data.y, learned, kfold, xgb, mlp, seed)
     analogs = sorted({json.dumps(r["analog"], sort_keys=True) for r in rows})
-    meta = {"std_floor": std_floor(data.y["std"]), "rows": len(rows), "n_train": int(len(train)), "data": source, "seed": seed,
+    meta = {"std_floor": std_floor(data.y["std"][learned]), "learned": {
+                "threshold": threshold, "metric": LEARNED_METRIC,
+                "constant": None if models["learned"] is not None else models["learned_share"]},
+            "rows": len(rows), "n_train": int(len(train)), "data": source, "seed": seed,
             "analog": json.loads(analogs[0]), "analog_configs": len(analogs),
             "acc_1d_calibration": models["calibration"], "xgb": asdict(xgb), "mlp": asdict(mlp),
             "mlp_hidden": mlp.hidden, "metrics": report, "task": task}
-    predictor = SurrogatePredictor({k: models[k] for k in ("acc_1d", "avm", "std")}, meta, mlp=models["mlp"])
+    predictor = SurrogatePredictor({k: models[k] for k in ("acc_1d", "avm", "std", "learned")}, meta,
+                                   mlp=models["mlp"])
     report["comparison"] = comparison_table(report["holdout"], report.get("kfold"))
-    report["ceiling"] = with_ratios(label_ceiling(rows, replicates), report["holdout"])
+    report["ceiling"] = with_ratios(label_ceiling(rows, replicates, learned=set(
+        r["arch_id"] for r, ok in zip(rows, learned) if ok)), report["holdout"])
     return SurrogateFit(predictor, report, data, rows, test, pred)

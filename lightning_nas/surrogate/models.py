@@ -50,6 +50,20 @@ def fit_xgb_regressor(x: np.ndarray, y: np.ndarray, params: XGBParams, seed: int
     return model
 
 
+def fit_learned_classifier(x: np.ndarray, learned: np.ndarray, params: XGBParams, seed: int):
+    """``binary:logistic`` classifier of whether an architecture learned (see
+    :func:`lightning_nas.surrogate.data.learned_mask`); ``None`` when the rows are all of one kind
+    (the predictor then answers that share for every architecture)."""
+    import xgboost as xgb
+
+    if learned.all() or not learned.any():
+        return None
+    model = xgb.XGBClassifier(objective="binary:logistic", random_state=seed, n_jobs=FIT_THREADS,
+                              **params.trees())
+    model.fit(x, learned.astype(np.int64))
+    return model
+
+
 def calibration(score: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
     """A monotone map from ranker scores onto the target's scale: the k-th smallest training
     score maps to the k-th smallest training target (quantile matching). It keeps the

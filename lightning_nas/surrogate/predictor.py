@@ -17,6 +17,7 @@ from lightning_nas.surrogate.models import calibrate
 
 META_FILE = "metadata.json"
 MODEL_FILES = {"acc_1d": "acc_1d_ranker.json", "avm": "avm_regressor.json", "std": "std_regressor.json"}
+LEARNED_FILE = "learned_classifier.json"
 MLP_FILE = "mlp_ranker.pt"
 PREDICT_THREADS = 1
 """XGBoost threads for prediction: a search predicts small batches, where one thread is fastest and
@@ -24,12 +25,14 @@ does not oversubscribe a busy machine."""
 
 
 class SurrogatePredictor:
-    """``predict(archs) -> {"acc_1d", "avm", "std"}`` from the XGBoost surrogates.
+    """``predict(archs) -> {"acc_1d", "avm", "std", "p_learned"}`` from the XGBoost surrogates.
 
     ``acc_1d`` is the pairwise ranker's score mapped monotonically onto 1-day accuracy in %
     (quantile matching on the training rows: it keeps the ranker's order and stays in the
     measured range); ``avm`` (pp) and ``std`` (pp, 1-day std over programmings) come from the
-    regressors. Predictions are for the analog hardware the surrogate was trained on, unless
+    regressors, fitted on the architectures that learned, so they describe an architecture that
+    learns; ``p_learned`` is the classifier's probability that it does (``acc_1s`` at least the
+    metadata's ``learned.threshold``). Predictions are for the analog hardware the surrogate was trained on, unless
     ``analog`` (:meth:`lightning_nas.analog.AnalogConfig.hardware_features`) is given.
 
     ``meta`` holds ``acc_1d_calibration`` and ``analog`` (used by :meth:`predict`) plus whatever
@@ -50,6 +53,9 @@ class SurrogatePredictor:
         for key, name in MODEL_FILES.items():
             self.models[key].save_model(directory / name)
             written.append(directory / name)
+        if self.models.get("learned") is not None:
+            self.models["learned"].save_model(directory / LEARNED_FILE)
+            written.append(directory / LEARNED_FILE)
         if self.mlp is not None:
             import torch
 
@@ -81,15 +87,21 @@ class SurrogatePredictor:
             raise UserError(f"surrogate {directory} is for search-space version {meta.get('space_version')}, "
                             f"this is version {SPACE_VERSION}; retrain it with fit-surrogate")
         _check_meta(directory, meta)
-        return cls({key: _load_model(directory, key) for key in MODEL_FILES}, meta)
+        models = {key: _load_model(directory, key) for key in MODEL_FILES}
+        models["learned"] = _load_classifier(directory) if meta["learned"]["constant"] is None else None
+        return cls(models, meta)
 
     def predict(self, archs: Sequence[Architecture], analog: Optional[dict[str, float]] = None) -> dict[str, np.ndarray]:
         if not archs:
-            return {"acc_1d": np.empty(0), "avm": np.empty(0), "std": np.empty(0)}
+            return {"acc_1d": np.empty(0), "avm": np.empty(0), "std": np.empty(0), "p_learned": np.empty(0)}
         x = feature_matrix(archs, analog or self.meta["analog"])
+        classifier = self.models.get("learned")
+        p_learned = (classifier.predict_proba(x)[:, 1].astype(np.float64) if classifier is not None
+                     else np.full(len(archs), float(self.meta["learned"]["constant"])))
         return {"acc_1d": calibrate(self.models["acc_1d"].predict(x), self.meta["acc_1d_calibration"]),
                 "avm": self.models["avm"].predict(x).astype(np.float64),
-                "std": np.clip(self.models["std"].predict(x).astype(np.float64), self.std_floor, None)}
+                "std": np.clip(self.models["std"].predict(x).astype(np.float64), self.std_floor, None),
+                "p_learned": p_learned}
 
     @property
     def std_floor(self) -> float:
@@ -109,10 +121,35 @@ def _check_meta(directory: Path, meta: dict[str, Any]) -> None:
     if not ok:
         raise UserError(f"surrogate {directory}: {META_FILE} lacks a valid acc_1d_calibration (scores and values "
                         "lists of equal length); rebuild it with fit-surrogate")
+    learned = meta.get("learned")
+    constant = learned.get("constant") if isinstance(learned, dict) else "missing"
+    if not (isinstance(learned, dict) and isinstance(learned.get("threshold"), (int, float))
+            and (constant is None or isinstance(constant, (int, float)) and 0 <= constant <= 1)):
+        raise UserError(f"surrogate {directory}: {META_FILE} lacks the trainability model's settings (learned: "
+                        "threshold, constant); it predates them: rebuild it with fit-surrogate")
     analog = meta.get("analog")
     if not isinstance(analog, dict) or any(not isinstance(analog.get(k), (int, float)) for k in HARDWARE_FEATURES):
         raise UserError(f"surrogate {directory}: {META_FILE} lacks the analog hardware it was trained on "
                         f"({', '.join(HARDWARE_FEATURES)}); rebuild it with fit-surrogate")
+
+
+def _load_classifier(directory: Path) -> Any:
+    """The learned classifier (``binary:logistic``)."""
+    import xgboost as xgb
+
+    path = directory / LEARNED_FILE
+    model = xgb.XGBClassifier()
+    try:
+        model.load_model(path)
+        objective = json.loads(model.get_booster().save_config())["learner"]["objective"]["name"]
+    except (OSError, ValueError, KeyError, TypeError, xgb.core.XGBoostError) as exc:
+        raise UserError(f"surrogate {directory}: {path.name} is missing or damaged ({type(exc).__name__}); "
+                        "rebuild it with fit-surrogate") from None
+    if objective != "binary:logistic":
+        raise UserError(f"surrogate {directory}: {path.name} holds a {objective} model, not the learned "
+                        "classifier; rebuild it with fit-surrogate")
+    model.set_params(n_jobs=PREDICT_THREADS)
+    return model
 
 
 def _load_model(directory: Path, key: str) -> Any:

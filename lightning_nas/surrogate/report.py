@@ -23,6 +23,18 @@ def regression_quality(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
             **ranking_quality(pred, true)}
 
 
+def classification_quality(p: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Predicted probabilities against 0/1 outcomes: ROC AUC (NaN with one class only), accuracy at
+    0.5, Brier score and the outcomes' base rate."""
+    from sklearn.metrics import roc_auc_score
+
+    t = np.asarray(true, dtype=bool)
+    p = np.asarray(p, dtype=np.float64)
+    auc = float(roc_auc_score(t, p)) if 0 < t.sum() < len(t) else float("nan")
+    return {"auc": auc, "accuracy": float(np.mean((p >= 0.5) == t)), "brier": float(np.mean((p - t) ** 2)),
+            "base_rate": float(t.mean())}
+
+
 def scatter(pred: np.ndarray, true: np.ndarray, title: str, path: Path, xlabel: str = "predicted",
             metrics: Optional[dict[str, float]] = None) -> Path:
     """Held-out predictions against measurements, with the metrics, the number of held-out rows
@@ -52,10 +64,10 @@ def scatter(pred: np.ndarray, true: np.ndarray, title: str, path: Path, xlabel: 
 
 def format_report(metrics: dict[str, dict[str, float]]) -> str:
     """A text table of ``{model: {metric: value}}``."""
-    lines = [f"{'model':<22}{'metric':<16}{'value':>8}"]
+    lines = [f"{'model':<24}{'metric':<16}{'value':>8}"]
     for model, values in metrics.items():
         for name, value in values.items():
-            lines.append(f"{model:<22}{name:<16}{value:8.3f}")
+            lines.append(f"{model:<24}{name:<16}{value:8.3f}")
     return "\n".join(lines)
 
 
@@ -75,7 +87,8 @@ def comparison_table(holdout: dict[str, Any], kfold: Optional[dict[str, Any]] = 
             return " / ".join(f"{values[k]['mean']:.2f} +- {values[k]['std']:.2f}" for k in keys)
         return " / ".join(f"{values[k]:.2f}" for k in keys)
 
-    lines = ["| learner | acc_1d tau | AVM tau / R^2 | std tau / R^2 |", "|---|---|---|---|"]
+    lines = ["| learner | acc_1d tau | AVM tau / R^2 (learned rows) | std tau / R^2 (learned rows) |",
+             "|---|---|---|---|"]
     for source, metrics in (("held out", holdout), ("k-fold", kfold)):
         if not metrics:
             continue
