@@ -81,14 +81,23 @@ def digital_accuracy(arch, budget: dict) -> float:
     return 100.0 * float(t.test(model, datamodule=dm, verbose=False)[0]["test/acc"])
 
 
-def analog_run(arch, budget: dict, n_reps: int, **overrides) -> dict:
+def analog_run(arch, budget: dict, n_reps: int, bn_recalibration: int = 0, **overrides) -> dict:
+    """Train hardware-aware and evaluate after drift; with ``bn_recalibration`` the same trained model
+    is also evaluated with BatchNorm statistics re-estimated on the programmed chip (key ``bn``)."""
     L.seed_everything(budget["seed"], verbose=False)
     dm = DigitsDataModule(batch_size=budget["batch_size"], seed=budget["seed"])
     model = AnalogNASModule(arch.to_dict(), input_shape=dm.input_shape, num_classes=dm.num_classes,
                             **{**budget["module"], **overrides})
     drift = DriftEvaluation(n_reps=n_reps, seed=budget["seed"], verbose=False, save_json=False)
-    result = fit_and_evaluate(model, dm, trainer(budget["epochs"], [drift]))
-    return {"test_acc": result.test_acc, **result.drift}
+    t = trainer(budget["epochs"], [drift])
+    result = fit_and_evaluate(model, dm, t)
+    out = {"test_acc": result.test_acc, **result.drift}
+    if bn_recalibration:
+        adabs = DriftEvaluation(n_reps=n_reps, seed=budget["seed"], verbose=False, save_json=False,
+                                bn_recalibration=bn_recalibration)
+        summary = adabs.evaluate(model, dm.test_dataloader())
+        out["bn"] = {name.split("/", 1)[-1]: value for name, value in summary.items()}
+    return out
 
 
 def quartiles(values: list[float]) -> str:
@@ -110,6 +119,11 @@ def main() -> int:
     ap.add_argument("--max-sampled", type=int, default=200, help="give up after this many sampled architectures")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=str, default=None)
+    ap.add_argument("--bn-recalibration", type=int, default=0, metavar="BATCHES",
+                    help="also evaluate each trained model with BatchNorm statistics re-estimated on the "
+                         "programmed chip from this many training batches (DriftEvaluation.bn_recalibration)")
+    ap.add_argument("--reuse-digital", type=str, default=None, metavar="JSON",
+                    help="take the digital accuracies from an earlier --json of the same budget and seed")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     budget = default_budget()
@@ -125,11 +139,13 @@ def main() -> int:
     archs = sample(args.max_sampled, seed=args.seed, method="uniform", max_params=args.max_params,
                    in_shape=(1, 8, 8), n_classes=10)
     kept, sampled, records = [], 0, []
+    reused = ({r["arch_id"]: r["digital_acc"] for r in json.loads(Path(args.reuse_digital).read_text())["records"]}
+              if args.reuse_digital else {})
     for arch in archs:
         if len(kept) == args.n:
             break
         sampled += 1
-        acc = digital_accuracy(arch, budget)
+        acc = reused[arch.id] if arch.id in reused else digital_accuracy(arch, budget)
         record = {"arch_id": arch.id, "describe": arch.describe(), "digital_acc": acc}
         records.append(record)
         if acc < args.threshold:
@@ -138,14 +154,17 @@ def main() -> int:
         kept.append(arch)
         line = f"  {arch.describe():<32} digital {acc:5.1f}"
         for way in args.ways:
-            record[way] = analog_run(arch, budget, args.n_reps, **WAYS[way])
+            record[way] = analog_run(arch, budget, args.n_reps, args.bn_recalibration, **WAYS[way])
             line += f"  {way} acc_1d {record[way]['acc_1d']:5.1f}"
+            if args.bn_recalibration:
+                record[f"{way}+bn"] = record[way].pop("bn")
+                line += f"  {way}+bn acc_1d {record[f'{way}+bn']['acc_1d']:5.1f}"
         print(line, flush=True)
     print(f"\n{sampled} architectures sampled (< {args.max_params:,} parameters, seed {args.seed}), "
           f"{len(kept)} reach {args.threshold:g} % digitally in {budget['epochs']} epochs; "
           f"{time.perf_counter() - start:.0f} s")
     learnable = [r for r in records if r["digital_acc"] >= args.threshold]
-    for way in args.ways:
+    for way in [w + suffix for w in args.ways for suffix in ("", "+bn") if suffix == "" or args.bn_recalibration]:
         accs = [r[way]["acc_1d"] for r in learnable]
         ok = sum(a >= args.threshold for a in accs)
         print(f"{way:<8} {ok}/{len(accs)} = {100 * ok / max(1, len(accs)):5.1f} % reach {args.threshold:g} % "

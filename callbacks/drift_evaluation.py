@@ -28,6 +28,11 @@ class DriftEvaluation(L.Callback):
     ``analog/acc_1d``, ``analog/acc_30d``, ``analog/acc_1d_std``, ``analog/avm``
     for the test set and ``analog_val/...`` for mid-training evaluations.
 
+    ``bn_recalibration`` (training batches, 0 = off) re-estimates the BatchNorm statistics on the
+    programmed chip at every drift time before measuring it (AdaBS, Joshi et al., Nature
+    Communications 2020): a digital calibration step of the deployed chip, on a seeded fixed sample
+    of training data; the analog weights, noise and drift are unchanged.
+
     The test results are also written to ``drift_metrics.json`` in the trainer's log
     dir (unless ``save_json`` is false), kept in :attr:`metrics` and, with ``verbose``,
     printed as a table. The model's own weights are never changed, so
@@ -41,7 +46,7 @@ class DriftEvaluation(L.Callback):
 
     def __init__(self, t_inference: Sequence[float] = DEFAULT_TIMES, n_reps: int = 5, std_time: float = DAY,
                  every_n_val_epochs: Optional[int] = None, seed: int = 0, verbose: bool = True,
-                 save_json: bool = True, max_samples: Optional[int] = None) -> None:
+                 save_json: bool = True, max_samples: Optional[int] = None, bn_recalibration: int = 0) -> None:
         times = sorted(float(t) for t in t_inference)
         if not times or times[0] < 0:
             raise UserError(f"t_inference must be a non-empty list of times >= 0 s, got {list(t_inference)}")
@@ -54,6 +59,10 @@ class DriftEvaluation(L.Callback):
         if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
                                         or max_samples < 1):
             raise UserError(f"max_samples must be an integer >= 1 or null (the whole test set), got {max_samples!r}")
+        if isinstance(bn_recalibration, bool) or not isinstance(bn_recalibration, int) or bn_recalibration < 0:
+            raise UserError(f"bn_recalibration must be an integer >= 0 (training batches; 0 = off), "
+                            f"got {bn_recalibration!r}")
+        self.bn_recalibration = bn_recalibration
         self.max_samples = max_samples
         self.samples = 0
         self.t_inference = times
@@ -71,6 +80,17 @@ class DriftEvaluation(L.Callback):
         """The last test results without the logging prefix (``acc_1d``, ``avm``, ...)."""
         return {name.split("/", 1)[-1]: value for name, value in self.metrics.items()}
 
+    def calibration_batches(self, trainer: Optional[L.Trainer]) -> Optional[EvaluationBatches]:
+        """The seeded training batches of ``bn_recalibration`` (None when off)."""
+        if not self.bn_recalibration:
+            return None
+        datamodule = getattr(trainer, "datamodule", None)
+        loader = datamodule.train_dataloader() if datamodule is not None else getattr(trainer, "train_dataloader", None)
+        if loader is None:
+            raise UserError("drift.bn_recalibration needs the training data: run with a datamodule, or set "
+                            "drift.bn_recalibration 0")
+        return evaluation_batches(loader, self.bn_recalibration * (loader.batch_size or 1), None, self.seed)
+
     def evaluate(self, pl_module: L.LightningModule, dataloader: Any, prefix: str = PREFIX,
                  limit_batches: Optional[int] = None) -> dict[str, float]:
         """Run the drift evaluation on ``dataloader`` (its first ``limit_batches`` batches, or a seeded
@@ -80,7 +100,9 @@ class DriftEvaluation(L.Callback):
             dataloader = dataloader[0]
         batches = evaluation_batches(dataloader, self.max_samples, limit_batches, self.seed)
         self.samples = batches.samples
-        self.raw = evaluate_drift(net, batches, self.t_inference, self.n_reps, self.seed, pl_module.device)
+        calibration = self.calibration_batches(getattr(pl_module, "_trainer", None)) if self.bn_recalibration else None
+        self.raw = evaluate_drift(net, batches, self.t_inference, self.n_reps, self.seed, pl_module.device,
+                                  calibration=calibration)
         return drift_summary(self.raw, self.std_time, prefix=prefix)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -110,7 +132,7 @@ class DriftEvaluation(L.Callback):
         log_dir.mkdir(parents=True, exist_ok=True)
         path = log_dir / METRICS_FILE
         payload = {"metrics": self.metrics, "samples": self.samples, "t_inference": self.t_inference,
-                   "n_reps": self.n_reps,
+                   "n_reps": self.n_reps, "bn_recalibration": self.bn_recalibration,
                    "std_time": self.std_time, "seed": self.seed,
                    "accuracies": {str(t): accs for t, accs in self.raw.items()}}
         path.write_text(json.dumps(payload, indent=2))

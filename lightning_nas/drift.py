@@ -25,15 +25,44 @@ def accuracy(model: nn.Module, batches: Iterable, device: torch.device) -> float
     return 100.0 * correct / total
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable, device: torch.device) -> int:
+    """Re-estimate every BatchNorm layer's running statistics from ``batches`` through ``model`` as it
+    is now (the programmed, drifted analog weights; AdaBS, Joshi et al., Nature Communications 2020).
+    The rest of the network stays in eval mode; returns the number of batches used."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over the calibration batches
+        m.train()
+    used = 0
+    for x, *_ in batches:
+        model(x.to(device))
+        used += 1
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+    if not used:
+        raise UserError("the BatchNorm recalibration batches are empty; check the training split's size")
+    return used
+
+
 def evaluate_drift(model: nn.Module, batches: Iterable, t_inference: Sequence[float], n_reps: int,
-                   seed: int = 0, device: torch.device | str | None = None) -> dict[float, list[float]]:
+                   seed: int = 0, device: torch.device | str | None = None,
+                   calibration: Iterable | None = None) -> dict[float, list[float]]:
     """Accuracy (percent) at each drift time for ``n_reps`` fresh programmings.
 
     Works on a deep copy, so ``model`` (weights, training mode, tile state) is left
     exactly as it was. Each repetition draws new programming noise; the RNG is
     seeded with ``seed`` and the global RNG state is restored afterwards.
     ``batches`` is iterated once per repetition and drift time (a DataLoader is
-    fine; nothing is held in memory).
+    fine; nothing is held in memory). With ``calibration`` (training batches), the BatchNorm
+    statistics are re-estimated on the programmed chip at every drift time before it is measured
+    (:func:`recalibrate_batchnorm`).
     """
     if not is_analog(model):
         raise UserError("drift evaluation needs an analog model; the network has no aihwkit analog layers "
@@ -50,5 +79,7 @@ def evaluate_drift(model: nn.Module, batches: Iterable, t_inference: Sequence[fl
             analog.program_analog_weights()
             for t in sorted(results):
                 analog.drift_analog_weights(t)
+                if calibration is not None:
+                    recalibrate_batchnorm(analog, calibration, device)
                 results[t].append(accuracy(analog, batches, device))
     return results

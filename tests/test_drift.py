@@ -41,6 +41,8 @@ def test_summary_requires_std_time():
     ({"t_inference": [1, 3600]}, "std_time=86400"),
     ({"t_inference": []}, "non-empty"),
     ({"every_n_val_epochs": 0}, "every_n_val_epochs"),
+    ({"bn_recalibration": -1}, "bn_recalibration must be an integer >= 0"),
+    ({"bn_recalibration": True}, "bn_recalibration must be an integer >= 0"),
 ])
 def test_callback_argument_errors(kwargs, msg):
     with pytest.raises(UserError, match=msg):
@@ -52,6 +54,39 @@ def _data(n=64):
     x = torch.randn(n, 1, 8, 8, generator=g)
     y = (x.mean(dim=(1, 2, 3)) > 0).long()
     return DataLoader(TensorDataset(x, y), batch_size=32)
+
+
+def test_batchnorm_recalibration_averages_the_programmed_chips_statistics():
+    """AdaBS: the running statistics become the plain average over the calibration batches of what
+    the network computes now; momentum and eval mode are restored."""
+    from lightning_nas.drift import recalibrate_batchnorm
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).eval()
+    x = torch.randn(40, 4, generator=torch.Generator().manual_seed(1)) * 3 + 2
+    batches = [(x[:20], None), (x[20:], None)]
+    assert recalibrate_batchnorm(net, batches, torch.device("cpu")) == 2
+    with torch.no_grad():
+        h = [net[0](b) for b, _ in batches]
+    bn = net[1]
+    assert torch.allclose(bn.running_mean, (h[0].mean(0) + h[1].mean(0)) / 2, atol=1e-5)
+    assert torch.allclose(bn.running_var, (h[0].var(0) + h[1].var(0)) / 2, atol=1e-4)
+    assert bn.momentum == 0.1 and not net.training
+    with pytest.raises(UserError, match="recalibration batches are empty"):
+        recalibrate_batchnorm(net, [], torch.device("cpu"))
+
+
+def test_drift_evaluation_with_batchnorm_recalibration_is_seeded_and_leaves_the_model():
+    L.seed_everything(0)
+    module = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=2)
+    module.net.eval()
+    before = {k: v.clone() for k, v in module.net.state_dict().items() if torch.is_tensor(v)}
+    data = _data()
+    plain = evaluate_drift(module.net, data, [1.0, 86400.0], n_reps=2, seed=3)
+    calibrated = [evaluate_drift(module.net, data, [1.0, 86400.0], n_reps=2, seed=3, calibration=data)
+                  for _ in range(2)]
+    assert calibrated[0] == calibrated[1] and calibrated[0] != plain
+    after = module.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_evaluate_drift_leaves_model_unchanged_and_is_seeded():
