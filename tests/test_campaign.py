@@ -240,3 +240,23 @@ def test_replicates_train_a_seeded_subset_again_and_feed_the_ceiling(tmp_path, c
     assert "label-noise ceiling (3 architectures" in capsys.readouterr().out
     with pytest.raises(UserError, match="replicates.seeds must be distinct training seeds other than budget.seed"):
         build_dataset.main(campaign_args(tmp_path, 10, "0", "--replicates.n", "2", "--replicates.seeds", "[0]"))
+
+
+def test_budget_threads_fix_the_rows_whatever_the_workers_get(tmp_path):
+    """budget.threads: every job trains with that many torch threads (recorded per row), so the same
+    campaign gives bit-identical rows on another machine; unset, stores made before it still match."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    build_dataset.main(campaign_args(first, 2, "0", "--budget.threads", "1", "--threads_per_worker", "2"))
+    build_dataset.main(campaign_args(second, 2, "0", "--budget.threads", "1"))
+    with RowStore(first / "rows.sqlite") as a, RowStore(second / "rows.sqlite") as b:
+        rows_a, rows_b = a.rows(), b.rows()
+    assert [r["threads"] for r in rows_a] == [1, 1]
+    assert [r["metrics"] for r in rows_a] == [r["metrics"] for r in rows_b]
+    with pytest.raises(UserError, match="budget.threads must be an integer >= 1"):
+        build_dataset.main(campaign_args(tmp_path / "c", 2, "0", "--budget.threads", "0"))
+    from lightning_nas.analog import AnalogConfig
+    from lightning_nas.campaign.campaign import Campaign, Sampling
+
+    unset = Campaign({"class_path": "lightning_nas.data.DigitsDataModule", "init_args": {}}, AnalogConfig(),
+                     train_mod.Budget(), Sampling())
+    assert "threads" not in unset.identity()["budget"]

@@ -131,7 +131,8 @@ class Campaign:
         init = {k: defaults[k] if v is None and k in defaults else v  # None = the task's default, recorded as it
                 for k, v in self.data.get("init_args", {}).items() if k not in ("num_workers", "batch_size")}
         hardware = {k: v for k, v in asdict(self.analog.resolved()).items() if k != "implementation"}
-        budget = {k: v for k, v in asdict(self.budget).items() if not (k == "drift_samples" and v is None)}
+        budget = {k: v for k, v in asdict(self.budget).items()  # unset newer fields: older stores still match
+                  if not (k in ("drift_samples", "threads") and v is None)}
         identity = {"task": self.data["class_path"], "task_args": init, "analog": hardware,
                     "budget": budget, "space_version": SPACE_VERSION}
         if self.sampling.hardware:  # omitted when empty: stores made before it still match

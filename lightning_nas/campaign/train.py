@@ -31,6 +31,11 @@ class Budget:
     drift_samples: Optional[int] = None
     """Evaluate drift on a seeded fixed subset of this many test samples (null: the whole test split);
     recorded in each row as ``drift_samples``."""
+    threads: Optional[int] = None
+    """torch CPU threads of every job (null: the machine's cores shared out among the workers). CPU
+    rows are bit-reproducible for a given seed and thread count, not across thread counts (torch's
+    parallel reductions sum in another order), so a campaign that must give the same rows on any
+    machine fixes it; recorded in each row as ``threads``."""
 
     def check(self) -> None:
         """Catch a bad budget before a campaign (and its store) is bound to it."""
@@ -44,6 +49,9 @@ class Budget:
             raise UserError(f"budget.train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.lr <= 0:
             raise UserError(f"budget.lr must be > 0, got {self.lr}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise UserError(f"budget.threads must be an integer >= 1 or null, got {self.threads!r}")
         DriftEvaluation(t_inference=self.t_inference, n_reps=self.n_reps,  # raises on bad drift settings
                         max_samples=self.drift_samples)
 
@@ -88,8 +96,9 @@ def train_architecture(job: dict[str, Any]) -> dict[str, Any]:
     for name in ("lightning.pytorch", "lightning.fabric"):  # one line per architecture is the progress bar
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        if job.get("threads"):
-            torch.set_num_threads(job["threads"])
+        if budget.threads or job.get("threads"):
+            torch.set_num_threads(budget.threads or job["threads"])
+        row["threads"] = torch.get_num_threads()
         L.seed_everything(budget.seed, verbose=False)
         data_spec = {**job["data"], "init_args": {**job["data"].get("init_args", {}),
                                                    "train_fraction": budget.train_fraction,
