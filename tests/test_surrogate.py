@@ -28,7 +28,8 @@ def synthetic_rows(n=160, seed=0):
         acc = 80 + 2.0 * np.log(width) + 0.3 * depth + rng.normal(0, 0.05)
         avm = 0.5 + 0.05 * depth + rng.normal(0, 0.05)
         rows.append({"arch_id": arch.id, "arch": arch.to_dict(), "analog": ANALOG, "status": "ok",
-                     "metrics": {"acc_1s": acc + 0.5, "acc_1d": acc, "avm": avm, "acc_1d_std": 0.2 + 0.01 * depth}})
+                     "metrics": {"acc_1s": acc + 0.5, "acc_1d": acc, "acc_30d": acc + 0.5 - avm, "avm": avm,
+                                 "acc_1d_std": 0.2 + 0.01 * depth}})
     return rows
 
 
@@ -176,8 +177,9 @@ def test_trainability_is_separated_from_robustness(tmp_path, capsys):
     for row in synthetic_rows(240, seed=5):
         arch = Architecture.from_dict(row["arch"])
         if arch.out_channel0 <= 16:  # does not learn: chance accuracy, noise for AVM and std
-            row["metrics"] = {"acc_1s": 10 + rng.normal(0, 1), "acc_1d": 10 + rng.normal(0, 1),
-                              "avm": rng.normal(0, 8), "acc_1d_std": abs(rng.normal(0, 3))}
+            avm = rng.normal(0, 8)
+            row["metrics"] = {"acc_1s": 10 + rng.normal(0, 1), "acc_1d": 10 + rng.normal(0, 1), "avm": avm,
+                              "acc_30d": 10 - avm, "acc_1d_std": abs(rng.normal(0, 3))}
         rows.append(row)
     learned = np.array([r["metrics"]["acc_1s"] >= 32.5 for r in rows])
     assert 0.2 < learned.mean() < 0.8
@@ -187,6 +189,8 @@ def test_trainability_is_separated_from_robustness(tmp_path, capsys):
     assert report["learned"]["threshold"] == 32.5 and report["learned"]["rows"] == int(learned.sum())
     assert report["holdout"]["xgb_learned_classifier"]["auc"] > 0.95
     assert report["holdout"]["xgb_avm_regressor"]["r2"] > 0.5  # on learned rows only
+    via_ends = report["holdout"]["xgb_avm_from_acc_1s_minus_acc_30d"]  # the other way to predict AVM
+    assert via_ends["kendall_tau"] > 0.3 and "AVM as their difference" in report["comparison"]
     mixed = fitting.fit_surrogate(rows, xgb=XGBParams(), mlp=MLPParams(epochs=5), task=task, learned_threshold=0)
     assert mixed.report["holdout"]["xgb_avm_regressor"]["r2"] < 0.2  # the chance rows' noise dominates
     out = tmp_path / "sur"

@@ -74,6 +74,9 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
             "mlp": (test, models["mlp"].score(x[test]))}
     p_learned = (classifier.predict_proba(x[test])[:, 1] if classifier is not None
                  else np.full(len(test), models["learned_share"]))
+    if "acc_1s" in y and "acc_30d" in y:  # AVM as the difference of two predicted accuracies, for comparison
+        ends = {k: fit_xgb_regressor(x[fit_l], y[k][fit_l], xgb, seed).predict(x[test_l]) for k in ("acc_1s", "acc_30d")}
+        via_ends = regression_quality(ends["acc_1s"] - ends["acc_30d"], y["avm"][test_l])
     lgbm_acc = fit_lgbm_regressor(x[train], y["acc_1d"][train], xgb, seed).predict(x[test])
     lgbm = {key: fit_lgbm_regressor(x[fit_l], y[key][fit_l], xgb, seed).predict(x[test_l]) for key in ("avm", "std")}
     metrics = {"xgb_acc_1d_ranker": {**ranking_quality(pred["acc_1d"][1], y["acc_1d"][test]),
@@ -85,6 +88,8 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
                "lgbm_acc_1d_regressor": ranking_quality(lgbm_acc, y["acc_1d"][test]),
                "lgbm_avm_regressor": regression_quality(lgbm["avm"], y["avm"][test_l]),
                "lgbm_std_regressor": regression_quality(lgbm["std"], y["std"][test_l])}
+    if "acc_1s" in y and "acc_30d" in y:
+        metrics["xgb_avm_from_acc_1s_minus_acc_30d"] = via_ends
     return models, metrics, pred
 
 
@@ -195,14 +200,17 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
     check_kfold(kfold, len(data.x))
     threshold = resolve_learned_threshold(learned_threshold, task)
     learned = learned_mask(rows, threshold)
+    y = dict(data.y)
+    if all("acc_1s" in r["metrics"] and "acc_30d" in r["metrics"] for r in rows):
+        y.update({k: np.asarray([r["metrics"][k] for r in rows], dtype=np.float64) for k in ("acc_1s", "acc_30d")})
     train, test = split(len(data.x), test_fraction, seed)
-    models, metrics, pred = fit_and_score(data.x, data.y, learned, train, test, xgb, mlp, seed)
+    models, metrics, pred = fit_and_score(data.x, y, learned, train, test, xgb, mlp, seed)
     report: dict[str, Any] = {"holdout": metrics, "n_train": int(len(train)), "n_test": int(len(test)),
                               "learned": {"threshold": threshold, "metric": LEARNED_METRIC, "rows": int(learned.sum()),
                                           "share": float(learned.mean()),
                                           "n_train": int(learned[train].sum()), "n_test": int(learned[test].sum())}}
     if kfold:
-        report["kfold"] = kfold_metrics(data.x, data.y, learned, kfold, xgb, mlp, seed)
+        report["kfold"] = kfold_metrics(data.x, y, learned, kfold, xgb, mlp, seed)
     analogs = sorted({json.dumps(r["analog"], sort_keys=True) for r in rows})
     meta = {"std_floor": std_floor(data.y["std"][learned]), "learned": {
                 "threshold": threshold, "metric": LEARNED_METRIC,
