@@ -89,7 +89,9 @@ class DriftEvaluation(L.Callback):
         if loader is None:
             raise UserError("drift.bn_recalibration needs the training data: run with a datamodule, or set "
                             "drift.bn_recalibration 0")
-        return evaluation_batches(loader, self.bn_recalibration * (loader.batch_size or 1), None, self.seed)
+        # Shuffled, not in dataset order: a dataset stored class by class would give one-class batches.
+        return evaluation_batches(loader, self.bn_recalibration * (loader.batch_size or 1), None, self.seed,
+                                  keep_order=False)
 
     def evaluate(self, pl_module: L.LightningModule, dataloader: Any, prefix: str = PREFIX,
                  limit_batches: Optional[int] = None) -> dict[str, float]:
@@ -151,11 +153,14 @@ class EvaluationBatches:
         return itertools.islice(iter(self.loader), self.limit)
 
 
-def evaluation_batches(loader: Any, max_samples: Optional[int], limit: Optional[int], seed: int) -> EvaluationBatches:
+def evaluation_batches(loader: Any, max_samples: Optional[int], limit: Optional[int], seed: int,
+                       keep_order: bool = True) -> EvaluationBatches:
+    """``keep_order``: the chosen samples in dataset order (else in the seeded random order)."""
     dataset = getattr(loader, "dataset", None)
-    if max_samples is not None and dataset is not None and max_samples < len(dataset):
+    if max_samples is not None and dataset is not None and (max_samples < len(dataset) or not keep_order):
         generator = torch.Generator().manual_seed(seed)
-        chosen = torch.randperm(len(dataset), generator=generator)[:max_samples].sort().values.tolist()
+        chosen = torch.randperm(len(dataset), generator=generator)[:max_samples]
+        chosen = (chosen.sort().values if keep_order else chosen).tolist()
         subset = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, chosen), batch_size=loader.batch_size,
                                              collate_fn=loader.collate_fn, num_workers=loader.num_workers)
         return EvaluationBatches(subset, None, len(chosen))

@@ -245,9 +245,15 @@ def test_replicates_train_a_seeded_subset_again_and_feed_the_ceiling(tmp_path, c
 def test_budget_threads_fix_the_rows_whatever_the_workers_get(tmp_path):
     """budget.threads: every job trains with that many torch threads (recorded per row), so the same
     campaign gives bit-identical rows on another machine; unset, stores made before it still match."""
+    import torch
+
     first, second = tmp_path / "a", tmp_path / "b"
-    build_dataset.main(campaign_args(first, 2, "0", "--budget.threads", "1", "--threads_per_worker", "2"))
-    build_dataset.main(campaign_args(second, 2, "0", "--budget.threads", "1"))
+    threads = torch.get_num_threads()
+    try:  # in-process jobs (workers 0) set the thread count of this process
+        build_dataset.main(campaign_args(first, 2, "0", "--budget.threads", "1", "--threads_per_worker", "2"))
+        build_dataset.main(campaign_args(second, 2, "0", "--budget.threads", "1", "--threads_per_worker", "1"))
+    finally:
+        torch.set_num_threads(threads)
     with RowStore(first / "rows.sqlite") as a, RowStore(second / "rows.sqlite") as b:
         rows_a, rows_b = a.rows(), b.rows()
     assert [r["threads"] for r in rows_a] == [1, 1]

@@ -81,9 +81,27 @@ def test_drift_evaluation_with_batchnorm_recalibration_is_seeded_and_leaves_the_
     module.net.eval()
     before = {k: v.clone() for k, v in module.net.state_dict().items() if torch.is_tensor(v)}
     data = _data()
-    plain = evaluate_drift(module.net, data, [1.0, 86400.0], n_reps=2, seed=3)
-    calibrated = [evaluate_drift(module.net, data, [1.0, 86400.0], n_reps=2, seed=3, calibration=data)
-                  for _ in range(2)]
+    import lightning_nas.drift as drift_mod
+
+    calls = []
+    real = drift_mod.recalibrate_batchnorm
+
+    def spy(model, batches, device):
+        used = real(model, batches, device)
+        calls.append(used)
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert norms and all(int(m.num_batches_tracked) == used for m in norms)  # re-estimated from the batches
+        return used
+
+    drift_mod.recalibrate_batchnorm = spy
+    try:
+        plain = evaluate_drift(module.net, data, [1.0, 86400.0], n_reps=2, seed=3)
+        assert calls == []
+        calibrated = [evaluate_drift(module.net, data, [1.0, 86400.0], n_reps=2, seed=3, calibration=data)
+                      for _ in range(2)]
+    finally:
+        drift_mod.recalibrate_batchnorm = real
+    assert calls == [2] * 8  # 2 programmings x 2 drift times, twice; 2 batches each
     assert calibrated[0] == calibrated[1] and calibrated[0] != plain
     after = module.net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)

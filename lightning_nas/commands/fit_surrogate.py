@@ -58,7 +58,8 @@ def main(argv: list[str]) -> None:
     print(format_report(report["holdout"]))
     if cfg.kfold:
         print(f"\n{cfg.kfold}-fold cross-validation (mean):")
-        print(format_report({m: {k: v["mean"] for k, v in d.items()} for m, d in report["kfold"].items()}))
+        print(format_report({m: {k: v["mean"] if v else None for k, v in d.items()}
+                             for m, d in report["kfold"].items()}))
     print("\nmodel comparison:\n" + report["comparison"])
     print("\n" + format_ceiling(report["ceiling"]))
     print(f"\nsaved to {cfg.out_dir}/ ({', '.join(p.name for p in written)})", file=sys.stderr)

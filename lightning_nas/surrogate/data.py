@@ -53,7 +53,7 @@ LEARNED_METRIC = "acc_1s"
 
 
 def default_learned_threshold(num_classes: int) -> float:
-    """Accuracy (%) above which an architecture counts as having learned: a quarter of the way from
+    """Accuracy (%) an architecture must reach to count as having learned: a quarter of the way from
     chance to 100 % (32.5 % for 10 classes, 62.5 % for 2)."""
     chance = 100.0 / num_classes
     return round(chance + 0.25 * (100.0 - chance), 2)

@@ -62,6 +62,10 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
         raise UserError(f"only {len(fit_l)} training rows learned (acc_1s >= learned_threshold); the AVM and std "
                         f"models need at least {MIN_LEARNED_ROWS}: lower learned_threshold (0 = every row) or "
                         "give the campaign a budget in which more architectures learn")
+    if len(test_l) < 2:
+        raise UserError(f"only {len(test_l)} held-out rows learned (acc_1s >= learned_threshold); the AVM and std "
+                        "models can't be scored on fewer than 2: raise test_fraction, use fewer kfold folds, or lower "
+                        "learned_threshold (0 = every row)")
     ranker = fit_xgb_ranker(x[train], y["acc_1d"][train], xgb, seed)
     cal = calibration(ranker.predict(x[train]), y["acc_1d"][train])
     classifier = fit_learned_classifier(x[train], learned[train], xgb, seed)
@@ -104,8 +108,11 @@ def kfold_metrics(x, y, learned: np.ndarray, k: int, xgb: XGBParams, mlp: MLPPar
         per_fold.append(fit_and_score(x, y, learned, train, test, xgb, mlp, seed)[1])
     out: dict[str, Any] = {}
     for model in per_fold[0]:
-        out[model] = {m: {"mean": float(np.mean([f[model][m] for f in per_fold])),
-                          "std": float(np.std([f[model][m] for f in per_fold]))} for m in per_fold[0][model]}
+        out[model] = {}
+        for m in per_fold[0][model]:
+            values = [f[model][m] for f in per_fold if f[model][m] is not None]  # None: undefined in that fold
+            out[model][m] = ({"mean": float(np.mean(values)), "std": float(np.std(values)), "folds": len(values)}
+                             if values else None)
     return out
 
 
@@ -182,7 +189,7 @@ def resolve_learned_threshold(threshold: Optional[float], task: Optional[dict[st
     classes = (task or {}).get("num_classes")
     if not classes:
         raise UserError("the campaign records no task (number of classes) to derive learned_threshold from; give "
-                        "learned_threshold (% accuracy at 1 s above which an architecture learned; 0 = every row)")
+                        "learned_threshold (the % accuracy at 1 s an architecture must reach to count as learned; 0 = every row)")
     return default_learned_threshold(int(classes))
 
 
@@ -193,7 +200,7 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
     """Fit the surrogates on ``rows`` (status ``ok``) with a seeded held-out split (and k folds);
     with the campaign's ``replicates`` the report states the label-noise ceiling.
     ``task`` (:class:`lightning_nas.task.TaskInfo` as a dict) is recorded in the metadata.
-    ``learned_threshold`` (% at 1 s; ``None``: :func:`default_learned_threshold` of the task's
+    ``learned_threshold`` (% at 1 s, reached or exceeded; ``None``: :func:`default_learned_threshold` of the task's
     classes; 0: every row) says which rows learned: the AVM and std models use only those, and a
     classifier predicts the probability of learning."""
     data = training_set(rows)

@@ -24,13 +24,13 @@ def regression_quality(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 
 
 def classification_quality(p: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """Predicted probabilities against 0/1 outcomes: ROC AUC (NaN with one class only), accuracy at
+    """Predicted probabilities against 0/1 outcomes: ROC AUC (None with one class only), accuracy at
     0.5, Brier score and the outcomes' base rate."""
     from sklearn.metrics import roc_auc_score
 
     t = np.asarray(true, dtype=bool)
     p = np.asarray(p, dtype=np.float64)
-    auc = float(roc_auc_score(t, p)) if 0 < t.sum() < len(t) else float("nan")
+    auc = float(roc_auc_score(t, p)) if 0 < t.sum() < len(t) else None  # undefined with one class (JSON null)
     return {"auc": auc, "accuracy": float(np.mean((p >= 0.5) == t)), "brier": float(np.mean((p - t) ** 2)),
             "base_rate": float(t.mean())}
 
@@ -67,7 +67,7 @@ def format_report(metrics: dict[str, dict[str, float]]) -> str:
     lines = [f"{'model':<24}{'metric':<16}{'value':>8}"]
     for model, values in metrics.items():
         for name, value in values.items():
-            lines.append(f"{model:<24}{name:<16}{value:8.3f}")
+            lines.append(f"{model:<24}{name:<16}{value:8.3f}" if value is not None else f"{model:<24}{name:<16}{'n/a':>8}")
     return "\n".join(lines)
 
 
