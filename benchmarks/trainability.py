@@ -139,8 +139,17 @@ def main() -> int:
     archs = sample(args.max_sampled, seed=args.seed, method="uniform", max_params=args.max_params,
                    in_shape=(1, 8, 8), n_classes=10)
     kept, sampled, records = [], 0, []
-    reused = ({r["arch_id"]: r["digital_acc"] for r in json.loads(Path(args.reuse_digital).read_text())["records"]}
-              if args.reuse_digital else {})
+    reused = {}
+    if args.reuse_digital:
+        earlier = json.loads(Path(args.reuse_digital).read_text())
+        same = {k: earlier["budget"][k] for k in ("epochs", "seed", "batch_size")} == \
+            {k: budget[k] for k in ("epochs", "seed", "batch_size")} and earlier["args"]["seed"] == args.seed \
+            and {k: v for k, v in earlier["budget"]["module"].items() if "warmup" not in k} == \
+            {k: v for k, v in budget["module"].items() if "warmup" not in k}
+        if not same:
+            raise SystemExit(f"error: {args.reuse_digital} was made with another budget or sampling seed "
+                             f"({earlier['budget']}, seed {earlier['args']['seed']}); drop --reuse-digital")
+        reused = {r["arch_id"]: r["digital_acc"] for r in earlier["records"]}
     for arch in archs:
         if len(kept) == args.n:
             break
