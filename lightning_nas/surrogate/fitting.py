@@ -78,9 +78,6 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
             "mlp": (test, models["mlp"].score(x[test]))}
     p_learned = (classifier.predict_proba(x[test])[:, 1] if classifier is not None
                  else np.full(len(test), models["learned_share"]))
-    if "acc_1s" in y and "acc_30d" in y:  # AVM as the difference of two predicted accuracies, for comparison
-        ends = {k: fit_xgb_regressor(x[fit_l], y[k][fit_l], xgb, seed).predict(x[test_l]) for k in ("acc_1s", "acc_30d")}
-        via_ends = regression_quality(ends["acc_1s"] - ends["acc_30d"], y["avm"][test_l])
     lgbm_acc = fit_lgbm_regressor(x[train], y["acc_1d"][train], xgb, seed).predict(x[test])
     lgbm = {key: fit_lgbm_regressor(x[fit_l], y[key][fit_l], xgb, seed).predict(x[test_l]) for key in ("avm", "std")}
     metrics = {"xgb_acc_1d_ranker": {**ranking_quality(pred["acc_1d"][1], y["acc_1d"][test]),
@@ -92,8 +89,10 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
                "lgbm_acc_1d_regressor": ranking_quality(lgbm_acc, y["acc_1d"][test]),
                "lgbm_avm_regressor": regression_quality(lgbm["avm"], y["avm"][test_l]),
                "lgbm_std_regressor": regression_quality(lgbm["std"], y["std"][test_l])}
-    if "acc_1s" in y and "acc_30d" in y:
-        metrics["xgb_avm_from_acc_1s_minus_acc_30d"] = via_ends
+    if "acc_1s" in y and "acc_30d" in y:  # AVM as the difference of two predicted accuracies, for comparison
+        ends = {k: fit_xgb_regressor(x[fit_l], y[k][fit_l], xgb, seed).predict(x[test_l]) for k in ("acc_1s", "acc_30d")}
+        metrics["xgb_avm_from_acc_1s_minus_acc_30d"] = regression_quality(ends["acc_1s"] - ends["acc_30d"],
+                                                                          y["avm"][test_l])
     return models, metrics, pred
 
 

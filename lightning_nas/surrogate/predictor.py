@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -137,27 +137,25 @@ def _load_classifier(directory: Path) -> Any:
     """The learned classifier (``binary:logistic``)."""
     import xgboost as xgb
 
-    path = directory / LEARNED_FILE
-    model = xgb.XGBClassifier()
-    try:
-        model.load_model(path)
-        objective = json.loads(model.get_booster().save_config())["learner"]["objective"]["name"]
-    except (OSError, ValueError, KeyError, TypeError, xgb.core.XGBoostError) as exc:
-        raise UserError(f"surrogate {directory}: {path.name} is missing or damaged ({type(exc).__name__}); "
-                        "rebuild it with fit-surrogate") from None
-    if objective != "binary:logistic":
-        raise UserError(f"surrogate {directory}: {path.name} holds a {objective} model, not the learned "
-                        "classifier; rebuild it with fit-surrogate")
-    model.set_params(n_jobs=PREDICT_THREADS)
-    return model
+    return _load_xgb(directory, LEARNED_FILE, xgb.XGBClassifier(), lambda objective: objective == "binary:logistic",
+                     "learned classifier")
 
 
 def _load_model(directory: Path, key: str) -> Any:
-    """One XGBoost model file, checked to be the kind it should be (ranker or regressor)."""
+    """The ranker (acc_1d) or a regressor (avm, std)."""
     import xgboost as xgb
 
-    path = directory / MODEL_FILES[key]
-    model = xgb.XGBRanker() if key == "acc_1d" else xgb.XGBRegressor()
+    ranker = key == "acc_1d"
+    return _load_xgb(directory, MODEL_FILES[key], xgb.XGBRanker() if ranker else xgb.XGBRegressor(),
+                     lambda objective: objective.startswith("rank:") == ranker,
+                     f"{key} {'ranker' if ranker else 'regressor'}")
+
+
+def _load_xgb(directory: Path, name: str, model: Any, expected: Callable[[str], bool], kind: str) -> Any:
+    """One XGBoost model file into ``model``, checked to hold the ``kind`` of model it should."""
+    import xgboost as xgb
+
+    path = directory / name
     try:
         model.load_model(path)
         objective = json.loads(model.get_booster().save_config())["learner"]["objective"]["name"]
@@ -167,8 +165,8 @@ def _load_model(directory: Path, key: str) -> Any:
     except (OSError, ValueError, KeyError, xgb.core.XGBoostError) as exc:
         raise UserError(f"surrogate {directory}: {path.name} is missing or damaged ({type(exc).__name__}); "
                         "rebuild it with fit-surrogate") from None
-    if objective.startswith("rank:") != (key == "acc_1d"):
-        raise UserError(f"surrogate {directory}: {path.name} holds a {objective} model, not the {key} "
-                        f"{'ranker' if key == 'acc_1d' else 'regressor'}; rebuild it with fit-surrogate")
+    if not expected(objective):
+        raise UserError(f"surrogate {directory}: {path.name} holds a {objective} model, not the {kind}; rebuild it "
+                        "with fit-surrogate")
     model.set_params(n_jobs=PREDICT_THREADS)
     return model
