@@ -113,6 +113,8 @@ def main() -> int:
     ap.add_argument("--max-params", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0, help="sampling seed")
     ap.add_argument("--epochs", type=int, default=None, help="override the config's max_epochs")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="override the config's batch size (64: the recipe before batches of 16)")
     ap.add_argument("--threshold", type=float, default=80.0)
     ap.add_argument("--n-reps", type=int, default=3)
     ap.add_argument("--ways", nargs="+", default=["scratch", "default"], choices=list(WAYS))
@@ -129,7 +131,10 @@ def main() -> int:
     budget = default_budget()
     if args.epochs is not None:
         budget["epochs"] = args.epochs
-    print(f"budget (configs/digits/fit.yaml): {budget}", flush=True)
+    if args.batch_size is not None:
+        budget["batch_size"] = args.batch_size
+    print(f"budget (configs/digits/fit.yaml{' with overrides' if args.epochs or args.batch_size else ''}): {budget}",
+          flush=True)
     warnings.filterwarnings("ignore")
     import logging
 
