@@ -128,8 +128,13 @@ class Campaign:
         from lightning_nas.classpath import resolve
 
         defaults = getattr(resolve(self.data["class_path"]), "task_defaults", {})
+        args = self.data.get("init_args", {})
         init = {k: defaults[k] if v is None and k in defaults else v  # None = the task's default, recorded as it
-                for k, v in self.data.get("init_args", {}).items() if k not in ("num_workers", "batch_size")}
+                for k, v in args.items() if k not in ("num_workers", "batch_size")}
+        # The batch size changes what a budget of epochs trains (optimizer steps): recorded when it is
+        # not the task's default, so stores made before it was recorded (all with the default) still match.
+        if args.get("batch_size") is not None and args["batch_size"] != defaults.get("batch_size"):
+            init["batch_size"] = args["batch_size"]
         hardware = {k: v for k, v in asdict(self.analog.resolved()).items() if k != "implementation"}
         budget = {k: v for k, v in asdict(self.budget).items()  # unset newer fields: older stores still match
                   if not (k in ("drift_samples", "threads") and v is None)}
