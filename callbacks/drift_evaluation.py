@@ -80,31 +80,39 @@ class DriftEvaluation(L.Callback):
         """The last test results without the logging prefix (``acc_1d``, ``avm``, ...)."""
         return {name.split("/", 1)[-1]: value for name, value in self.metrics.items()}
 
-    def calibration_batches(self, trainer: Optional[L.Trainer]) -> Optional[EvaluationBatches]:
-        """The seeded training batches of ``bn_recalibration`` (None when off)."""
+    def calibration_batches(self, trainer: Optional[L.Trainer], loader: Any = None) -> Optional[EvaluationBatches]:
+        """The seeded training batches of ``bn_recalibration`` (None when off), drawn from ``loader``, else
+        from the trainer's datamodule: its ``calibration_dataloader()`` (the training split without
+        augmentation, lightning_nas datamodules) or, for another datamodule, its ``train_dataloader()``."""
         if not self.bn_recalibration:
             return None
-        datamodule = getattr(trainer, "datamodule", None)
-        loader = datamodule.train_dataloader() if datamodule is not None else getattr(trainer, "train_dataloader", None)
         if loader is None:
-            raise UserError("drift.bn_recalibration needs the training data: run with a datamodule, or set "
-                            "drift.bn_recalibration 0")
+            datamodule = getattr(trainer, "datamodule", None)
+            if datamodule is not None:
+                loader = getattr(datamodule, "calibration_dataloader", datamodule.train_dataloader)()
+            else:
+                loader = getattr(trainer, "train_dataloader", None)
+        if loader is None:
+            raise UserError("drift.bn_recalibration needs the training data: run with a datamodule, pass "
+                            "calibration= to evaluate(), or set drift.bn_recalibration 0")
         # Shuffled, not in dataset order: a dataset stored class by class would give one-class batches.
         return evaluation_batches(loader, self.bn_recalibration * (loader.batch_size or 1), None, self.seed,
                                   keep_order=False)
 
     def evaluate(self, pl_module: L.LightningModule, dataloader: Any, prefix: str = PREFIX,
-                 limit_batches: Optional[int] = None) -> dict[str, float]:
+                 limit_batches: Optional[int] = None, calibration: Any = None) -> dict[str, float]:
         """Run the drift evaluation on ``dataloader`` (its first ``limit_batches`` batches, or a seeded
-        subset of ``max_samples`` samples) and return the summary dict."""
+        subset of ``max_samples`` samples) and return the summary dict. ``calibration``: a dataloader of
+        training data for ``bn_recalibration`` (default: the module's trainer's datamodule, see
+        :meth:`calibration_batches`)."""
         net = getattr(pl_module, "net", pl_module)
         if isinstance(dataloader, (list, tuple)):  # several dataloaders: evaluate the first
             dataloader = dataloader[0]
         batches = evaluation_batches(dataloader, self.max_samples, limit_batches, self.seed)
         self.samples = batches.samples
-        calibration = self.calibration_batches(getattr(pl_module, "_trainer", None)) if self.bn_recalibration else None
+        recalibration = self.calibration_batches(getattr(pl_module, "_trainer", None), calibration)
         self.raw = evaluate_drift(net, batches, self.t_inference, self.n_reps, self.seed, pl_module.device,
-                                  calibration=calibration)
+                                  calibration=recalibration)
         return drift_summary(self.raw, self.std_time, prefix=prefix)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -191,6 +191,18 @@ def test_cifar_augment_only_on_train_and_seeded_split(tmp_path):
     assert len(train_views) > 1  # random crop / flip
     assert torch.equal(a.val_set[0][0], a.val_set[0][0])
     assert a.train_dataloader().dataset is a.train_set
+    # BatchNorm recalibration data: the same training images, without crop / flip, and the
+    # training split itself stays augmented
+    plain = b.calibration_dataloader().dataset
+    assert len(plain) == 45 and [plain[i][1] for i in range(45)] == [b.train_set[i][1] for i in range(45)]
+    assert len({plain[0][0].sum().item() for _ in range(8)}) == 1
+    x = plain[3][0]
+    image = b.train_set.dataset.dataset.images[b.train_set.dataset.indices[b.train_set.indices[3]]]
+    assert torch.allclose(x * torch.tensor(cifar_mod.STD).view(3, 1, 1) + torch.tensor(cifar_mod.MEAN).view(3, 1, 1),
+                          image.float() / 255, atol=1e-5)
+    assert len({b.train_set[0][0].sum().item() for _ in range(8)}) > 1
+    unaugmented = CIFAR10DataModule(data_dir=str(tmp_path), augment=False)
+    assert unaugmented.calibration_dataloader().dataset is unaugmented.train_set
 
 
 # -------------------------------------------------------------------------------------------- kws
@@ -352,6 +364,11 @@ def test_vww_presplit_layout(tmp_path):
     assert all(f"/{s}/" in p for s in ("train", "val", "test") for p, _ in dm.files[s])
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (6, 3, 8, 8)
+    plain, _ = next(iter(dm.calibration_dataloader()))  # recalibration data: resized, not cropped or flipped
+    again, _ = next(iter(dm.calibration_dataloader()))
+    assert plain.shape == (6, 3, 8, 8) and torch.equal(plain, again)
+    assert torch.equal(plain[0], dm.test_set.transform(Image.open(dm.train_set.dataset.items[dm.train_set.indices[0]][0])
+                                                       .convert("RGB")))
 
 
 def test_vww_missing_raises_with_layout(tmp_path):

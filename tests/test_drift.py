@@ -162,3 +162,21 @@ def test_callback_logs_returns_and_writes_json(tmp_path):
     saved = json.loads((tmp_path / "lightning_logs" / "version_0" / METRICS_FILE).read_text())
     assert saved["metrics"] == pytest.approx(cb.metrics)
     assert len(saved["accuracies"]["86400.0"]) == 2
+
+
+def test_drift_evaluation_takes_recalibration_data_from_the_caller_or_refuses():
+    """An API caller without a trainer passes the calibration loader to evaluate(); without one the
+    error says how to give it. The recalibrated result is what evaluate_drift gives with those batches."""
+    L.seed_everything(0)
+    module = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=2)
+    module.net.eval()
+    data = DataLoader(TensorDataset(torch.randn(16, 1, 8, 8), torch.arange(16) % 2), batch_size=4)
+    callback = DriftEvaluation(t_inference=[1.0, 86400.0], n_reps=2, seed=3, bn_recalibration=2, save_json=False,
+                               verbose=False)
+    with pytest.raises(UserError, match="pass calibration= to evaluate"):
+        callback.evaluate(module, data)
+    summary = callback.evaluate(module, data, calibration=data)
+    sample = callback.calibration_batches(None, data)
+    assert sample.samples == 8  # bn_recalibration batches of the loader's size, a seeded sample
+    expected = evaluate_drift(module.net, data, [1.0, 86400.0], n_reps=2, seed=3, calibration=sample)
+    assert callback.raw == expected and summary["analog/acc_1d"] == pytest.approx(sum(expected[86400.0]) / 2)

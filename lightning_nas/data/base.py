@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
@@ -99,6 +100,20 @@ if TYPE_CHECKING:
     from lightning_nas.task import TaskInfo
 
 
+def without_augmentation(data: Dataset, transform: Optional[Callable]) -> Dataset:
+    """``data`` (through any ``Subset`` layers) with its dataset's ``transform`` replaced by ``transform``
+    (``None``: ``data`` as it is). The original datasets are not changed."""
+    if transform is None:
+        return data
+    if isinstance(data, Subset):
+        return Subset(without_augmentation(data.dataset, transform), data.indices)
+    if not hasattr(data, "transform"):
+        raise TypeError(f"{type(data).__name__} has no transform to replace")
+    plain = copy.copy(data)
+    plain.transform = transform
+    return plain
+
+
 class TaskDataModule(lightning.LightningDataModule):
     """Base for all task data modules.
 
@@ -115,6 +130,9 @@ class TaskDataModule(lightning.LightningDataModule):
     class to another (jsonargparse keeps same-named init_args when ``class_path`` changes)."""
     _input_shape: tuple[int, int, int]
     _num_classes: int
+    eval_transform: Optional[Callable] = None
+    """Set by tasks whose training split is augmented: the transform of their evaluation splits, which
+    :meth:`calibration_dataloader` applies to the training images instead."""
 
     def __init__(self, batch_size: Optional[int] = None, num_workers: Optional[int] = None, seed: int = 0,
                  train_fraction: float = 1.0):
@@ -191,6 +209,14 @@ class TaskDataModule(lightning.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
+
+    def calibration_dataloader(self) -> DataLoader:
+        """The training split as the deployed chip sees inputs: without augmentation (the evaluation
+        transform), in dataset order. The data of BatchNorm recalibration (``drift.bn_recalibration``),
+        which draws its seeded sample from it."""
+        self.setup()
+        return DataLoader(without_augmentation(self.train_set, self.eval_transform), batch_size=self.batch_size,
+                          shuffle=False, num_workers=self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)

@@ -107,6 +107,7 @@ class CIFAR10DataModule(TaskDataModule):
             if self.augment
             else plain
         )
+        self.eval_transform = plain if self.augment else None
         train = Subset(ImageTensorDataset(images, labels, train_tf), train_idx.tolist())
         val = Subset(ImageTensorDataset(images, labels, plain), val_idx.tolist())
         test = ImageTensorDataset(test_images, test_labels, plain)

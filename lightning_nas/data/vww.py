@@ -121,6 +121,7 @@ class VWWDataModule(TaskDataModule):
             if self.augment
             else plain
         )
+        self.eval_transform = plain if self.augment else None
         return (
             ImageFileDataset(self.files["train"], train_tf),
             ImageFileDataset(self.files["val"], plain),
