@@ -260,9 +260,32 @@ def test_budget_threads_fix_the_rows_whatever_the_workers_get(tmp_path):
     assert [r["metrics"] for r in rows_a] == [r["metrics"] for r in rows_b]
     with pytest.raises(UserError, match="budget.threads must be an integer >= 1"):
         build_dataset.main(campaign_args(tmp_path / "c", 2, "0", "--budget.threads", "0"))
+    with pytest.raises(UserError, match=r"budget.threads \(4\) is more than the 2 CPUs each Ray task reserves"):
+        build_dataset.main(campaign_args(tmp_path / "d", 2, "0", "--budget.threads", "4", "--executor", "ray",
+                                         "--ray.num_cpus", "2"))
+    assert not (tmp_path / "d" / "rows.sqlite").exists()  # refused before the store is made
     from lightning_nas.analog import AnalogConfig
     from lightning_nas.campaign.campaign import Campaign, Sampling
 
     unset = Campaign({"class_path": "lightning_nas.data.DigitsDataModule", "init_args": {}}, AnalogConfig(),
                      train_mod.Budget(), Sampling())
     assert "threads" not in unset.identity()["budget"]
+
+
+def test_the_batch_size_is_part_of_a_campaigns_identity(tmp_path):
+    """Batches of 16 or 64 train different labels with the same epochs (4x the optimizer steps);
+    a store made with the task's default batch size (as every store before it was recorded) still matches."""
+    from lightning_nas.analog import AnalogConfig
+    from lightning_nas.campaign.campaign import Campaign, Sampling
+
+    def identity(**init_args):
+        return Campaign({"class_path": "lightning_nas.data.DigitsDataModule", "init_args": init_args},
+                        AnalogConfig(), train_mod.Budget(), Sampling()).identity()
+
+    assert identity(batch_size=64) == identity() == identity(batch_size=None)  # 64: the digits default
+    assert identity(batch_size=16)["task_args"]["batch_size"] == 16
+    assert identity(batch_size=16) != identity(batch_size=32)
+    with RowStore(tmp_path / "s.sqlite") as store:
+        store.bind(identity(batch_size=16))
+        with pytest.raises(UserError, match="batch_size"):
+            store.bind(identity())
