@@ -207,3 +207,29 @@ def test_trainability_is_separated_from_robustness(tmp_path, capsys):
     (out / "metadata.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "learned"}))
     with pytest.raises(UserError, match="predates"):
         SurrogatePredictor.load(out)
+
+
+def test_diverged_rows_teach_the_classifier_which_architectures_do_not_learn(tmp_path):
+    """A campaign row whose training diverged (NaN loss) has no metrics but says the architecture did
+    not learn: fit-surrogate reads those rows from the store and the learned classifier trains on them."""
+    from lightning_nas.campaign.store import RowStore
+    from lightning_nas.surrogate.data import load_diverged, load_rows
+
+    rows = synthetic_rows(200, seed=3)  # every one of them learned (acc_1s > 80 %)
+    narrow = [r for r in rows if Architecture.from_dict(r["arch"]).out_channel0 <= 16]
+    assert 0.2 < len(narrow) / len(rows) < 0.8
+    with RowStore(tmp_path / "rows.sqlite") as store:
+        for r in rows:
+            if r in narrow:  # the narrow ones diverged: no metrics
+                r = {k: v for k, v in r.items() if k != "metrics"} | {"status": "diverged", "message": "loss is nan"}
+            store.add(r)
+    ok, diverged = load_rows(tmp_path / "rows.sqlite"), load_diverged(tmp_path / "rows.sqlite")
+    assert len(ok) + len(diverged) == len(rows) and len(diverged) == len(narrow)
+    without = fitting.fit_surrogate(ok, xgb=XGBParams(), mlp=MLPParams(epochs=5), learned_threshold=50)
+    fit = fitting.fit_surrogate(ok, xgb=XGBParams(), mlp=MLPParams(epochs=5), learned_threshold=50, diverged=diverged)
+    assert without.predictor.meta["learned"]["constant"] == 1.0  # all ok rows learned: nothing to tell apart
+    assert fit.report["learned"]["diverged_rows"] == len(narrow) and fit.predictor.meta["learned"]["constant"] is None
+    unseen = sample(300, seed=9, method="uniform", max_params=300_000)
+    p_narrow = fit.predictor.predict([a for a in unseen if a.out_channel0 <= 12][:20])["p_learned"]
+    p_wide = fit.predictor.predict([a for a in unseen if a.out_channel0 >= 32][:20])["p_learned"]
+    assert p_narrow.max() < 0.2 and p_wide.min() > 0.8

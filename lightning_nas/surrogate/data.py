@@ -93,6 +93,20 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
         return store.rows("ok")
 
 
+def load_diverged(path: str | Path) -> list[dict[str, Any]]:
+    """Rows with status ``diverged`` (training produced a NaN loss): architecture and hardware only,
+    no metrics. The learned classifier counts them as architectures that did not learn."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        with path.open() as f:
+            return [{"arch": _arch_from_csv(rec), "analog": {k: float(rec[f"analog.{k}"]) for k in HARDWARE_FEATURES}}
+                    for rec in csv.DictReader(f) if rec["status"] == "diverged"]
+    from lightning_nas.campaign.store import RowStore
+
+    with RowStore(path, readonly=True) as store:
+        return store.rows("diverged")
+
+
 def load_replicates(path: str | Path) -> list[dict[str, Any]]:
     """The replicate rows (all statuses) of a campaign store; none from a CSV export."""
     path = Path(path)

@@ -11,8 +11,9 @@ import numpy as np
 
 from lightning_nas.errors import UserError
 from lightning_nas.files import staged_directory
+from lightning_nas.space import Architecture
 from lightning_nas.surrogate.ceiling import label_ceiling, with_ratios
-from lightning_nas.surrogate.data import (LEARNED_METRIC, TrainingSet, default_learned_threshold,
+from lightning_nas.surrogate.data import (LEARNED_METRIC, TrainingSet, default_learned_threshold, feature_row,
                                          learned_mask, training_set)
 from lightning_nas.surrogate.mlp import MLPParams, fit_mlp_ranker
 from lightning_nas.surrogate.models import (XGBParams, calibrate, calibration, fit_learned_classifier,
@@ -51,12 +52,14 @@ MIN_LEARNED_ROWS = 5
 
 
 def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, train: np.ndarray, test: np.ndarray,
-                  xgb: XGBParams, mlp: MLPParams, seed: int) -> tuple[dict[str, Any], dict[str, Any], dict]:
+                  xgb: XGBParams, mlp: MLPParams, seed: int,
+                  not_learned: Optional[np.ndarray] = None) -> tuple[dict[str, Any], dict[str, Any], dict]:
     """Fit every model on ``train``; return (models, metrics on ``test``, test predictions).
 
     The acc_1d rankers and the learned classifier use every row; the AVM and std models only the
-    rows that learned (``learned``), and are scored on the held-out rows that learned. Test
-    predictions are ``{key: (row indices, values)}``."""
+    rows that learned (``learned``), and are scored on the held-out rows that learned. The
+    classifier also trains on ``not_learned`` (inputs of architectures whose training diverged:
+    they have no metrics, and did not learn). Test predictions are ``{key: (row indices, values)}``."""
     fit_l, test_l = train[learned[train]], test[learned[test]]
     if len(fit_l) < MIN_LEARNED_ROWS:
         raise UserError(f"only {len(fit_l)} training rows learned (acc_1s >= learned_threshold); the AVM and std "
@@ -68,10 +71,12 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
                         "learned_threshold (0 = every row)")
     ranker = fit_xgb_ranker(x[train], y["acc_1d"][train], xgb, seed)
     cal = calibration(ranker.predict(x[train]), y["acc_1d"][train])
-    classifier = fit_learned_classifier(x[train], learned[train], xgb, seed)
+    extra = not_learned if not_learned is not None else np.empty((0, x.shape[1]), dtype=x.dtype)
+    classifier_y = np.concatenate([learned[train], np.zeros(len(extra), dtype=bool)])
+    classifier = fit_learned_classifier(np.concatenate([x[train], extra]), classifier_y, xgb, seed)
     models = {"acc_1d": ranker, "avm": fit_xgb_regressor(x[fit_l], y["avm"][fit_l], xgb, seed),
               "std": fit_xgb_regressor(x[fit_l], y["std"][fit_l], xgb, seed), "learned": classifier,
-              "learned_share": float(learned[train].mean()),
+              "learned_share": float(classifier_y.mean()),
               "mlp": fit_mlp_ranker(x[train], y["acc_1d"][train], mlp, seed), "calibration": cal}
     pred = {"acc_1d": (test, calibrate(ranker.predict(x[test]), cal)),
             "avm": (test_l, models["avm"].predict(x[test_l])), "std": (test_l, models["std"].predict(x[test_l])),
@@ -96,15 +101,16 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
     return models, metrics, pred
 
 
-def kfold_metrics(x, y, learned: np.ndarray, k: int, xgb: XGBParams, mlp: MLPParams, seed: int) -> dict[str, Any]:
-    """Mean and std of every metric over ``k`` seeded folds."""
+def kfold_metrics(x, y, learned: np.ndarray, k: int, xgb: XGBParams, mlp: MLPParams, seed: int,
+                  not_learned: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """Mean and std of every metric over ``k`` seeded folds (``not_learned``: see :func:`fit_and_score`)."""
     check_kfold(k, len(x))
     folds = np.array_split(np.random.default_rng(seed).permutation(len(x)), k)
     per_fold = []
     for i in range(k):
         test = np.sort(folds[i])
         train = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != i]))
-        per_fold.append(fit_and_score(x, y, learned, train, test, xgb, mlp, seed)[1])
+        per_fold.append(fit_and_score(x, y, learned, train, test, xgb, mlp, seed, not_learned)[1])
     out: dict[str, Any] = {}
     for model in per_fold[0]:
         out[model] = {}
@@ -195,13 +201,14 @@ def resolve_learned_threshold(threshold: Optional[float], task: Optional[dict[st
 def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2, kfold: int = 0, seed: int = 0,
                   xgb: XGBParams = XGBParams(), mlp: MLPParams = MLPParams(), source: str = "",
                   task: Optional[dict[str, Any]] = None, replicates: Sequence[dict[str, Any]] = (),
-                  learned_threshold: Optional[float] = None) -> SurrogateFit:
+                  learned_threshold: Optional[float] = None, diverged: Sequence[dict[str, Any]] = ()) -> SurrogateFit:
     """Fit the surrogates on ``rows`` (status ``ok``) with a seeded held-out split (and k folds);
     with the campaign's ``replicates`` the report states the label-noise ceiling.
     ``task`` (:class:`lightning_nas.task.TaskInfo` as a dict) is recorded in the metadata.
     ``learned_threshold`` (% at 1 s, reached or exceeded; ``None``: :func:`default_learned_threshold` of the task's
     classes; 0: every row) says which rows learned: the AVM and std models use only those, and a
-    classifier predicts the probability of learning."""
+    classifier predicts the probability of learning. ``diverged`` (the campaign's rows whose training
+    diverged) add to the classifier's training as architectures that did not learn."""
     data = training_set(rows)
     check_kfold(kfold, len(data.x))
     threshold = resolve_learned_threshold(learned_threshold, task)
@@ -210,13 +217,16 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
     if all("acc_1s" in r["metrics"] and "acc_30d" in r["metrics"] for r in rows):
         y.update({k: np.asarray([r["metrics"][k] for r in rows], dtype=np.float64) for k in ("acc_1s", "acc_30d")})
     train, test = split(len(data.x), test_fraction, seed)
-    models, metrics, pred = fit_and_score(data.x, y, learned, train, test, xgb, mlp, seed)
+    not_learned = (np.asarray([feature_row(Architecture.from_dict(r["arch"]), r["analog"]) for r in diverged],
+                              dtype=np.float32) if len(diverged) else None)
+    models, metrics, pred = fit_and_score(data.x, y, learned, train, test, xgb, mlp, seed, not_learned)
     report: dict[str, Any] = {"holdout": metrics, "n_train": int(len(train)), "n_test": int(len(test)),
                               "learned": {"threshold": threshold, "metric": LEARNED_METRIC, "rows": int(learned.sum()),
                                           "share": float(learned.mean()),
-                                          "n_train": int(learned[train].sum()), "n_test": int(learned[test].sum())}}
+                                          "n_train": int(learned[train].sum()), "n_test": int(learned[test].sum()),
+                                          "diverged_rows": len(diverged)}}
     if kfold:
-        report["kfold"] = kfold_metrics(data.x, y, learned, kfold, xgb, mlp, seed)
+        report["kfold"] = kfold_metrics(data.x, y, learned, kfold, xgb, mlp, seed, not_learned)
     analogs = sorted({json.dumps(r["analog"], sort_keys=True) for r in rows})
     meta = {"std_floor": std_floor(data.y["std"][learned]), "learned": {
                 "threshold": threshold, "metric": LEARNED_METRIC,
