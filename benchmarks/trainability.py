@@ -132,8 +132,10 @@ def main() -> int:
     if args.epochs is not None:
         budget["epochs"] = args.epochs
     if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise SystemExit(f"error: --batch-size must be >= 1, got {args.batch_size}")
         budget["batch_size"] = args.batch_size
-    print(f"budget (configs/digits/fit.yaml{' with overrides' if args.epochs or args.batch_size else ''}): {budget}",
+    print(f"budget (configs/digits/fit.yaml{' with overrides' if args.epochs is not None or args.batch_size is not None else ''}): {budget}",
           flush=True)
     warnings.filterwarnings("ignore")
     import logging

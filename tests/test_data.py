@@ -364,11 +364,27 @@ def test_vww_presplit_layout(tmp_path):
     assert all(f"/{s}/" in p for s in ("train", "val", "test") for p, _ in dm.files[s])
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (6, 3, 8, 8)
-    plain, _ = next(iter(dm.calibration_dataloader()))  # recalibration data: resized, not cropped or flipped
+
+
+def test_vww_recalibration_data_is_the_training_split_without_augmentation(tmp_path):
+    # images with structure (a random crop or flip of a solid colour would look the same)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 1), ("test", 1)):
+        for label in ("person", "non_person"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
+                    tmp_path / split / label / f"img{i}.png")
+    dm = VWWDataModule(data_dir=str(tmp_path), resolution=8, batch_size=32, train_fraction=0.5)
+    dm.setup()
+    torch.manual_seed(0)
+    assert len({dm.train_set[0][0].sum().item() for _ in range(8)}) > 1  # training: random crop / flip
+    plain, _ = next(iter(dm.calibration_dataloader()))  # recalibration: resized only, every time
     again, _ = next(iter(dm.calibration_dataloader()))
-    assert plain.shape == (6, 3, 8, 8) and torch.equal(plain, again)
-    assert torch.equal(plain[0], dm.test_set.transform(Image.open(dm.train_set.dataset.items[dm.train_set.indices[0]][0])
-                                                       .convert("RGB")))
+    assert plain.shape == (4, 3, 8, 8) and torch.equal(plain, again)
+    first = Image.open(dm.train_set.dataset.items[dm.train_set.indices[0]][0]).convert("RGB")
+    assert torch.equal(plain[0], dm.test_set.transform(first))
+    assert len({dm.train_set[0][0].sum().item() for _ in range(8)}) > 1  # the training split is unchanged
 
 
 def test_vww_missing_raises_with_layout(tmp_path):

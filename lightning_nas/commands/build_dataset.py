@@ -65,13 +65,13 @@ def main(argv: list[str]) -> None:
         raise UserError("accelerator=gpu but no CUDA device is visible; use --accelerator cpu")
     workers = cfg.workers if cfg.workers is not None else (gpus or 1)
     fixed = campaign.budget.threads
-    if fixed and cfg.threads_per_worker is not None and cfg.threads_per_worker != fixed:
+    if fixed and cfg.executor == "local" and cfg.threads_per_worker is not None and cfg.threads_per_worker != fixed:
         print(f"campaign: note: budget.threads ({fixed}) fixes every job's torch threads (the rows depend on "
               f"it); --threads_per_worker {cfg.threads_per_worker} is not used", file=sys.stderr)
     if fixed and cfg.executor == "ray" and fixed > cfg.ray.num_cpus:
-        raise UserError(f"budget.threads ({fixed}) is more than the {cfg.ray.num_cpus:g} CPUs each Ray task "
-                        f"reserves (ray.num_cpus): tasks would oversubscribe their nodes; set ray.num_cpus to at "
-                        f"least {fixed}")
+        raise UserError(f"budget.threads ({fixed}) is more than the CPUs each Ray task reserves (ray.num_cpus "
+                        f"{cfg.ray.num_cpus:g}): tasks would oversubscribe their nodes; set ray.num_cpus to at least "
+                        f"{fixed}")
     if cfg.executor == "ray":
         from lightning_nas.campaign.ray_executor import RayExecutor
 
