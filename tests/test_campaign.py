@@ -293,5 +293,5 @@ def test_the_batch_size_is_part_of_a_campaigns_identity(tmp_path):
     assert identity(batch_size=16) != identity(batch_size=32)
     with RowStore(tmp_path / "s.sqlite") as store:
         store.bind(identity(batch_size=16))
-        with pytest.raises(UserError, match="batch_size"):
+        with pytest.raises(UserError, match=r"task_args.batch_size \(16 stored, default now\)"):
             store.bind(identity())

@@ -207,13 +207,18 @@ class RowStore:
             raise
 
 
+_UNSET = object()  # a field one identity does not record (e.g. a batch size left at the task's default)
+
+
 def describe_difference(old: Any, new: Any, prefix: str = "") -> str:
-    """The fields in which two identities differ, with both values: ``budget.lr (0.1 stored, 0.05 now)``."""
+    """The fields in which two identities differ, with both values: ``budget.lr (0.1 stored, 0.05 now)``;
+    a field one side does not record reads ``default``."""
     if isinstance(old, dict) and isinstance(new, dict):
-        parts = [describe_difference(old.get(k), new.get(k), f"{prefix}{k}.")
-                 for k in sorted(set(old) | set(new), key=str) if old.get(k) != new.get(k)]
+        parts = [describe_difference(old.get(k, _UNSET), new.get(k, _UNSET), f"{prefix}{k}.")
+                 for k in sorted(set(old) | set(new), key=str) if old.get(k, _UNSET) != new.get(k, _UNSET)]
         return ", ".join(parts)
-    return f"{prefix.rstrip('.')} ({json.dumps(old)} stored, {json.dumps(new)} now)"
+    shown = ["default" if v is _UNSET else json.dumps(v) for v in (old, new)]
+    return f"{prefix.rstrip('.')} ({shown[0]} stored, {shown[1]} now)"
 
 
 def flatten(row: dict[str, Any]) -> dict[str, Any]:
