@@ -166,6 +166,17 @@ def test_label_ceiling_from_replicates():
     assert abs(ceiling["std"]["seed_to_seed_tau"]) < 0.25 and ceiling["std"]["icc"] < 0.3
     assert icc1(np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])) == pytest.approx(1.0)
     assert label_ceiling(rows, []) == {}
+    # With a learned threshold, an architecture whose replicate stayed at chance (its AVM is noise)
+    # leaves the AVM and std ceiling; acc_1d keeps every architecture.
+    for r in replicates:
+        r["metrics"]["acc_1s"] = r["metrics"]["acc_1d"]
+    failed = replicates[0]
+    failed["metrics"].update(acc_1s=10.0, avm=float(rng.normal(0, 50)))
+    everyone = {r["arch_id"] for r in rows}
+    noisy = label_ceiling(rows, replicates, learned=everyone)
+    ceiling = label_ceiling(rows, replicates, learned=everyone, threshold=32.5)
+    assert noisy["avm"]["architectures"] == 60 and ceiling["avm"]["architectures"] == ceiling["std"]["architectures"] == 59
+    assert ceiling["acc_1d"]["architectures"] == 60 and ceiling["avm"]["icc"] > 0.9 > noisy["avm"]["icc"]
 
 
 def test_trainability_is_separated_from_robustness(tmp_path, capsys):

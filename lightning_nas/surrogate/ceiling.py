@@ -33,11 +33,13 @@ def icc1(measurements: np.ndarray) -> float:
 
 
 def label_ceiling(rows: Sequence[dict[str, Any]], replicates: Sequence[dict[str, Any]],
-                  learned: Optional[set[str]] = None) -> dict[str, Any]:
+                  learned: Optional[set[str]] = None, threshold: float = 0.0) -> dict[str, Any]:
     """Seed-to-seed Kendall tau (and ICC for AVM and std) of every label over the architectures
     that have ``ok`` rows and ``ok`` replicates for every replicate seed; ``{}`` without replicates.
     With ``learned`` (architecture ids), AVM and std are measured over those only (where the
-    surrogate's AVM and std models are fitted and scored)."""
+    surrogate's AVM and std models are fitted and scored), and with ``threshold`` (the learned
+    threshold, % at 1 s) only where every replicate learned too: a replicate seed that stayed at
+    chance has an AVM and std of pure noise, which is trainability, not drift label noise."""
     main = {r["arch_id"]: r for r in rows if r.get("status") == "ok" and r.get("arch_id")}
     seeds = sorted({int(r["seed"]) for r in replicates if r.get("status") == "ok"})
     by_seed = {s: {r["arch_id"]: r for r in replicates if r.get("status") == "ok" and int(r["seed"]) == s}
@@ -47,7 +49,8 @@ def label_ceiling(rows: Sequence[dict[str, Any]], replicates: Sequence[dict[str,
         return {}
     out: dict[str, Any] = {"architectures": len(archs), "seeds": seeds}
     for key, metric in TARGETS.items():
-        among = archs if key == "acc_1d" or learned is None else [a for a in archs if a in learned]
+        among = archs if key == "acc_1d" or learned is None else [
+            a for a in archs if a in learned and all(by_seed[s][a]["metrics"]["acc_1s"] >= threshold for s in seeds)]
         if len(among) < 3:
             continue
         first = np.asarray([main[a]["metrics"][metric] for a in among], dtype=np.float64)

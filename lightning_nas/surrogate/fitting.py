@@ -239,5 +239,5 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
                                    mlp=models["mlp"])
     report["comparison"] = comparison_table(report["holdout"], report.get("kfold"))
     report["ceiling"] = with_ratios(label_ceiling(rows, replicates, learned=set(
-        r["arch_id"] for r, ok in zip(rows, learned) if ok)), report["holdout"])
+        r["arch_id"] for r, ok in zip(rows, learned) if ok), threshold=threshold), report["holdout"])
     return SurrogateFit(predictor, report, data, rows, test, pred)
