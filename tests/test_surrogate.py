@@ -224,7 +224,7 @@ def test_diverged_rows_teach_the_classifier_which_architectures_do_not_learn(tmp
     """A campaign row whose training diverged (NaN loss) has no metrics but says the architecture did
     not learn: fit-surrogate reads those rows from the store and the learned classifier trains on them."""
     from lightning_nas.campaign.store import RowStore
-    from lightning_nas.surrogate.data import load_diverged, load_rows
+    from lightning_nas.surrogate.data import load_rows
 
     rows = synthetic_rows(200, seed=3)  # every one of them learned (acc_1s > 80 %)
     narrow = [r for r in rows if Architecture.from_dict(r["arch"]).out_channel0 <= 16]
@@ -234,7 +234,7 @@ def test_diverged_rows_teach_the_classifier_which_architectures_do_not_learn(tmp
             if r in narrow:  # the narrow ones diverged: no metrics
                 r = {k: v for k, v in r.items() if k != "metrics"} | {"status": "diverged", "message": "loss is nan"}
             store.add(r)
-    ok, diverged = load_rows(tmp_path / "rows.sqlite"), load_diverged(tmp_path / "rows.sqlite")
+    ok, diverged = load_rows(tmp_path / "rows.sqlite"), load_rows(tmp_path / "rows.sqlite", status="diverged")
     assert len(ok) + len(diverged) == len(rows) and len(diverged) == len(narrow)
     without = fitting.fit_surrogate(ok, xgb=XGBParams(), mlp=MLPParams(epochs=5), learned_threshold=50)
     fit = fitting.fit_surrogate(ok, xgb=XGBParams(), mlp=MLPParams(epochs=5), learned_threshold=50, diverged=diverged)

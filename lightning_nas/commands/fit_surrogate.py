@@ -16,7 +16,7 @@ from jsonargparse import ActionConfigFile
 
 from lightning_nas.parsing import CommandParser
 from lightning_nas.surrogate.ceiling import format_ceiling
-from lightning_nas.surrogate.data import load_diverged, load_replicates, load_rows, load_task
+from lightning_nas.surrogate.data import load_replicates, load_rows, load_task
 from lightning_nas.surrogate.fitting import fit_surrogate
 from lightning_nas.surrogate.mlp import MLPParams
 from lightning_nas.surrogate.models import XGBParams
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> None:
     fit = fit_surrogate(rows, test_fraction=cfg.test_fraction, kfold=cfg.kfold, seed=cfg.seed,
                         xgb=XGBParams(**cfg.xgb.as_dict()), mlp=MLPParams(**cfg.mlp.as_dict()),
                         source=str(cfg.data), task=load_task(cfg.data, rows), replicates=load_replicates(cfg.data),
-                        learned_threshold=cfg.learned_threshold, diverged=load_diverged(cfg.data))
+                        learned_threshold=cfg.learned_threshold, diverged=load_rows(cfg.data, status="diverged"))
     written = fit.save(cfg.out_dir)
     report = fit.report
     print(f"surrogate trained on {report['n_train']} rows, evaluated on {report['n_test']} held-out rows:",

@@ -40,11 +40,16 @@ class TrainingSet(NamedTuple):
     archs: list[Architecture]
 
 
+def inputs(rows: Sequence[dict[str, Any]]) -> tuple[list[Architecture], np.ndarray]:
+    """The architectures of campaign rows and their surrogate input rows (each on its own hardware)."""
+    archs = [Architecture.from_dict(r["arch"]) for r in rows]
+    return archs, np.asarray([feature_row(a, r["analog"]) for a, r in zip(archs, rows)], dtype=np.float32)
+
+
 def training_set(rows: Sequence[dict[str, Any]]) -> TrainingSet:
     if len(rows) < MIN_ROWS:
         raise UserError(f"only {len(rows)} usable rows (status ok); a surrogate needs at least {MIN_ROWS}")
-    archs = [Architecture.from_dict(r["arch"]) for r in rows]
-    x = np.asarray([feature_row(a, r["analog"]) for a, r in zip(archs, rows)], dtype=np.float32)
+    archs, x = inputs(rows)
     y = {key: np.asarray([r["metrics"][metric] for r in rows], dtype=np.float64) for key, metric in TARGETS.items()}
     return TrainingSet(x, y, archs)
 
@@ -72,8 +77,10 @@ def learned_mask(rows: Sequence[dict[str, Any]], threshold: float) -> np.ndarray
     return np.asarray([float(r["metrics"][LEARNED_METRIC]) >= threshold for r in rows], dtype=bool)
 
 
-def load_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows with status ``ok`` from a campaign store (``.sqlite``) or its CSV export."""
+def load_rows(path: str | Path, status: str = "ok") -> list[dict[str, Any]]:
+    """Rows with ``status`` from a campaign store (``.sqlite``) or its CSV export: ``ok`` rows with their
+    metrics, or e.g. ``diverged`` ones (a NaN loss: architecture and hardware only, no metrics; the
+    learned classifier counts them as architectures that did not learn)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"surrogate data {path} does not exist; run build-dataset first or fix the path")
@@ -81,30 +88,18 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
         with path.open() as f:
             rows = []
             for rec in csv.DictReader(f):
-                if rec["status"] != "ok":
+                if rec["status"] != status:
                     continue
-                rows.append({"arch": _arch_from_csv(rec), "task": rec.get("task", ""),
-                             "analog": {k: float(rec[f"analog.{k}"]) for k in HARDWARE_FEATURES},
-                             "metrics": {k: float(rec[f"metrics.{k}"]) for k in TARGETS.values()}})
+                row = {"arch": _arch_from_csv(rec), "task": rec.get("task", ""),
+                       "analog": {k: float(rec[f"analog.{k}"]) for k in HARDWARE_FEATURES}}
+                if status == "ok":
+                    row["metrics"] = {k: float(rec[f"metrics.{k}"]) for k in TARGETS.values()}
+                rows.append(row)
         return rows
     from lightning_nas.campaign.store import RowStore
 
     with RowStore(path, readonly=True) as store:
-        return store.rows("ok")
-
-
-def load_diverged(path: str | Path) -> list[dict[str, Any]]:
-    """Rows with status ``diverged`` (training produced a NaN loss): architecture and hardware only,
-    no metrics. The learned classifier counts them as architectures that did not learn."""
-    path = Path(path)
-    if path.suffix == ".csv":
-        with path.open() as f:
-            return [{"arch": _arch_from_csv(rec), "analog": {k: float(rec[f"analog.{k}"]) for k in HARDWARE_FEATURES}}
-                    for rec in csv.DictReader(f) if rec["status"] == "diverged"]
-    from lightning_nas.campaign.store import RowStore
-
-    with RowStore(path, readonly=True) as store:
-        return store.rows("diverged")
+        return store.rows(status)
 
 
 def load_replicates(path: str | Path) -> list[dict[str, Any]]:

@@ -11,9 +11,8 @@ import numpy as np
 
 from lightning_nas.errors import UserError
 from lightning_nas.files import staged_directory
-from lightning_nas.space import Architecture
 from lightning_nas.surrogate.ceiling import label_ceiling, with_ratios
-from lightning_nas.surrogate.data import (LEARNED_METRIC, TrainingSet, default_learned_threshold, feature_row,
+from lightning_nas.surrogate.data import (LEARNED_METRIC, TrainingSet, default_learned_threshold, inputs,
                                          learned_mask, training_set)
 from lightning_nas.surrogate.mlp import MLPParams, fit_mlp_ranker
 from lightning_nas.surrogate.models import (XGBParams, calibrate, calibration, fit_learned_classifier,
@@ -217,8 +216,7 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
     if all("acc_1s" in r["metrics"] and "acc_30d" in r["metrics"] for r in rows):
         y.update({k: np.asarray([r["metrics"][k] for r in rows], dtype=np.float64) for k in ("acc_1s", "acc_30d")})
     train, test = split(len(data.x), test_fraction, seed)
-    not_learned = (np.asarray([feature_row(Architecture.from_dict(r["arch"]), r["analog"]) for r in diverged],
-                              dtype=np.float32) if len(diverged) else None)
+    not_learned = inputs(diverged)[1] if len(diverged) else None
     models, metrics, pred = fit_and_score(data.x, y, learned, train, test, xgb, mlp, seed, not_learned)
     report: dict[str, Any] = {"holdout": metrics, "n_train": int(len(train)), "n_test": int(len(test)),
                               "learned": {"threshold": threshold, "metric": LEARNED_METRIC, "rows": int(learned.sum()),
