@@ -105,6 +105,12 @@ def test_csv_export_is_accepted_as_surrogate_data(store_path, tmp_path):
     a, b = load_rows(csv_path), load_rows(store_path)
     assert [Architecture.from_dict(r["arch"]) for r in a] == [Architecture.from_dict(r["arch"]) for r in b]
     assert training_set(a)[0].tolist() == training_set(b)[0].tolist()
+    # every drift metric and the ids come back, so the CSV can be fitted like the store (learned rows
+    # need acc_1s, the ceiling needs arch ids)
+    assert [(r["arch_id"], r["metrics"]) for r in a] == [(r["arch_id"], r["metrics"]) for r in b]
+    fit_surrogate.main(["--data", str(csv_path), "--out_dir", str(tmp_path / "sur"), "--mlp.epochs", "5",
+                        "--learned_threshold", "50"])
+    assert (tmp_path / "sur" / "metadata.json").is_file()
 
 
 @pytest.mark.slow

@@ -90,10 +90,11 @@ def load_rows(path: str | Path, status: str = "ok") -> list[dict[str, Any]]:
             for rec in csv.DictReader(f):
                 if rec["status"] != status:
                     continue
-                row = {"arch": _arch_from_csv(rec), "task": rec.get("task", ""),
+                row = {"arch_id": rec["arch_id"], "status": status, "arch": _arch_from_csv(rec), "task": rec.get("task", ""),
                        "analog": {k: float(rec[f"analog.{k}"]) for k in HARDWARE_FEATURES}}
-                if status == "ok":
-                    row["metrics"] = {k: float(rec[f"metrics.{k}"]) for k in TARGETS.values()}
+                if status == "ok":  # every drift metric the export holds (acc_1s tells which rows learned)
+                    row["metrics"] = {k.removeprefix("metrics."): float(v) for k, v in rec.items()
+                                      if k.startswith("metrics.") and v not in ("", None)}
                 rows.append(row)
         return rows
     from lightning_nas.campaign.store import RowStore
