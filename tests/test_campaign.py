@@ -47,7 +47,7 @@ def test_four_architecture_campaign_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_failing_architecture_is_recorded_and_the_campaign_goes_on(tmp_path, monkeypatch):
+def test_failing_architecture_is_recorded_and_the_campaign_goes_on(tmp_path, monkeypatch, capsys):
     real = train_mod.train_architecture
     calls = []
 
@@ -65,6 +65,8 @@ def test_failing_architecture_is_recorded_and_the_campaign_goes_on(tmp_path, mon
 
     monkeypatch.setattr(train_mod, "train_architecture", guarded)  # what LocalExecutor runs
     build_dataset.main(campaign_args(tmp_path, 3, "0"))
+    done = capsys.readouterr().err.splitlines()[-1]
+    assert "(2 ok, 0 diverged" in done and "1 failed: trained again" in done, done
     with RowStore(tmp_path / "rows.sqlite") as store:
         rows = store.rows()
     assert [r["status"] for r in rows].count("failed") == 1 and len(rows) == 3

@@ -9,6 +9,7 @@ Running the same command again continues where it stopped.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from typing import Any, Optional
 
 from jsonargparse import ActionConfigFile
@@ -85,7 +86,7 @@ def main(argv: list[str]) -> None:
     from tqdm import tqdm
 
     bar: Any = None
-    failures = 0
+    seen: Counter[str] = Counter()  # statuses of the rows trained by this run
 
     def on_start(total: int, done: int, task: str) -> None:
         nonlocal bar
@@ -101,9 +102,8 @@ def main(argv: list[str]) -> None:
         bar = tqdm(total=n, desc="replicates", unit="run", dynamic_ncols=True)
 
     def on_row(row: dict[str, Any]) -> None:
-        nonlocal failures
-        failures += row["status"] != "ok"
-        bar.set_postfix(failed=failures, last=f"{row['arch_id']} {row['status']}")
+        seen[row["status"]] += 1
+        bar.set_postfix(diverged=seen["diverged"], failed=seen["failed"], last=f"{row['arch_id']} {row['status']}")
         bar.update(1)
 
     with RowStore(cfg.store) as store:
@@ -115,9 +115,10 @@ def main(argv: list[str]) -> None:
         finally:
             if bar is not None:
                 bar.close()
-        ok = len(store.rows("ok"))
+        counts = {status: len(store.rows(status)) for status in ("ok", "diverged", "failed")}
         replicated = len(store.replicate_rows())
-        print(f"done: {len(store)} rows in {cfg.store} ({ok} ok, {len(store) - ok} diverged/failed)"
+        print(f"done: {len(store)} rows in {cfg.store} ({counts['ok']} ok, {counts['diverged']} diverged: kept as "
+              f"'did not learn', {counts['failed']} failed: trained again when the command is run again)"
               + (f", {replicated} ok replicates" if replicated else ""), file=sys.stderr)
         if cfg.export:
             print(f"exported {export(store.rows(), cfg.export)}", file=sys.stderr)
