@@ -13,7 +13,7 @@ from lightning_nas.surrogate import SurrogatePredictor
 from lightning_nas.surrogate.data import load_rows, training_set
 from lightning_nas.surrogate.mlp import MLPParams
 from lightning_nas.surrogate.models import XGBParams
-from lightning_nas.surrogate.report import ranking_quality, regression_quality
+from lightning_nas.surrogate.report import format_report, ranking_quality, regression_quality
 
 ANALOG = AnalogConfig().hardware_features()
 
@@ -250,3 +250,13 @@ def test_diverged_rows_teach_the_classifier_which_architectures_do_not_learn(tmp
     p_narrow = fit.predictor.predict([a for a in unseen if a.out_channel0 <= 12][:20])["p_learned"]
     p_wide = fit.predictor.predict([a for a in unseen if a.out_channel0 >= 32][:20])["p_learned"]
     assert p_narrow.max() < 0.2 and p_wide.min() > 0.8
+
+
+def test_report_table_keeps_columns_apart_for_long_model_names():
+    """fit-surrogate printed 'xgb_avm_from_acc_1s_minus_acc_30dmae' (name and metric run together)."""
+    text = format_report({"xgb_acc_1d_ranker": {"kendall_tau": 0.67},
+                          "xgb_avm_from_acc_1s_minus_acc_30d": {"mae": 2.091, "r2": None}})
+    rows = [line.split() for line in text.splitlines()]
+    assert rows == [["model", "metric", "value"], ["xgb_acc_1d_ranker", "kendall_tau", "0.670"],
+                    ["xgb_avm_from_acc_1s_minus_acc_30d", "mae", "2.091"],
+                    ["xgb_avm_from_acc_1s_minus_acc_30d", "r2", "n/a"]]

@@ -64,10 +64,12 @@ def scatter(pred: np.ndarray, true: np.ndarray, title: str, path: Path, xlabel: 
 
 def format_report(metrics: dict[str, dict[str, float]]) -> str:
     """A text table of ``{model: {metric: value}}``."""
-    lines = [f"{'model':<24}{'metric':<16}{'value':>8}"]
+    width = max([len("model"), *map(len, metrics)]) + 2  # columns stay apart for long model names
+    lines = [f"{'model':<{width}}{'metric':<16}{'value':>8}"]
     for model, values in metrics.items():
         for name, value in values.items():
-            lines.append(f"{model:<24}{name:<16}{value:8.3f}" if value is not None else f"{model:<24}{name:<16}{'n/a':>8}")
+            shown = f"{value:8.3f}" if value is not None else f"{'n/a':>8}"
+            lines.append(f"{model:<{width}}{name:<16}{shown}")
     return "\n".join(lines)
 
 
