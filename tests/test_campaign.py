@@ -244,6 +244,32 @@ def test_replicates_train_a_seeded_subset_again_and_feed_the_ceiling(tmp_path, c
         build_dataset.main(campaign_args(tmp_path, 10, "0", "--replicates.n", "2", "--replicates.seeds", "[0]"))
 
 
+def test_replicates_first_trains_the_replicated_architectures_before_the_rest(tmp_path, monkeypatch):
+    """replicates.first: the replicated architectures' rows, then their replicates, then the other rows
+    (a long campaign has its label-noise ceiling early); the same rows and replicates either way."""
+    order = []
+
+    def recording(job):  # the order is what is tested: a row without training
+        order.append((json.dumps(job["arch"], sort_keys=True), job["budget"]["seed"]))
+        return train_mod.base_row(job, "ok", "") | {"metrics": {"acc_1d": 50.0}}
+
+    monkeypatch.setattr(train_mod, "train_architecture", recording)
+    args = campaign_args(tmp_path, 5, "0", "--replicates.n", "2", "--replicates.seeds", "[1]",
+                         "--replicates.n_reps", "2", "--replicates.seed", "3")
+    build_dataset.main([*args, "--replicates.first", "true"])
+    with RowStore(tmp_path / "rows.sqlite") as store:
+        rows, replicates = store.rows(), store.replicate_rows()
+    assert len(rows) == 5 and len(replicates) == 2 and [seed for _, seed in order] == [0, 0, 1, 1, 0, 0, 0]
+    replicated_stages = {stages for stages, seed in order if seed == 1}
+    assert {stages for stages, _ in order[:2]} == replicated_stages  # their rows came first
+    order.clear()
+    build_dataset.main([*args, "--store", str(tmp_path / "last.sqlite")])  # the default: replicates last
+    assert [seed for _, seed in order] == [0] * 5 + [1, 1] and {s for s, seed in order if seed == 1} == replicated_stages
+    with RowStore(tmp_path / "last.sqlite") as store:
+        assert {r["arch_id"] for r in store.replicate_rows()} == {r["arch_id"] for r in replicates}
+        assert {r["arch_id"] for r in store.rows()} == {r["arch_id"] for r in rows}
+
+
 def test_budget_threads_fix_the_rows_whatever_the_workers_get(tmp_path):
     """budget.threads: every job trains with that many torch threads (recorded per row), so the same
     campaign gives bit-identical rows on another machine; unset, stores made before it still match."""

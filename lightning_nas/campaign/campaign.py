@@ -89,6 +89,9 @@ class Replicates:
     """Programmings per replicate (the drift labels' noise falls with more)."""
     seed: int = 0
     """Which architectures: a seeded choice among the campaign's."""
+    first: bool = False
+    """Train the replicated architectures' rows and their replicates before the other rows, so that a
+    campaign built over several runs has its label-noise ceiling early (the rows are the same)."""
 
     def check(self, budget_seed: int) -> None:
         if self.n < 0 or self.n_reps < 1:
@@ -161,16 +164,20 @@ class Campaign:
                  "accelerator": accelerator, "devices": 1} for a in archs]
 
 
+def replicated(campaign: Campaign, archs: list[Architecture]) -> list[Architecture]:
+    """The architectures ``campaign.replicates`` trains again: a seeded choice (none when ``n`` is 0)."""
+    import random
+
+    r = campaign.replicates
+    return random.Random(r.seed).sample(archs, min(r.n, len(archs))) if r.n else []
+
+
 def replicate_jobs(campaign: Campaign, archs: list[Architecture], store: RowStore, task: str,
                    threads: Optional[int], accelerator: str) -> list[Job]:
     """Jobs of the replicates not stored yet: a seeded choice of ``replicates.n`` architectures,
     each with every replicate seed and ``replicates.n_reps`` programmings."""
-    import random
-
     r = campaign.replicates
-    if not r.n:
-        return []
-    chosen = random.Random(r.seed).sample(archs, min(r.n, len(archs)))
+    chosen = replicated(campaign, archs)
     done = store.replicate_keys()
     jobs = []
     for seed in r.seeds:
@@ -201,9 +208,10 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
                  on_replicates: Callable[[int], None] = lambda n: None) -> None:
     """Bind ``store`` to the campaign, then train every architecture it lacks with ``executor``.
 
-    ``on_start(total, already_done, task)`` is called once before training, ``on_row(row)`` after each
+    ``on_start(total, already_done, task)`` is called before training rows, ``on_row(row)`` after each
     row is stored (progress reporting), ``on_replicates(n)`` before the ``n`` replicates still to
-    train (``campaign.replicates``; they come after the rows)."""
+    train (``campaign.replicates``; they come after the rows, or with ``replicates.first`` after the
+    replicated architectures' rows and before the others, which start with ``on_start`` again)."""
     from lightning_nas.classpath import instantiate
     from lightning_nas.data import task_name
 
@@ -214,7 +222,11 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
     archs = campaign.architectures(dm.input_shape, dm.num_classes)
     todo = architectures_to_train(archs, store)
     task = task_name(type(dm))
-    on_start(len(archs), len(archs) - len(todo), task)
+    later: list[Architecture] = []
+    if campaign.replicates.first:
+        early = {a.id for a in replicated(campaign, archs)}
+        todo, later = [a for a in todo if a.id in early], [a for a in todo if a.id not in early]
+    on_start(len(archs), len(archs) - len(todo) - len(later), task)
 
     def stored(row: Row) -> None:
         try:
@@ -239,3 +251,6 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
             on_row(row)
 
         executor.run(replicates, stored_replicate)
+    if later:
+        on_start(len(archs), len(archs) - len(later), task)
+        executor.run(campaign.jobs(later, task, threads, accelerator), stored)

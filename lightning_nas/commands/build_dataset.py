@@ -90,6 +90,8 @@ def main(argv: list[str]) -> None:
 
     def on_start(total: int, done: int, task: str) -> None:
         nonlocal bar
+        if bar is not None:  # the rows after the replicates (replicates.first)
+            bar.close()
         print(f"campaign: {total} architectures of task {task}, {done} already in {cfg.store}, "
               f"{total - done} to train with {where}", file=sys.stderr)
         bar = tqdm(total=total, initial=done, desc="architectures", unit="arch", dynamic_ncols=True)
