@@ -117,7 +117,7 @@ def main(argv: list[str]) -> None:
         finally:
             if bar is not None:
                 bar.close()
-        counts = {status: len(store.rows(status)) for status in ("ok", "diverged", "failed")}
+        counts = {status: len(store.ids(statuses=(status,))) for status in ("ok", "diverged", "failed")}
         replicated = len(store.replicate_rows())
         print(f"done: {len(store)} rows in {cfg.store} ({counts['ok']} ok, {counts['diverged']} diverged: kept as "
               f"'did not learn', {counts['failed']} failed: trained again when the command is run again)"
