@@ -332,6 +332,21 @@ def test_predictor_and_strategy_arguments_from_the_command_line(tmp_path):
         search_cmd.main(search_args(tmp_path, "--predictor.init_args.bogus", "1"))
 
 
+def test_winners_tied_on_fitness_are_ranked_by_the_other_objectives(tmp_path):
+    """A surrogate that predicts the same top accuracy for many architectures: the winners are the
+    tied ones with the lowest AVM (the next objective), not the first ones found."""
+    args = search_args(tmp_path, "--baseline_random", "false", "--search.objectives", "[acc_1d, avm]",
+                       "--search.max_avm", "100", "--search.iterations", "20")
+    args[1] = '{"class_path": "stub_predictor.SaturatedPredictor"}'
+    search_cmd.main(args)
+    history = [r for r in csv.DictReader((tmp_path / "s" / "history.csv").open()) if r["feasible"] == "True"]
+    tied = sorted((r for r in history if float(r["fitness"]) == 85.0), key=lambda r: float(r["pred_avm"]))
+    assert len(tied) > 3  # the landscape does saturate
+    winners = [yaml.safe_load(p.read_text()) for p in sorted((tmp_path / "s" / "winners").glob("winner_*.yaml"))]
+    assert [w["arch_id"] for w in winners] == [r["arch_id"] for r in tied[:3]]
+    assert [w["predicted"]["avm"] for w in winners] == sorted(w["predicted"]["avm"] for w in winners)
+
+
 def test_acc_over_std_takes_the_surrogates_recorded_floor(tmp_path):
     args = search_args(tmp_path, "--search.fitness", "acc_over_std", "--baseline_random", "false")
     args[1] = '{"class_path": "stub_predictor.FlooredPredictor"}'

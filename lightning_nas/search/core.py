@@ -98,7 +98,11 @@ class SearchResult:
     """The :class:`Evaluator` of the run (its objectives and hardware costs, for the outputs)."""
 
     def feasible(self) -> list[Individual]:
-        return sorted((i for i in self.history if i.feasible), key=lambda i: -i.fitness)
+        """The feasible individuals, best fitness first. Equal fitness (a tree surrogate predicts
+        the same top accuracy for many architectures) is broken by the search's objectives in
+        their order (e.g. lower AVM, then lower energy), then by the order of evaluation."""
+        tie_break = self.evaluator.objectives.oriented_of if self.evaluator is not None else (lambda i: [])
+        return sorted((i for i in self.history if i.feasible), key=lambda i: (-i.fitness, *tie_break(i)))
 
     @property
     def best(self) -> float:
