@@ -159,7 +159,7 @@ def _write_outputs(out: Path, search: SearchConfig, result: SearchResult, winner
                "winners": [row(w) for w in winners], "pareto_size": len(front), "hypervolume": hv["value"],
                "hypervolume_box": hv, "task": task_record}
     if baseline is not None:
-        best_random = baseline.feasible()[0].fitness if baseline.feasible() else None
+        best_random = max((i.fitness for i in baseline.history if i.feasible), default=None)
         summary["random_search"] = {"evaluations": baseline.evaluations,
                                     "best_fitness": None if best_random is None else round(best_random, 6)}
     write_text(out / "summary.json", json.dumps(summary, indent=2))
