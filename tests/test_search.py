@@ -347,6 +347,23 @@ def test_winners_tied_on_fitness_are_ranked_by_the_other_objectives(tmp_path):
     assert [w["predicted"]["avm"] for w in winners] == sorted(w["predicted"]["avm"] for w in winners)
 
 
+def test_constraints_on_predictions_state_the_predictors_held_out_error(tmp_path, capsys):
+    """The AVM bound is applied to predictions with an error: the search says how large (from the
+    surrogate's report) and records it in the summary and beside each winner's predictions."""
+    args = search_args(tmp_path, "--search.max_avm", "3", "--baseline_random", "false")
+    args[1] = '{"class_path": "stub_predictor.ReportedPredictor"}'
+    summary = search_cmd.run_search(search_cmd.parse(args))
+    assert summary["prediction_mae"] == {"avm": 1.25, "std": 0.5}  # the report has no acc_1d error
+    err = capsys.readouterr().err
+    assert "constraint avm < 3: on predictions with a held-out mean absolute error of 1.25 pp" in err
+    assert "constraint n_params" not in err
+    winner = yaml.safe_load((tmp_path / "s" / "winners" / "winner_1.yaml").read_text())
+    assert winner["prediction_mae"] == {"avm": 1.25, "std": 0.5}
+    plain = search_cmd.run_search(search_cmd.parse(search_args(tmp_path / "plain", "--baseline_random", "false")))  # no report: nothing claimed
+    assert plain["prediction_mae"] == {} and "held-out mean absolute error" not in capsys.readouterr().err
+    assert "prediction_mae" not in yaml.safe_load((tmp_path / "plain" / "s" / "winners" / "winner_1.yaml").read_text())
+
+
 def test_acc_over_std_takes_the_surrogates_recorded_floor(tmp_path):
     args = search_args(tmp_path, "--search.fitness", "acc_over_std", "--baseline_random", "false")
     args[1] = '{"class_path": "stub_predictor.FlooredPredictor"}'

@@ -81,6 +81,26 @@ def std_floor_of(predictor: Any) -> Optional[float]:
     return float(floor) if isinstance(floor, (int, float)) and not isinstance(floor, bool) else None
 
 
+PREDICTION_ERRORS = {"acc_1d": ("xgb_acc_1d_ranker", "mae_calibrated"), "avm": ("xgb_avm_regressor", "mae"),
+                     "std": ("xgb_std_regressor", "mae")}
+"""Where a fit-surrogate report keeps the held-out mean absolute error (pp) of each prediction."""
+
+
+def prediction_errors_of(predictor: Any) -> dict[str, float]:
+    """The held-out mean absolute error (pp) of the predictor's ``acc_1d``, ``avm`` and ``std``, as
+    its fit-surrogate report recorded them (AVM and std: over held-out architectures that learned);
+    empty for a predictor without such a report."""
+    meta = getattr(predictor, "meta", None)
+    metrics = meta.get("metrics") if isinstance(meta, dict) else None
+    holdout = metrics.get("holdout") if isinstance(metrics, dict) else None
+    errors = {}
+    for name, (model, key) in PREDICTION_ERRORS.items():
+        value = holdout.get(model, {}).get(key) if isinstance(holdout, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+            errors[name] = float(value)
+    return errors
+
+
 def run_search(cfg: Any) -> dict[str, Any]:
     search = SearchConfig(**cfg.search.as_dict()) if hasattr(cfg.search, "as_dict") else cfg.search
     if cfg.top_k < 1:
@@ -115,11 +135,17 @@ def run_search(cfg: Any) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     winners = feasible[: cfg.top_k]
     front = pareto_front(feasible, result.evaluator.objectives.oriented_of)
-    summary = write_outputs(out, search, result, winners, front, baseline, task)
+    errors = prediction_errors_of(predictor)
+    summary = write_outputs(out, search, result, winners, front, baseline, task, errors)
     print(f"\nsearch: {result.evaluations} architectures evaluated in {result.generations + 1} rounds "
           f"({result.rejected_params} proposals over max_params not predicted), {result.total_s:.2f} s "
           f"({result.predict_s:.2f} s in the predictor)", file=sys.stderr)
     print(summary_table(winners, result.evaluator))
+    for c in result.evaluator.objectives.constraints:
+        if c.name in errors:
+            print(f"constraint {c.describe()}: on predictions with a held-out mean absolute error of "
+                  f"{errors[c.name]:.2f} pp (the surrogate's report), so an architecture near the bound may "
+                  "measure on either side of it", file=sys.stderr)
     if baseline is not None:
         print(f"random search, same {baseline.evaluations} evaluations: best fitness "
               f"{summary['random_search']['best_fitness']}", file=sys.stderr)

@@ -126,17 +126,19 @@ def summary_table(winners: list[Individual], evaluator: Any) -> str:
 
 
 def write_outputs(out: Path, search: SearchConfig, result: SearchResult, winners: list[Individual],
-                  front: list[Individual], baseline: Optional[SearchResult], task: Optional[TaskInfo] = None
-                  ) -> dict[str, Any]:
+                  front: list[Individual], baseline: Optional[SearchResult], task: Optional[TaskInfo] = None,
+                  prediction_mae: Optional[dict[str, float]] = None) -> dict[str, Any]:
     """Write the winners, CSVs, summary and plots into ``out`` as one set (staged, then moved into
-    place: a failure leaves the previous run's outputs whole); returns the summary."""
+    place: a failure leaves the previous run's outputs whole); returns the summary.
+    ``prediction_mae``: the predictor's held-out mean absolute error per prediction (pp), recorded
+    in the summary and beside each winner's predictions."""
     with staged_directory(out) as stage:
-        return _write_outputs(stage, search, result, winners, front, baseline, task)
+        return _write_outputs(stage, search, result, winners, front, baseline, task, prediction_mae or {})
 
 
 def _write_outputs(out: Path, search: SearchConfig, result: SearchResult, winners: list[Individual],
-                   front: list[Individual], baseline: Optional[SearchResult], task: Optional[TaskInfo]
-                   ) -> dict[str, Any]:
+                   front: list[Individual], baseline: Optional[SearchResult], task: Optional[TaskInfo],
+                   prediction_mae: dict[str, float]) -> dict[str, Any]:
     task_record = task.to_dict() if task is not None else None
     ev = result.evaluator
 
@@ -146,7 +148,9 @@ def _write_outputs(out: Path, search: SearchConfig, result: SearchResult, winner
     for k, w in enumerate(winners, 1):
         write_text(out / "winners" / f"winner_{k}.yaml", yaml.safe_dump(
             {"architecture": w.arch.to_dict(), "arch_id": w.arch.id, "n_params": w.n_params,
-             "predicted": {k: round(v, 4) for k, v in w.pred.items()}, "hardware": ev.cost(w.arch),
+             "predicted": {k: round(v, 4) for k, v in w.pred.items()},
+             **({"prediction_mae": {k: round(v, 4) for k, v in prediction_mae.items()}} if prediction_mae else {}),
+             "hardware": ev.cost(w.arch),
              "fitness": round(w.fitness, 6), "task": task_record}, sort_keys=False))
     write_csv(out / "pareto.csv", [row(i) for i in front])
     write_csv(out / "history.csv", [row(i) for i in result.history])
@@ -157,7 +161,8 @@ def _write_outputs(out: Path, search: SearchConfig, result: SearchResult, winner
                "constraints": [c.describe() for c in ev.objectives.constraints],
                "tile_size": ev.tile_size, "chip": asdict(ev.chip),
                "winners": [row(w) for w in winners], "pareto_size": len(front), "hypervolume": hv["value"],
-               "hypervolume_box": hv, "task": task_record}
+               "hypervolume_box": hv, "task": task_record,
+               "prediction_mae": {k: round(v, 4) for k, v in prediction_mae.items()}}
     if baseline is not None:
         best_random = max((i.fitness for i in baseline.history if i.feasible), default=None)
         summary["random_search"] = {"evaluations": baseline.evaluations,
