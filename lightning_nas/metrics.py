@@ -9,11 +9,15 @@ Accuracies are in percent (0-100). For drift times ``t_1 < ... < t_n`` and
   (1 day by default; the name follows that time);
 * ``analog/avm``: accuracy variation over one month, ``acc(t_1) - acc(t_n)`` in
   percentage points (with the default times ``acc(1 s) - acc(30 d)``); positive
-  means the accuracy drops over time.
+  means the accuracy drops over time;
+* the *drift slope* (:func:`drift_slope`, not logged; a surrogate comparison target): the
+  least-squares slope of the mean accuracy against ``log10(t)``, in percentage points per decade
+  of time (negative when the accuracy drops).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Mapping, Sequence
 
@@ -28,6 +32,29 @@ def time_label(seconds: float) -> str:
         if seconds >= size and float(seconds / size).is_integer():
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def label_seconds(label: str) -> float:
+    """The inverse of :func:`time_label`: ``1s`` -> 1, ``1h`` -> 3600, ``30d`` -> 2592000."""
+    for unit, size in (("min", 60.0), ("d", DAY), ("h", HOUR), ("s", SECOND)):
+        if label.endswith(unit):
+            try:
+                return float(label[: -len(unit)]) * size
+            except ValueError:
+                break
+    raise ValueError(f"not a drift-time label: {label!r}")
+
+
+def drift_slope(accuracy_by_time: Mapping[float, float]) -> float:
+    """Least-squares slope (pp per decade of time) of the accuracy (%) against ``log10(seconds)``
+    over at least two drift times."""
+    if len(accuracy_by_time) < 2:
+        raise ValueError("drift_slope needs at least two drift times")
+    logs = [math.log10(t) for t in accuracy_by_time]
+    accs = list(accuracy_by_time.values())
+    mean_log, mean_acc = statistics.fmean(logs), statistics.fmean(accs)
+    return (sum((u - mean_log) * (a - mean_acc) for u, a in zip(logs, accs))
+            / sum((u - mean_log) ** 2 for u in logs))
 
 
 def drift_summary(accuracies: Mapping[float, Sequence[float]], std_time: float = DAY,

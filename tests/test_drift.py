@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_nas.callbacks import METRICS_FILE, DriftEvaluation
 from lightning_nas.drift import evaluate_drift
 from lightning_nas.errors import UserError
-from lightning_nas.metrics import drift_summary, time_label
+from lightning_nas.metrics import drift_slope, drift_summary, label_seconds, time_label
 from lightning_nas.module import AnalogNASModule
 from lightning_nas.space import Architecture, Stage
 
@@ -17,6 +17,19 @@ TINY = Architecture(8, 3, (Stage(1), Stage(1, widenfact=2.0))).to_dict()
 
 def test_time_labels():
     assert [time_label(t) for t in (1, 3600, 86400, 2592000, 60, 0.5)] == ["1s", "1h", "1d", "30d", "1min", "0.5s"]
+
+
+def test_drift_slope_is_pp_per_decade_and_labels_invert():
+    assert [label_seconds(time_label(t)) for t in (1, 3600, 86400, 2592000, 60, 0.5)] == [1, 3600, 86400, 2592000, 60, 0.5]
+    assert drift_slope({1.0: 90.0, 10.0: 89.0, 100.0: 88.0}) == pytest.approx(-1.0)
+    assert drift_slope({1.0: 90.0, 3600.0: 90.0, 2592000.0: 90.0}) == 0.0
+    # least squares, not the end points: 1 s 90, 10 s 86, 100 s 88 -> slope -1 (ends say -1, middle off the line)
+    assert drift_slope({1.0: 90.0, 10.0: 86.0, 100.0: 88.0}) == pytest.approx(-1.0)
+    assert drift_slope({1.0: 90.0, 10.0: 90.0, 100.0: 84.0}) == pytest.approx(-3.0)
+    with pytest.raises(ValueError, match="two drift times"):
+        drift_slope({1.0: 90.0})
+    with pytest.raises(ValueError, match="not a drift-time label"):
+        label_seconds("std")
 
 
 def test_summary_names_values_and_avm_sign():

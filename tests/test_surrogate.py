@@ -10,7 +10,7 @@ from lightning_nas.surrogate import fitting
 from lightning_nas.errors import UserError
 from lightning_nas.space import Architecture, sample
 from lightning_nas.surrogate import SurrogatePredictor
-from lightning_nas.surrogate.data import load_rows, training_set
+from lightning_nas.surrogate.data import comparison_targets, load_rows, training_set
 from lightning_nas.surrogate.mlp import MLPParams
 from lightning_nas.surrogate.models import XGBParams
 from lightning_nas.surrogate.report import format_report, ranking_quality, regression_quality
@@ -183,6 +183,30 @@ def test_label_ceiling_from_replicates():
     ceiling = label_ceiling(rows, replicates, learned=everyone, threshold=32.5)
     assert noisy["avm"]["architectures"] == 60 and ceiling["avm"]["architectures"] == ceiling["std"]["architectures"] == 59
     assert ceiling["acc_1d"]["architectures"] == 60 and ceiling["avm"]["icc"] > 0.9 > noisy["avm"]["icc"]
+
+
+def test_avm_from_a_predicted_drift_slope_is_compared():
+    """Item 2 of issue 14: AVM predicted directly, as the difference of two predicted accuracies, or
+    from a predicted slope of accuracy over log time (all drift times); the report compares them."""
+    rng = np.random.default_rng(2)
+    rows = synthetic_rows(200, seed=2)
+    for row in rows:  # accuracy falls linearly in log10(t), at a rate set by the depth (plus noise)
+        arch = Architecture.from_dict(row["arch"])
+        slope = -0.2 - 0.05 * sum(s.R for s in arch.stages)
+        acc = {t: 95.0 + slope * np.log10(t) + rng.normal(0, 0.05) for t in (1, 3600, 86400, 2592000)}
+        row["metrics"].update(acc_1s=acc[1], acc_1h=acc[3600], acc_1d=acc[86400], acc_30d=acc[2592000],
+                              avm=acc[1] - acc[2592000])
+    targets = comparison_targets(rows)
+    assert targets["avm_per_slope"][0] == pytest.approx(-np.log10(2592000))
+    truth = np.array([r["metrics"]["avm"] for r in rows])
+    assert np.corrcoef(targets["drift_slope"] * targets["avm_per_slope"], truth)[0, 1] > 0.99
+    fit = fitting.fit_surrogate(rows, xgb=XGBParams(), mlp=MLPParams(epochs=5), learned_threshold=0)
+    via_slope = fit.report["holdout"]["xgb_avm_from_drift_slope"]
+    assert via_slope["kendall_tau"] > 0.6 and via_slope["r2"] > 0.8
+    assert "XGBoost regressor of the drift slope" in fit.report["comparison"]
+    two_times = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k not in ("acc_1h", "acc_1d")}}
+                 for r in rows[:3]]
+    assert "drift_slope" not in comparison_targets(two_times)  # two times: no slope to compare
 
 
 def test_trainability_is_separated_from_robustness(tmp_path, capsys):

@@ -54,6 +54,30 @@ def training_set(rows: Sequence[dict[str, Any]]) -> TrainingSet:
     return TrainingSet(x, y, archs)
 
 
+def comparison_targets(rows: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Other ways to predict AVM, for the report's comparison: ``acc_1s`` and ``acc_30d`` (AVM as
+    their difference) when every row has them, and ``drift_slope`` (pp per decade of time over all
+    the rows' drift times, :func:`lightning_nas.metrics.drift_slope`) with ``avm_per_slope`` (the
+    factor that turns a slope into the AVM between the first and the last time) when every row has
+    the same three or more drift times."""
+    from lightning_nas.metrics import drift_slope, label_seconds
+
+    out: dict[str, np.ndarray] = {}
+    if all("acc_1s" in r["metrics"] and "acc_30d" in r["metrics"] for r in rows):
+        out.update({k: np.asarray([r["metrics"][k] for r in rows], dtype=np.float64) for k in ("acc_1s", "acc_30d")})
+    labels = [set(k[len("acc_"):] for k in r["metrics"] if k.startswith("acc_") and not k.endswith("_std"))
+              for r in rows]
+    if labels and all(ls == labels[0] for ls in labels) and len(labels[0]) >= 3:
+        try:
+            times = sorted((label_seconds(label), label) for label in labels[0])
+        except ValueError:  # a metric named like acc_<something else>
+            return out
+        out["drift_slope"] = np.asarray([drift_slope({t: r["metrics"][f"acc_{label}"] for t, label in times})
+                                         for r in rows], dtype=np.float64)
+        out["avm_per_slope"] = np.full(len(rows), -(np.log10(times[-1][0]) - np.log10(times[0][0])))
+    return out
+
+
 LEARNED_METRIC = "acc_1s"
 
 

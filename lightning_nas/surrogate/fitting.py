@@ -12,8 +12,8 @@ import numpy as np
 from lightning_nas.errors import UserError
 from lightning_nas.files import staged_directory
 from lightning_nas.surrogate.ceiling import label_ceiling, with_ratios
-from lightning_nas.surrogate.data import (LEARNED_METRIC, TrainingSet, default_learned_threshold, inputs,
-                                         learned_mask, training_set)
+from lightning_nas.surrogate.data import (LEARNED_METRIC, TrainingSet, comparison_targets, default_learned_threshold,
+                                         inputs, learned_mask, training_set)
 from lightning_nas.surrogate.mlp import MLPParams, fit_mlp_ranker
 from lightning_nas.surrogate.models import (XGBParams, calibrate, calibration, fit_learned_classifier,
                                            fit_lgbm_regressor, fit_xgb_ranker, fit_xgb_regressor)
@@ -97,6 +97,9 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
         ends = {k: fit_xgb_regressor(x[fit_l], y[k][fit_l], xgb, seed).predict(x[test_l]) for k in ("acc_1s", "acc_30d")}
         metrics["xgb_avm_from_acc_1s_minus_acc_30d"] = regression_quality(ends["acc_1s"] - ends["acc_30d"],
                                                                           y["avm"][test_l])
+    if "drift_slope" in y:  # AVM from the predicted slope of accuracy over log time (every drift time), for comparison
+        slope = fit_xgb_regressor(x[fit_l], y["drift_slope"][fit_l], xgb, seed).predict(x[test_l])
+        metrics["xgb_avm_from_drift_slope"] = regression_quality(slope * y["avm_per_slope"][test_l], y["avm"][test_l])
     return models, metrics, pred
 
 
@@ -212,9 +215,7 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
     check_kfold(kfold, len(data.x))
     threshold = resolve_learned_threshold(learned_threshold, task)
     learned = learned_mask(rows, threshold)
-    y = dict(data.y)
-    if all("acc_1s" in r["metrics"] and "acc_30d" in r["metrics"] for r in rows):
-        y.update({k: np.asarray([r["metrics"][k] for r in rows], dtype=np.float64) for k in ("acc_1s", "acc_30d")})
+    y = {**data.y, **comparison_targets(rows)}
     train, test = split(len(data.x), test_fraction, seed)
     not_learned = inputs(diverged)[1] if len(diverged) else None
     models, metrics, pred = fit_and_score(data.x, y, learned, train, test, xgb, mlp, seed, not_learned)

@@ -77,7 +77,9 @@ COMPARISON = (("XGBoost pairwise ranker / regressors", "xgb_acc_1d_ranker", "xgb
               ("MLP pairwise hinge ranker", "mlp_acc_1d_ranker", None, None),
               ("LightGBM regressors", "lgbm_acc_1d_regressor", "lgbm_avm_regressor", "lgbm_std_regressor"),
               ("XGBoost regressors of acc_1s and acc_30d, AVM as their difference", None,
-               "xgb_avm_from_acc_1s_minus_acc_30d", None))
+               "xgb_avm_from_acc_1s_minus_acc_30d", None),
+              ("XGBoost regressor of the drift slope (pp per decade of time, all drift times), AVM as -slope x decades",
+               None, "xgb_avm_from_drift_slope", None))
 
 
 def comparison_table(holdout: dict[str, Any], kfold: Optional[dict[str, Any]] = None) -> str:
