@@ -362,6 +362,8 @@ def test_constraints_on_predictions_state_the_predictors_held_out_error(tmp_path
     plain = search_cmd.run_search(search_cmd.parse(search_args(tmp_path / "plain", "--baseline_random", "false")))  # no report: nothing claimed
     assert plain["prediction_mae"] == {} and "held-out mean absolute error" not in capsys.readouterr().err
     assert "prediction_mae" not in yaml.safe_load((tmp_path / "plain" / "s" / "winners" / "winner_1.yaml").read_text())
+    odd = type("Odd", (), {"meta": {"metrics": {"holdout": {"xgb_avm_regressor": 3.0, "xgb_std_regressor": {"mae": "x"}}}}})
+    assert search_cmd.prediction_errors_of(odd()) == {}  # a malformed report claims nothing, and does not crash
 
 
 def test_acc_over_std_takes_the_surrogates_recorded_floor(tmp_path):

@@ -95,7 +95,8 @@ def prediction_errors_of(predictor: Any) -> dict[str, float]:
     holdout = metrics.get("holdout") if isinstance(metrics, dict) else None
     errors = {}
     for name, (model, key) in PREDICTION_ERRORS.items():
-        value = holdout.get(model, {}).get(key) if isinstance(holdout, dict) else None
+        scores = holdout.get(model) if isinstance(holdout, dict) else None
+        value = scores.get(key) if isinstance(scores, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
             errors[name] = float(value)
     return errors
