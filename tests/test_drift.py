@@ -26,6 +26,7 @@ def test_drift_slope_is_pp_per_decade_and_labels_invert():
     # least squares, not the end points: 1 s 90, 10 s 86, 100 s 88 -> slope -1 (ends say -1, middle off the line)
     assert drift_slope({1.0: 90.0, 10.0: 86.0, 100.0: 88.0}) == pytest.approx(-1.0)
     assert drift_slope({1.0: 90.0, 10.0: 90.0, 100.0: 84.0}) == pytest.approx(-3.0)
+    assert drift_slope({1.0: 90.0, 10.0: 90.0, 100.0: 90.0, 1000.0: 84.0}) == pytest.approx(-1.8)  # end points: -2
     with pytest.raises(ValueError, match="two drift times"):
         drift_slope({1.0: 90.0})
     with pytest.raises(ValueError, match="not a drift-time label"):

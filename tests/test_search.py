@@ -387,6 +387,8 @@ def test_shipped_search_config_keeps_architectures_that_learn(tmp_path):
     feasible = [r for r in history if r["feasible"] == "True"]
     assert feasible and all(float(r["p_learned"]) >= 0.5 for r in feasible)
     assert any(float(r["p_learned"]) < 0.5 and r["feasible"] == "False" for r in history)
+    summary = json.loads((out / "summary.json").read_text())  # the report's errors are found under their names
+    assert set(summary["prediction_mae"]) == {"acc_1d", "avm", "std"} and summary["prediction_mae"]["avm"] > 0
     floor = json.loads(Path("surrogates/digits/metadata.json").read_text())["std_floor"]
     winners = [yaml.safe_load(p.read_text()) for p in (out / "winners").glob("winner_*.yaml")]
     assert winners and all(w["predicted"]["std"] >= floor for w in winners)

@@ -207,6 +207,9 @@ def test_avm_from_a_predicted_drift_slope_is_compared():
     two_times = [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k not in ("acc_1h", "acc_1d")}}
                  for r in rows[:3]]
     assert "drift_slope" not in comparison_targets(two_times)  # two times: no slope to compare
+    from_zero = [{**r, "metrics": {**{k: v for k, v in r["metrics"].items() if k != "acc_1s"}, "acc_0s": 95.0}}
+                 for r in rows[:3]]
+    assert "drift_slope" not in comparison_targets(from_zero)  # a drift time of 0 s: no logarithm, no slope
 
 
 def test_trainability_is_separated_from_robustness(tmp_path, capsys):

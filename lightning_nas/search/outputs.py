@@ -1,6 +1,7 @@
 """What a search reads and writes: the predictor it asks, and its result files and plots.
 
-``out_dir`` gets ``winners/winner_<k>.yaml`` (accepted by ``fit``/``retrain`` as ``architecture``),
+``out_dir`` gets ``winners/winner_<k>.yaml`` (accepted by ``fit``/``retrain`` as ``architecture``; the
+predictions, and the predictor's held-out errors ``prediction_mae`` when it has a report),
 ``pareto.csv`` (the non-dominated set over ``search.objectives``), ``history.csv`` (every evaluated
 architecture with its hardware cost), ``summary.json``, ``best_so_far.png`` and ``pareto.png``; each file is
 replaced whole (:mod:`lightning_nas.files`).

@@ -59,7 +59,7 @@ def comparison_targets(rows: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
     their difference) when every row has them, and ``drift_slope`` (pp per decade of time over all
     the rows' drift times, :func:`lightning_nas.metrics.drift_slope`) with ``avm_per_slope`` (the
     factor that turns a slope into the AVM between the first and the last time) when every row has
-    the same three or more drift times."""
+    the same three or more drift times, all after 0 s (otherwise no slope comparison)."""
     from lightning_nas.metrics import drift_slope, label_seconds
 
     out: dict[str, np.ndarray] = {}
@@ -71,6 +71,8 @@ def comparison_targets(rows: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
         try:
             times = sorted((label_seconds(label), label) for label in labels[0])
         except ValueError:  # a metric named like acc_<something else>
+            return out
+        if times[0][0] <= 0:  # a drift time of 0 s has no logarithm
             return out
         out["drift_slope"] = np.asarray([drift_slope({t: r["metrics"][f"acc_{label}"] for t, label in times})
                                          for r in rows], dtype=np.float64)
