@@ -142,6 +142,7 @@ def _write_outputs(out: Path, search: SearchConfig, result: SearchResult, winner
                    prediction_mae: dict[str, float]) -> dict[str, Any]:
     task_record = task.to_dict() if task is not None else None
     ev = result.evaluator
+    mae = {k: round(v, 4) for k, v in prediction_mae.items()}
 
     def row(ind: Individual) -> dict[str, Any]:
         return as_row(ind, ev.cost(ind.arch))
@@ -150,7 +151,7 @@ def _write_outputs(out: Path, search: SearchConfig, result: SearchResult, winner
         write_text(out / "winners" / f"winner_{k}.yaml", yaml.safe_dump(
             {"architecture": w.arch.to_dict(), "arch_id": w.arch.id, "n_params": w.n_params,
              "predicted": {k: round(v, 4) for k, v in w.pred.items()},
-             **({"prediction_mae": {k: round(v, 4) for k, v in prediction_mae.items()}} if prediction_mae else {}),
+             **({"prediction_mae": mae} if mae else {}),
              "hardware": ev.cost(w.arch),
              "fitness": round(w.fitness, 6), "task": task_record}, sort_keys=False))
     write_csv(out / "pareto.csv", [row(i) for i in front])
@@ -163,7 +164,7 @@ def _write_outputs(out: Path, search: SearchConfig, result: SearchResult, winner
                "tile_size": ev.tile_size, "chip": asdict(ev.chip),
                "winners": [row(w) for w in winners], "pareto_size": len(front), "hypervolume": hv["value"],
                "hypervolume_box": hv, "task": task_record,
-               "prediction_mae": {k: round(v, 4) for k, v in prediction_mae.items()}}
+               "prediction_mae": mae}
     if baseline is not None:
         best_random = max((i.fitness for i in baseline.history if i.feasible), default=None)
         summary["random_search"] = {"evaluations": baseline.evaluations,
