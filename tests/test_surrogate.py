@@ -76,10 +76,20 @@ def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
     assert "kendall_tau" in printed and "3-fold" in printed
     assert "| LightGBM regressors (held out) |" in printed and "| XGBoost pairwise ranker / regressors (k-fold) |" in printed
     for name in ("acc_1d_ranker.json", "avm_regressor.json", "std_regressor.json", "metadata.json",
-                 "report.json", "scatter_acc_1d.png", "scatter_avm.png", "scatter_std.png", "scatter_mlp.png",
+                 "report.json", "report.md", "scatter_acc_1d.png", "scatter_avm.png", "scatter_std.png", "scatter_mlp.png",
                  "coverage.png"):
         assert (out / name).is_file(), name
     meta = json.loads((out / "metadata.json").read_text())
+    report, markdown = json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
+    acc = sorted(r["metrics"]["acc_1d"] for r in synthetic_rows(80))
+    assert report["campaign"]["ok_rows"] == 80 and report["campaign"]["diverged_rows"] == 0
+    assert report["campaign"]["acc_1d"]["min"] == pytest.approx(acc[0]) and report["campaign"]["acc_1d"]["max"] == pytest.approx(acc[-1])
+    assert "80 `ok` rows and 0 `diverged` ones; 80 of the `ok` rows learned (acc_1s >= 50 %)" in markdown
+    ranker, kfold = report["holdout"]["xgb_acc_1d_ranker"], report["kfold"]["xgb_acc_1d_ranker"]["kendall_tau"]
+    assert (f"| XGBoost ranker, 1-day accuracy | tau {ranker['kendall_tau']:.3f}, rho {ranker['spearman_rho']:.3f}"
+            in markdown and f"tau {kfold['mean']:.3f} +- {kfold['std']:.3f}" in markdown)
+    assert "Held out: 16 of 80 rows and 3-fold cross-validation" in markdown and report["comparison"] in markdown
+    assert f"floor {meta['std_floor']:g} pp" in markdown and "no label-noise ceiling" in markdown
     assert meta["rows"] == 80 and meta["n_train"] == 64  # the failed row is not used
     predictor = SurrogatePredictor.load(out)
     archs = sample(5, seed=99)
@@ -183,6 +193,28 @@ def test_label_ceiling_from_replicates():
     ceiling = label_ceiling(rows, replicates, learned=everyone, threshold=32.5)
     assert noisy["avm"]["architectures"] == 60 and ceiling["avm"]["architectures"] == ceiling["std"]["architectures"] == 59
     assert ceiling["acc_1d"]["architectures"] == 60 and ceiling["avm"]["icc"] > 0.9 > noisy["avm"]["icc"]
+
+
+def test_markdown_tables_of_the_report():
+    from lightning_nas.surrogate.ceiling import ceiling_markdown
+    from lightning_nas.surrogate.report import models_table
+
+    ceiling = {"architectures": 40, "seeds": [1, 2],
+               "acc_1d": {"seed_to_seed_tau": 0.8, "architectures": 40, "model_tau": 0.76, "ratio": 0.95},
+               "avm": {"seed_to_seed_tau": 0.5, "architectures": 20, "icc": 0.61, "model_tau": 0.55, "ratio": 1.1}}
+    table = ceiling_markdown(ceiling)
+    assert "| acc_1d | 0.76 | 0.80 | **0.95** | - | 40 |" in table and "| avm | 0.55 | 0.50 | **1.10** | 0.61 | 20 |" in table
+    assert "| std | fewer than 3 replicated architectures learned |" in table
+    assert "no label-noise ceiling" in ceiling_markdown({})
+    holdout = {"xgb_avm_regressor": {"mae": 1.5, "r2": 0.25, "kendall_tau": 0.5},
+               "xgb_learned_classifier": {"auc": None, "accuracy": 1.0, "brier": 0.0, "base_rate": 1.0}}
+    kfold = {"xgb_avm_regressor": {"mae": {"mean": 2.0, "std": 0.5, "folds": 3}, "r2": None,
+                                   "kendall_tau": {"mean": 0.4, "std": 0.1, "folds": 3}}}
+    rows = models_table(holdout, kfold).splitlines()
+    assert rows[2] == ("| XGBoost regressor, AVM (learned rows) | MAE 1.500 pp, R^2 0.250, tau 0.500 | "
+                       "MAE 2.000 +- 0.500 pp, R^2 n/a, tau 0.400 +- 0.100 |")
+    assert rows[3].startswith("| XGBoost classifier, learned or not (every row) | ROC AUC n/a, accuracy 1.000") and rows[3].endswith("| - |")
+    assert len(rows) == 4 and models_table(holdout).splitlines()[0] == "| model | held out |"
 
 
 def test_avm_from_a_predicted_drift_slope_is_compared():

@@ -89,3 +89,24 @@ def format_ceiling(ceiling: dict[str, Any]) -> str:
         lines.append(f"{key:<8}{e.get('model_tau', float('nan')):10.2f}{e['seed_to_seed_tau']:10.2f}{ratio}{icc}"
                      f"{e['architectures']:7d}")
     return "\n".join(lines)
+
+
+def ceiling_markdown(ceiling: dict[str, Any]) -> str:
+    """:func:`format_ceiling` as a Markdown table (``report.md``)."""
+    if not ceiling:
+        return "No replicates in this campaign: no label-noise ceiling (set `replicates.n` in build-dataset)."
+    lines = [f"Seed-to-seed Kendall tau between the rows and each replicate seed ({ceiling['seeds']}), mean over "
+             "the seeds; ICC(1) over all seeds of an architecture; AVM and std over the architectures whose every "
+             "run learned.", "",
+             "| label | model tau (held out) | seed-to-seed tau (ceiling) | ratio | ICC | architectures |",
+             "|---|---|---|---|---|---|"]
+    for key in TARGETS:
+        if key not in ceiling:
+            lines.append(f"| {key} | fewer than 3 replicated architectures learned | | | | |")
+            continue
+        e = ceiling[key]
+        tau = f"{e['model_tau']:.2f}" if e.get("model_tau") is not None else "-"
+        ratio = f"**{e['ratio']:.2f}**" if e.get("ratio") is not None else "-"
+        icc = f"{e['icc']:.2f}" if "icc" in e else "-"
+        lines.append(f"| {key} | {tau} | {e['seed_to_seed_tau']:.2f} | {ratio} | {icc} | {e['architectures']} |")
+    return "\n".join(lines)

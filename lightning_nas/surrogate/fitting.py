@@ -18,8 +18,8 @@ from lightning_nas.surrogate.mlp import MLPParams, fit_mlp_ranker
 from lightning_nas.surrogate.models import (XGBParams, calibrate, calibration, fit_learned_classifier,
                                            fit_lgbm_regressor, fit_xgb_ranker, fit_xgb_regressor)
 from lightning_nas.surrogate.predictor import SurrogatePredictor
-from lightning_nas.surrogate.report import (classification_quality, comparison_table, coverage_plot, ranking_quality,
-                                           regression_quality, scatter)
+from lightning_nas.surrogate.report import (campaign_summary, classification_quality, comparison_table, coverage_plot,
+                                           markdown_report, ranking_quality, regression_quality, scatter)
 
 # Scatter plots of a fit: predictor key -> (title, x label); "mlp" is compared with acc_1d.
 PLOTS = {"acc_1d": ("XGBoost ranker (calibrated): 1-day acc %", "predicted"),
@@ -156,7 +156,9 @@ class SurrogateFit:
         with staged_directory(directory) as stage:
             written = self.predictor.save(stage)
             (stage / "report.json").write_text(json.dumps(self.report, indent=2))
-            written.append(stage / "report.json")
+            (stage / "report.md").write_text(markdown_report(self.report, self.predictor.meta["std_floor"],
+                                                             self.predictor.meta.get("data", "")))
+            written += [stage / "report.json", stage / "report.md"]
             holdout = self.report["holdout"]
             for key, (title, xlabel) in PLOTS.items():
                 rows, predicted = self.test_predictions[key]
@@ -223,7 +225,8 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
                               "learned": {"threshold": threshold, "metric": LEARNED_METRIC, "rows": int(learned.sum()),
                                           "share": float(learned.mean()),
                                           "n_train": int(learned[train].sum()), "n_test": int(learned[test].sum()),
-                                          "diverged_rows": len(diverged)}}
+                                          "diverged_rows": len(diverged)},
+                              "campaign": campaign_summary(rows, learned, len(diverged))}
     if kfold:
         report["kfold"] = kfold_metrics(data.x, y, learned, kfold, xgb, mlp, seed, not_learned)
     analogs = sorted({json.dumps(r["analog"], sort_keys=True) for r in rows})

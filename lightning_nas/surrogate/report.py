@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
@@ -130,3 +130,87 @@ def coverage_plot(campaign: np.ndarray, uniform: np.ndarray, path: Path, seed: i
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# (model key in the report, what it predicts, [(metric, label, unit)]) for the models table of report.md
+MODELS_TABLE = (
+    ("xgb_acc_1d_ranker", "XGBoost ranker, 1-day accuracy",
+     (("kendall_tau", "tau", ""), ("spearman_rho", "rho", ""), ("mae_calibrated", "calibrated MAE", " pp"))),
+    ("mlp_acc_1d_ranker", "MLP pairwise hinge ranker, 1-day accuracy",
+     (("kendall_tau", "tau", ""), ("spearman_rho", "rho", ""))),
+    ("xgb_avm_regressor", "XGBoost regressor, AVM (learned rows)",
+     (("mae", "MAE", " pp"), ("r2", "R^2", ""), ("kendall_tau", "tau", ""))),
+    ("xgb_std_regressor", "XGBoost regressor, 1-day std (learned rows)",
+     (("mae", "MAE", " pp"), ("r2", "R^2", ""), ("kendall_tau", "tau", ""))),
+    ("xgb_learned_classifier", "XGBoost classifier, learned or not (every row)",
+     (("auc", "ROC AUC", ""), ("accuracy", "accuracy", ""), ("brier", "Brier", ""), ("base_rate", "base rate", ""))),
+)
+
+
+def campaign_summary(rows: Sequence[dict[str, Any]], learned: np.ndarray, diverged: int) -> dict[str, Any]:
+    """What the surrogate was fitted on: the ``ok`` rows, how many learned, their 1-day accuracy
+    quantiles, the rows' training and evaluation time (sum of ``wall_s``) and the diverged rows."""
+    acc = np.asarray([r["metrics"]["acc_1d"] for r in rows], dtype=np.float64)
+    walls = [float(r["wall_s"]) for r in rows if isinstance(r.get("wall_s"), (int, float))]
+    quantiles = np.percentile(acc, [0, 25, 50, 75, 100]) if len(acc) else [float("nan")] * 5
+    return {"ok_rows": len(rows), "diverged_rows": int(diverged), "learned_rows": int(np.sum(learned)),
+            "acc_1d": dict(zip(("min", "q1", "median", "q3", "max"), map(float, quantiles))),
+            "wall_s_sum": float(sum(walls)) if walls else None}
+
+
+def models_table(holdout: dict[str, Any], kfold: Optional[dict[str, Any]] = None) -> str:
+    """Markdown: each shipped model's held-out metrics (and the k-fold mean +- std)."""
+    def cell(metrics: dict[str, Any], columns) -> str:
+        shown = []
+        for key, label, unit in columns:
+            value = metrics.get(key)
+            if isinstance(value, dict):  # k-fold: mean and std
+                value = None if value.get("mean") is None else f"{value['mean']:.3f} +- {value['std']:.3f}"
+            elif value is not None:
+                value = f"{value:.3f}"
+            shown.append(f"{label} {value if value is not None else 'n/a'}{unit if value is not None else ''}")
+        return ", ".join(shown)
+
+    lines = ["| model | held out |" + (" k-fold (mean +- std) |" if kfold else ""),
+             "|---|---|" + ("---|" if kfold else "")]
+    for model, name, columns in MODELS_TABLE:
+        if model not in holdout:
+            continue
+        row = f"| {name} | {cell(holdout[model], columns)} |"
+        if kfold:
+            row += f" {cell(kfold[model], columns) if model in kfold else '-'} |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def markdown_report(report: dict[str, Any], std_floor: float, source: str) -> str:
+    """``report.md``: the report's numbers as tables to read or paste (campaign, models, comparison,
+    label-noise ceiling) and the figures next to it."""
+    from lightning_nas.surrogate.ceiling import ceiling_markdown
+
+    learned = report["learned"]
+    lines = ["# Surrogate report", "", f"Data: `{source}`." if source else "Data: rows given in Python."]
+    campaign = report.get("campaign")
+    if campaign:
+        a = campaign["acc_1d"]
+        wall = (f"; their training and evaluation took {campaign['wall_s_sum'] / 3600:.2f} h of worker time "
+                "(sum of `wall_s`)" if campaign.get("wall_s_sum") is not None else "")
+        lines.append(f"{campaign['ok_rows']} `ok` rows and {campaign['diverged_rows']} `diverged` ones; "
+                     f"{campaign['learned_rows']} of the `ok` rows learned (acc_1s >= {learned['threshold']:g} %). "
+                     f"1-day accuracy of the `ok` rows: min {a['min']:.1f} %, quartiles {a['q1']:.1f} / "
+                     f"{a['median']:.1f} / {a['q3']:.1f} %, max {a['max']:.1f} %{wall}.")
+    folds = {v.get("folds") for m in (report.get("kfold") or {}).values() for v in m.values() if isinstance(v, dict)}
+    folds = f" and {max(f for f in folds if f)}-fold cross-validation" if any(folds) else ""
+    lines += ["", f"Held out: {report['n_test']} of {report['n_train'] + report['n_test']} rows{folds}; "
+              f"AVM and std fitted on the {learned['n_train']} learned training rows and scored on the "
+              f"{learned['n_test']} learned held-out rows. Predicted stds never go below the floor "
+              f"{std_floor:g} pp (5th percentile of the learned rows' 1-day stds).",
+              "", "## Models", "", models_table(report["holdout"], report.get("kfold")),
+              "", "## Comparison of learners", "", report["comparison"],
+              "", "## Label-noise ceiling", "", ceiling_markdown(report.get("ceiling") or {}),
+              "", "## Figures", "",
+              "| coverage (t-SNE) | 1-day accuracy ranker | AVM regressor | 1-day std regressor |",
+              "|---|---|---|---|",
+              "| ![coverage](coverage.png) | ![acc_1d](scatter_acc_1d.png) | ![avm](scatter_avm.png) "
+              "| ![std](scatter_std.png) |", ""]
+    return "\n".join(lines)
