@@ -82,14 +82,17 @@ def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
     meta = json.loads((out / "metadata.json").read_text())
     report, markdown = json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
     acc = sorted(r["metrics"]["acc_1d"] for r in synthetic_rows(80))
-    assert report["campaign"]["ok_rows"] == 80 and report["campaign"]["diverged_rows"] == 0
+    assert report["campaign"]["ok_rows"] == 80 and report["learned"]["diverged_rows"] == 0
     assert report["campaign"]["acc_1d"]["min"] == pytest.approx(acc[0]) and report["campaign"]["acc_1d"]["max"] == pytest.approx(acc[-1])
     assert "80 `ok` rows and 0 `diverged` ones; 80 of the `ok` rows learned (acc_1s >= 50 %)" in markdown
-    ranker, kfold = report["holdout"]["xgb_acc_1d_ranker"], report["kfold"]["xgb_acc_1d_ranker"]["kendall_tau"]
-    assert (f"| XGBoost ranker, 1-day accuracy | tau {ranker['kendall_tau']:.3f}, rho {ranker['spearman_rho']:.3f}"
-            in markdown and f"tau {kfold['mean']:.3f} +- {kfold['std']:.3f}" in markdown)
+    ranker, kfold = report["holdout"]["xgb_acc_1d_ranker"], report["kfold"]["xgb_acc_1d_ranker"]
+    assert (f"| XGBoost ranker, 1-day accuracy | tau {ranker['kendall_tau']:.3f}, rho {ranker['spearman_rho']:.3f}, "
+            f"calibrated MAE {ranker['mae_calibrated']:.3f} pp | tau {kfold['kendall_tau']['mean']:.3f} +- "
+            f"{kfold['kendall_tau']['std']:.3f}, rho {kfold['spearman_rho']['mean']:.3f} +- "
+            f"{kfold['spearman_rho']['std']:.3f}, calibrated MAE {kfold['mae_calibrated']['mean']:.3f} +- "
+            f"{kfold['mae_calibrated']['std']:.3f} pp |") in markdown.splitlines()
     assert "Held out: 16 of 80 rows and 3-fold cross-validation" in markdown and report["comparison"] in markdown
-    assert f"floor {meta['std_floor']:g} pp" in markdown and "no label-noise ceiling" in markdown
+    assert f"floor {meta['std_floor']:g} pp" in markdown and "no replicates in this campaign" in markdown
     assert meta["rows"] == 80 and meta["n_train"] == 64  # the failed row is not used
     predictor = SurrogatePredictor.load(out)
     archs = sample(5, seed=99)
@@ -196,25 +199,42 @@ def test_label_ceiling_from_replicates():
 
 
 def test_markdown_tables_of_the_report():
-    from lightning_nas.surrogate.ceiling import ceiling_markdown
-    from lightning_nas.surrogate.report import models_table
+    from lightning_nas.surrogate.ceiling import format_ceiling
+    from lightning_nas.surrogate.report import campaign_summary, markdown_report, models_table
 
     ceiling = {"architectures": 40, "seeds": [1, 2],
                "acc_1d": {"seed_to_seed_tau": 0.8, "architectures": 40, "model_tau": 0.76, "ratio": 0.95},
                "avm": {"seed_to_seed_tau": 0.5, "architectures": 20, "icc": 0.61, "model_tau": 0.55, "ratio": 1.1}}
-    table = ceiling_markdown(ceiling)
-    assert "| acc_1d | 0.76 | 0.80 | **0.95** | - | 40 |" in table and "| avm | 0.55 | 0.50 | **1.10** | 0.61 | 20 |" in table
+    table = format_ceiling(ceiling)
+    assert table.startswith("label-noise ceiling (40 architectures, replicate seeds 1, 2)")
+    assert "| acc_1d | 0.76 | 0.80 | 0.95 | - | 40 |" in table and "| avm | 0.55 | 0.50 | 1.10 | 0.61 | 20 |" in table
     assert "| std | fewer than 3 replicated architectures learned |" in table
-    assert "no label-noise ceiling" in ceiling_markdown({})
-    holdout = {"xgb_avm_regressor": {"mae": 1.5, "r2": 0.25, "kendall_tau": 0.5},
+    undefined = {**ceiling, "acc_1d": {"seed_to_seed_tau": float("nan"), "architectures": 40, "ratio": None}}
+    assert "| acc_1d | - | - | - | - | 40 |" in format_ceiling(undefined)
+    assert "no replicates in this campaign" in format_ceiling({})
+    holdout = {"xgb_avm_regressor": {"mae": 1.5, "r2": float("nan"), "kendall_tau": 0.5},
                "xgb_learned_classifier": {"auc": None, "accuracy": 1.0, "brier": 0.0, "base_rate": 1.0}}
     kfold = {"xgb_avm_regressor": {"mae": {"mean": 2.0, "std": 0.5, "folds": 3}, "r2": None,
                                    "kendall_tau": {"mean": 0.4, "std": 0.1, "folds": 3}}}
     rows = models_table(holdout, kfold).splitlines()
-    assert rows[2] == ("| XGBoost regressor, AVM (learned rows) | MAE 1.500 pp, R^2 0.250, tau 0.500 | "
+    assert rows[2] == ("| XGBoost regressor, AVM (learned rows) | MAE 1.500 pp, R^2 n/a, tau 0.500 | "
                        "MAE 2.000 +- 0.500 pp, R^2 n/a, tau 0.400 +- 0.100 |")
     assert rows[3].startswith("| XGBoost classifier, learned or not (every row) | ROC AUC n/a, accuracy 1.000") and rows[3].endswith("| - |")
     assert len(rows) == 4 and models_table(holdout).splitlines()[0] == "| model | held out |"
+
+    ok = [{"metrics": {"acc_1d": float(a)}, "wall_s": 1800.0} for a in (10, 20, 30, 40, 50)] + [{"metrics": {"acc_1d": 60.0}}]
+    campaign = campaign_summary(ok)
+    assert campaign["acc_1d"] == {"min": 10.0, "q1": 22.5, "median": 35.0, "q3": 47.5, "max": 60.0}
+    assert campaign["wall_s_sum"] == 9000.0 and campaign["wall_s_rows"] == 5 and campaign["ok_rows"] == 6
+    report = {"holdout": holdout, "kfold": kfold, "kfold_k": 3, "n_train": 4, "n_test": 2, "campaign": campaign,
+              "learned": {"threshold": 0.0, "rows": 6, "n_train": 4, "n_test": 2, "diverged_rows": 2},
+              "comparison": "| learner | acc_1d tau |", "ceiling": ceiling}
+    text = markdown_report(report, 0.25, "rows.sqlite")
+    assert ("6 `ok` rows and 2 `diverged` ones; 6 of the `ok` rows learned (learned_threshold 0: every row counts). "
+            "1-day accuracy of the `ok` rows: min 10.0 %, quartiles 22.5 / 35.0 / 47.5 %, max 60.0 %; training and "
+            "evaluation took 2.50 h of worker time (sum of `wall_s` over 5 rows).") in text
+    assert "Held out: 2 of 6 rows and 3-fold cross-validation;" in text and "floor 0.25 pp" in text
+    assert table in text and "| learner | acc_1d tau |" in text and rows[2] in text.splitlines()
 
 
 def test_avm_from_a_predicted_drift_slope_is_compared():

@@ -74,30 +74,19 @@ def with_ratios(ceiling: dict[str, Any], holdout: dict[str, Any]) -> dict[str, A
     return ceiling
 
 
+def _number(value: Optional[float]) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+
 def format_ceiling(ceiling: dict[str, Any]) -> str:
+    """The ceiling next to the models' held-out tau as a Markdown table (printed by fit-surrogate,
+    in ``report.md``)."""
     if not ceiling:
         return "label-noise ceiling: no replicates in this campaign (set replicates.n in build-dataset)"
-    lines = [f"label-noise ceiling ({ceiling['architectures']} architectures, replicate seeds {ceiling['seeds']}):",
-             f"{'label':<8}{'model tau':>10}{'seed tau':>10}{'ratio':>8}{'ICC':>8}{'archs':>7}"]
-    for key in TARGETS:
-        if key not in ceiling:
-            lines.append(f"{key:<8}fewer than 3 replicated architectures learned")
-            continue
-        e = ceiling[key]
-        icc = f"{e['icc']:8.2f}" if "icc" in e else f"{'-':>8}"
-        ratio = f"{e['ratio']:8.2f}" if e.get("ratio") is not None else f"{'-':>8}"
-        lines.append(f"{key:<8}{e.get('model_tau', float('nan')):10.2f}{e['seed_to_seed_tau']:10.2f}{ratio}{icc}"
-                     f"{e['architectures']:7d}")
-    return "\n".join(lines)
-
-
-def ceiling_markdown(ceiling: dict[str, Any]) -> str:
-    """:func:`format_ceiling` as a Markdown table (``report.md``)."""
-    if not ceiling:
-        return "No replicates in this campaign: no label-noise ceiling (set `replicates.n` in build-dataset)."
-    lines = [f"Seed-to-seed Kendall tau between the rows and each replicate seed ({ceiling['seeds']}), mean over "
-             "the seeds; ICC(1) over all seeds of an architecture; AVM and std over the architectures whose every "
-             "run learned.", "",
+    lines = [f"label-noise ceiling ({ceiling['architectures']} architectures, replicate seeds "
+             f"{', '.join(map(str, ceiling['seeds']))}): seed-to-seed Kendall tau between the rows and each replicate "
+             "seed (mean over the seeds), ICC(1) over all seeds of an architecture; AVM and std over the "
+             "architectures whose every run learned", "",
              "| label | model tau (held out) | seed-to-seed tau (ceiling) | ratio | ICC | architectures |",
              "|---|---|---|---|---|---|"]
     for key in TARGETS:
@@ -105,8 +94,6 @@ def ceiling_markdown(ceiling: dict[str, Any]) -> str:
             lines.append(f"| {key} | fewer than 3 replicated architectures learned | | | | |")
             continue
         e = ceiling[key]
-        tau = f"{e['model_tau']:.2f}" if e.get("model_tau") is not None else "-"
-        ratio = f"**{e['ratio']:.2f}**" if e.get("ratio") is not None else "-"
-        icc = f"{e['icc']:.2f}" if "icc" in e else "-"
-        lines.append(f"| {key} | {tau} | {e['seed_to_seed_tau']:.2f} | {ratio} | {icc} | {e['architectures']} |")
+        lines.append(f"| {key} | {_number(e.get('model_tau'))} | {_number(e['seed_to_seed_tau'])} | "
+                     f"{_number(e.get('ratio'))} | {_number(e.get('icc'))} | {e['architectures']} |")
     return "\n".join(lines)

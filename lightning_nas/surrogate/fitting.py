@@ -150,7 +150,7 @@ class SurrogateFit:
         return np.asarray([a.feature_vector() for a in archs], dtype=np.float64)
 
     def save(self, directory: str | Path) -> list[Path]:
-        """The predictor's files, ``report.json`` and the held-out scatter plots, written as one set
+        """The predictor's files, ``report.json``, ``report.md`` and the held-out scatter plots, written as one set
         (staged, then moved into place: a failure leaves a previous surrogate there whole)."""
         directory = Path(directory)
         with staged_directory(directory) as stage:
@@ -226,9 +226,10 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
                                           "share": float(learned.mean()),
                                           "n_train": int(learned[train].sum()), "n_test": int(learned[test].sum()),
                                           "diverged_rows": len(diverged)},
-                              "campaign": campaign_summary(rows, learned, len(diverged))}
+                              "campaign": campaign_summary(rows)}
     if kfold:
         report["kfold"] = kfold_metrics(data.x, y, learned, kfold, xgb, mlp, seed, not_learned)
+        report["kfold_k"] = kfold
     analogs = sorted({json.dumps(r["analog"], sort_keys=True) for r in rows})
     meta = {"std_floor": std_floor(data.y["std"][learned]), "learned": {
                 "threshold": threshold, "metric": LEARNED_METRIC,

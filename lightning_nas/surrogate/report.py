@@ -82,16 +82,22 @@ COMPARISON = (("XGBoost pairwise ranker / regressors", "xgb_acc_1d_ranker", "xgb
                None, "xgb_avm_from_drift_slope", None))
 
 
+def metric_text(value: Any, digits: int) -> str:
+    """A reported metric as text: held out ``0.81``, k-fold ``0.81 +- 0.01`` (mean +- std over the
+    folds), ``n/a`` where it is undefined (None or NaN)."""
+    if isinstance(value, dict):
+        mean, std = value.get("mean"), value.get("std")
+        return "n/a" if mean is None or not np.isfinite(mean) else f"{mean:.{digits}f} +- {std:.{digits}f}"
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
 def comparison_table(holdout: dict[str, Any], kfold: Optional[dict[str, Any]] = None) -> str:
     """Markdown: per learner, Kendall tau for acc_1d and tau / R^2 for AVM and std, held out (and
     the k-fold mean +- std)."""
     def cell(metrics: dict[str, Any], model: Optional[str], keys: tuple[str, ...]) -> str:
         if model is None or model not in metrics:
             return "-"
-        values = metrics[model]
-        if isinstance(values[keys[0]], dict):  # k-fold: mean and std
-            return " / ".join(f"{values[k]['mean']:.2f} +- {values[k]['std']:.2f}" for k in keys)
-        return " / ".join(f"{values[k]:.2f}" for k in keys)
+        return " / ".join(metric_text(metrics[model].get(k), 2) for k in keys)
 
     lines = ["| learner | acc_1d tau | AVM tau / R^2 (learned rows) | std tau / R^2 (learned rows) |",
              "|---|---|---|---|"]
@@ -147,29 +153,21 @@ MODELS_TABLE = (
 )
 
 
-def campaign_summary(rows: Sequence[dict[str, Any]], learned: np.ndarray, diverged: int) -> dict[str, Any]:
-    """What the surrogate was fitted on: the ``ok`` rows, how many learned, their 1-day accuracy
-    quantiles, the rows' training and evaluation time (sum of ``wall_s``) and the diverged rows."""
+def campaign_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What the surrogate was fitted on (its ``ok`` rows): their 1-day accuracy quantiles and their
+    training and evaluation time (sum of ``wall_s`` over the rows that record it; a CSV export has none)."""
     acc = np.asarray([r["metrics"]["acc_1d"] for r in rows], dtype=np.float64)
     walls = [float(r["wall_s"]) for r in rows if isinstance(r.get("wall_s"), (int, float))]
     quantiles = np.percentile(acc, [0, 25, 50, 75, 100]) if len(acc) else [float("nan")] * 5
-    return {"ok_rows": len(rows), "diverged_rows": int(diverged), "learned_rows": int(np.sum(learned)),
-            "acc_1d": dict(zip(("min", "q1", "median", "q3", "max"), map(float, quantiles))),
-            "wall_s_sum": float(sum(walls)) if walls else None}
+    return {"ok_rows": len(rows), "acc_1d": dict(zip(("min", "q1", "median", "q3", "max"), map(float, quantiles))),
+            "wall_s_sum": float(sum(walls)), "wall_s_rows": len(walls)}
 
 
 def models_table(holdout: dict[str, Any], kfold: Optional[dict[str, Any]] = None) -> str:
     """Markdown: each shipped model's held-out metrics (and the k-fold mean +- std)."""
     def cell(metrics: dict[str, Any], columns) -> str:
-        shown = []
-        for key, label, unit in columns:
-            value = metrics.get(key)
-            if isinstance(value, dict):  # k-fold: mean and std
-                value = None if value.get("mean") is None else f"{value['mean']:.3f} +- {value['std']:.3f}"
-            elif value is not None:
-                value = f"{value:.3f}"
-            shown.append(f"{label} {value if value is not None else 'n/a'}{unit if value is not None else ''}")
-        return ", ".join(shown)
+        texts = [(label, metric_text(metrics.get(key), 3), unit) for key, label, unit in columns]
+        return ", ".join(f"{label} {text}{unit if text != 'n/a' else ''}" for label, text, unit in texts)
 
     lines = ["| model | held out |" + (" k-fold (mean +- std) |" if kfold else ""),
              "|---|---|" + ("---|" if kfold else "")]
@@ -184,33 +182,34 @@ def models_table(holdout: dict[str, Any], kfold: Optional[dict[str, Any]] = None
 
 
 def markdown_report(report: dict[str, Any], std_floor: float, source: str) -> str:
-    """``report.md``: the report's numbers as tables to read or paste (campaign, models, comparison,
-    label-noise ceiling) and the figures next to it."""
-    from lightning_nas.surrogate.ceiling import ceiling_markdown
+    """``report.md``: the report's numbers to read or paste: the rows the surrogate was fitted on,
+    each model held out and k-fold, the comparison of learners and the label-noise ceiling as
+    Markdown tables, and the figures next to it."""
+    from lightning_nas.surrogate.ceiling import format_ceiling
 
-    learned = report["learned"]
-    lines = ["# Surrogate report", "", f"Data: `{source}`." if source else "Data: rows given in Python."]
-    campaign = report.get("campaign")
-    if campaign:
-        a = campaign["acc_1d"]
-        wall = (f"; their training and evaluation took {campaign['wall_s_sum'] / 3600:.2f} h of worker time "
-                "(sum of `wall_s`)" if campaign.get("wall_s_sum") is not None else "")
-        lines.append(f"{campaign['ok_rows']} `ok` rows and {campaign['diverged_rows']} `diverged` ones; "
-                     f"{campaign['learned_rows']} of the `ok` rows learned (acc_1s >= {learned['threshold']:g} %). "
-                     f"1-day accuracy of the `ok` rows: min {a['min']:.1f} %, quartiles {a['q1']:.1f} / "
-                     f"{a['median']:.1f} / {a['q3']:.1f} %, max {a['max']:.1f} %{wall}.")
-    folds = {v.get("folds") for m in (report.get("kfold") or {}).values() for v in m.values() if isinstance(v, dict)}
-    folds = f" and {max(f for f in folds if f)}-fold cross-validation" if any(folds) else ""
-    lines += ["", f"Held out: {report['n_test']} of {report['n_train'] + report['n_test']} rows{folds}; "
-              f"AVM and std fitted on the {learned['n_train']} learned training rows and scored on the "
-              f"{learned['n_test']} learned held-out rows. Predicted stds never go below the floor "
-              f"{std_floor:g} pp (5th percentile of the learned rows' 1-day stds).",
-              "", "## Models", "", models_table(report["holdout"], report.get("kfold")),
-              "", "## Comparison of learners", "", report["comparison"],
-              "", "## Label-noise ceiling", "", ceiling_markdown(report.get("ceiling") or {}),
-              "", "## Figures", "",
-              "| coverage (t-SNE) | 1-day accuracy ranker | AVM regressor | 1-day std regressor |",
-              "|---|---|---|---|",
-              "| ![coverage](coverage.png) | ![acc_1d](scatter_acc_1d.png) | ![avm](scatter_avm.png) "
-              "| ![std](scatter_std.png) |", ""]
+    learned, campaign = report["learned"], report["campaign"]
+    rule = (f"learned (acc_1s >= {learned['threshold']:g} %)" if learned["threshold"] > 0
+            else "learned (learned_threshold 0: every row counts)")
+    a = campaign["acc_1d"]
+    wall = ""
+    if campaign["wall_s_rows"]:
+        wall = (f"; training and evaluation took {campaign['wall_s_sum'] / 3600:.2f} h of worker time (sum of "
+                f"`wall_s` over {campaign['wall_s_rows']} rows)")
+    folds = f" and {report['kfold_k']}-fold cross-validation" if report.get("kfold") else ""
+    lines = ["# Surrogate report", "", f"Data: `{source}`." if source else "Data: rows given in Python.", "",
+             f"{campaign['ok_rows']} `ok` rows and {learned['diverged_rows']} `diverged` ones; {learned['rows']} of "
+             f"the `ok` rows {rule}. 1-day accuracy of the `ok` rows: min {a['min']:.1f} %, quartiles "
+             f"{a['q1']:.1f} / {a['median']:.1f} / {a['q3']:.1f} %, max {a['max']:.1f} %{wall}.", "",
+             f"Held out: {report['n_test']} of {report['n_train'] + report['n_test']} rows{folds}; AVM and std "
+             f"fitted on the {learned['n_train']} learned training rows and scored on the {learned['n_test']} "
+             f"learned held-out rows. Predicted stds never go below the floor {std_floor:g} pp (5th percentile "
+             "of the learned rows' 1-day stds).",
+             "", "## Models", "", models_table(report["holdout"], report.get("kfold")),
+             "", "## Comparison of learners", "", report["comparison"],
+             "", "## Label-noise ceiling", "", format_ceiling(report.get("ceiling") or {}),
+             "", "## Figures", "",
+             "| coverage (t-SNE) | 1-day accuracy ranker | MLP ranker | AVM regressor | 1-day std regressor |",
+             "|---|---|---|---|---|",
+             "| ![coverage](coverage.png) | ![acc_1d](scatter_acc_1d.png) | ![mlp](scatter_mlp.png) "
+             "| ![avm](scatter_avm.png) | ![std](scatter_std.png) |", ""]
     return "\n".join(lines)
