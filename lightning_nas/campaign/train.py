@@ -35,7 +35,7 @@ class Budget:
     """torch CPU threads of every job (null: the machine's cores shared out among the workers). CPU
     rows are bit-reproducible for a given seed and thread count, not across thread counts (torch's
     parallel reductions sum in another order), so a campaign that must give the same rows on any
-    machine fixes it; recorded in each row as ``threads``."""
+    machine of the same CPU model fixes it (other CPU models differ a little even then); recorded in each row as ``threads``."""
 
     def check(self) -> None:
         """Catch a bad budget before a campaign (and its store) is bound to it."""

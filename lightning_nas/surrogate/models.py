@@ -23,7 +23,7 @@ class XGBParams:
     colsample_bytree: float = 0.9
     pairs_per_sample: int = 8
     """Ranker only: pairs drawn per architecture (``lambdarank_pair_method="mean"``). XGBoost's
-    default for rank:pairwise (top-k pairs) ranked much worse on the digits campaign (held-out
+    default for rank:pairwise (top-k pairs) ranked much worse on the former 300-architecture digits campaign (held-out
     Kendall tau 0.44 vs 0.73)."""
 
     def trees(self) -> dict:
