@@ -17,6 +17,7 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from lightning_nas.surrogate.data import TARGETS
+from lightning_nas.surrogate.report import metric_text
 
 
 def icc1(measurements: np.ndarray) -> float:
@@ -74,10 +75,6 @@ def with_ratios(ceiling: dict[str, Any], holdout: dict[str, Any]) -> dict[str, A
     return ceiling
 
 
-def _number(value: Optional[float]) -> str:
-    return "-" if value is None or not np.isfinite(value) else f"{value:.2f}"
-
-
 def format_ceiling(ceiling: dict[str, Any]) -> str:
     """The ceiling next to the models' held-out tau as a Markdown table (printed by fit-surrogate,
     in ``report.md``)."""
@@ -94,6 +91,6 @@ def format_ceiling(ceiling: dict[str, Any]) -> str:
             lines.append(f"| {key} | fewer than 3 replicated architectures learned | | | | |")
             continue
         e = ceiling[key]
-        lines.append(f"| {key} | {_number(e.get('model_tau'))} | {_number(e['seed_to_seed_tau'])} | "
-                     f"{_number(e.get('ratio'))} | {_number(e.get('icc'))} | {e['architectures']} |")
+        lines.append(f"| {key} | {metric_text(e.get('model_tau'), 2, '-')} | {metric_text(e['seed_to_seed_tau'], 2, '-')} | "
+                     f"{metric_text(e.get('ratio'), 2, '-')} | {metric_text(e.get('icc'), 2, '-')} | {e['architectures']} |")
     return "\n".join(lines)

@@ -82,13 +82,13 @@ COMPARISON = (("XGBoost pairwise ranker / regressors", "xgb_acc_1d_ranker", "xgb
                None, "xgb_avm_from_drift_slope", None))
 
 
-def metric_text(value: Any, digits: int) -> str:
+def metric_text(value: Any, digits: int, missing: str = "n/a") -> str:
     """A reported metric as text: held out ``0.81``, k-fold ``0.81 +- 0.01`` (mean +- std over the
-    folds), ``n/a`` where it is undefined (None or NaN)."""
+    folds), ``missing`` where it is undefined (None or NaN)."""
     if isinstance(value, dict):
         mean, std = value.get("mean"), value.get("std")
-        return "n/a" if mean is None or not np.isfinite(mean) else f"{mean:.{digits}f} +- {std:.{digits}f}"
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+        return missing if mean is None or not np.isfinite(mean) else f"{mean:.{digits}f} +- {std:.{digits}f}"
+    return missing if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
 def comparison_table(holdout: dict[str, Any], kfold: Optional[dict[str, Any]] = None) -> str:
