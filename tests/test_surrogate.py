@@ -13,7 +13,8 @@ from lightning_nas.surrogate import SurrogatePredictor
 from lightning_nas.surrogate.data import comparison_targets, load_rows, training_set
 from lightning_nas.surrogate.mlp import MLPParams
 from lightning_nas.surrogate.models import XGBParams
-from lightning_nas.surrogate.report import format_report, ranking_quality, regression_quality
+from lightning_nas.surrogate.ceiling import format_ceiling
+from lightning_nas.surrogate.report import models_table, ranking_quality, regression_quality
 
 ANALOG = AnalogConfig().hardware_features()
 
@@ -73,7 +74,6 @@ def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
     fit_surrogate.main(["--data", str(store_path), "--out_dir", str(out), "--mlp.epochs", "30", "--kfold", "3",
                         "--learned_threshold", "50"])
     printed = capsys.readouterr().out
-    assert "kendall_tau" in printed and "3-fold" in printed
     assert "| LightGBM regressors (held out) |" in printed and "| XGBoost pairwise ranker / regressors (k-fold) |" in printed
     for name in ("acc_1d_ranker.json", "avm_regressor.json", "std_regressor.json", "metadata.json",
                  "report.json", "report.md", "scatter_acc_1d.png", "scatter_avm.png", "scatter_std.png", "scatter_mlp.png",
@@ -92,6 +92,10 @@ def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
             f"{kfold['spearman_rho']['std']:.3f}, calibrated MAE {kfold['mae_calibrated']['mean']:.3f} +- "
             f"{kfold['mae_calibrated']['std']:.3f} pp |") in markdown.splitlines()
     assert "Held out: 16 of 80 rows and 3-fold cross-validation" in markdown and report["comparison"] in markdown
+    # the command prints the tables report.md holds: the same models table, comparison and ceiling
+    table = models_table(report["holdout"], report["kfold"])
+    assert table in markdown and table in printed and report["comparison"] in printed
+    assert format_ceiling(report["ceiling"]) in printed and "| model | held out | k-fold (mean +- std) |" in printed
     assert f"floor {meta['std_floor']:g} pp" in markdown and "no replicates in this campaign" in markdown
     assert meta["rows"] == 80 and meta["n_train"] == 64  # the failed row is not used
     predictor = SurrogatePredictor.load(out)
@@ -199,8 +203,7 @@ def test_label_ceiling_from_replicates():
 
 
 def test_markdown_tables_of_the_report():
-    from lightning_nas.surrogate.ceiling import format_ceiling
-    from lightning_nas.surrogate.report import campaign_summary, markdown_report, models_table
+    from lightning_nas.surrogate.report import campaign_summary, markdown_report
 
     ceiling = {"architectures": 40, "seeds": [1, 2],
                "acc_1d": {"seed_to_seed_tau": 0.8, "architectures": 40, "model_tau": 0.76, "ratio": 0.95},
@@ -329,13 +332,3 @@ def test_diverged_rows_teach_the_classifier_which_architectures_do_not_learn(tmp
     p_narrow = fit.predictor.predict([a for a in unseen if a.out_channel0 <= 12][:20])["p_learned"]
     p_wide = fit.predictor.predict([a for a in unseen if a.out_channel0 >= 32][:20])["p_learned"]
     assert p_narrow.max() < 0.2 and p_wide.min() > 0.8
-
-
-def test_report_table_keeps_columns_apart_for_long_model_names():
-    """fit-surrogate printed 'xgb_avm_from_acc_1s_minus_acc_30dmae' (name and metric run together)."""
-    text = format_report({"xgb_acc_1d_ranker": {"kendall_tau": 0.67},
-                          "xgb_avm_from_acc_1s_minus_acc_30d": {"mae": 2.091, "r2": None}})
-    rows = [line.split() for line in text.splitlines()]
-    assert rows == [["model", "metric", "value"], ["xgb_acc_1d_ranker", "kendall_tau", "0.670"],
-                    ["xgb_avm_from_acc_1s_minus_acc_30d", "mae", "2.091"],
-                    ["xgb_avm_from_acc_1s_minus_acc_30d", "r2", "n/a"]]

@@ -20,7 +20,7 @@ from lightning_nas.surrogate.data import load_replicates, load_rows, load_task
 from lightning_nas.surrogate.fitting import fit_surrogate
 from lightning_nas.surrogate.mlp import MLPParams
 from lightning_nas.surrogate.models import XGBParams
-from lightning_nas.surrogate.report import format_report
+from lightning_nas.surrogate.report import models_table
 
 
 def build_parser() -> CommandParser:
@@ -56,11 +56,8 @@ def main(argv: list[str]) -> None:
           f"({100 * learned['share']:.0f} %); AVM and std models fitted on {learned['n_train']}, "
           f"scored on {learned['n_test']} held-out rows; {learned['diverged_rows']} diverged rows count as not "
           "learned for the learned classifier", file=sys.stderr)
-    print(format_report(report["holdout"]))
-    if cfg.kfold:
-        print(f"\n{cfg.kfold}-fold cross-validation (mean):")
-        print(format_report({m: {k: v["mean"] if v else None for k, v in d.items()}
-                             for m, d in report["kfold"].items()}))
+    print("models:\n" + models_table(report["holdout"], report.get("kfold")))
     print("\nmodel comparison:\n" + report["comparison"])
     print("\n" + format_ceiling(report["ceiling"]))
-    print(f"\nsaved to {cfg.out_dir}/ ({', '.join(p.name for p in written)})", file=sys.stderr)
+    print(f"\nsaved to {cfg.out_dir}/ ({', '.join(p.name for p in written)}); every metric of every model is in "
+          "report.json", file=sys.stderr)

@@ -62,17 +62,6 @@ def scatter(pred: np.ndarray, true: np.ndarray, title: str, path: Path, xlabel: 
     return path
 
 
-def format_report(metrics: dict[str, dict[str, float]]) -> str:
-    """A text table of ``{model: {metric: value}}``."""
-    width = max([len("model"), *map(len, metrics)]) + 2  # columns stay apart for long model names
-    lines = [f"{'model':<{width}}{'metric':<16}{'value':>8}"]
-    for model, values in metrics.items():
-        for name, value in values.items():
-            shown = f"{value:8.3f}" if value is not None else f"{'n/a':>8}"
-            lines.append(f"{model:<{width}}{name:<16}{shown}")
-    return "\n".join(lines)
-
-
 COMPARISON = (("XGBoost pairwise ranker / regressors", "xgb_acc_1d_ranker", "xgb_avm_regressor", "xgb_std_regressor"),
               ("MLP pairwise hinge ranker", "mlp_acc_1d_ranker", None, None),
               ("LightGBM regressors", "lgbm_acc_1d_regressor", "lgbm_avm_regressor", "lgbm_std_regressor"),
