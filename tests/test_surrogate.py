@@ -46,8 +46,8 @@ def test_report_numbers_on_known_cases():
 
 @pytest.mark.slow
 def test_surrogates_learn_a_known_function():
-    x, y, _ = training_set(synthetic_rows())
-    train, test = fitting.split(len(x), 0.2, seed=0)
+    x, y, archs = training_set(synthetic_rows())
+    train, test = fitting.split([a.id for a in archs], 0.2, seed=0)
     assert len(test) == 32 and not set(train) & set(test)
     _, metrics, _ = fitting.fit_and_score(x, y, np.ones(len(x), dtype=bool), train, test, XGBParams(),
                                           MLPParams(epochs=150), seed=0)
@@ -146,11 +146,27 @@ def test_feature_or_space_mismatch_is_a_clear_error(store_path, tmp_path):
         SurrogatePredictor.load(tmp_path)
 
 
+def test_held_out_rows_stay_held_out_as_the_campaign_grows():
+    """The split hashes each architecture id: adding rows moves at most the few at the boundary
+    (a seeded permutation re-drew the whole test set with every new row)."""
+    ids = [a.id for a in sample(600, seed=3, method="uniform", max_params=300_000)]
+    train, test = fitting.split(ids[:500], 0.2, seed=0)
+    assert len(test) == 100 and len(train) == 400 and set(train) | set(test) == set(range(500))
+    assert list(test) == sorted(test) and not set(train) & set(test)
+    grown = fitting.split(ids, 0.2, seed=0)[1]
+    before, after = {ids[i] for i in test}, {ids[i] for i in grown}
+    assert len(after) == 120 and len(before - after) <= 10  # nearly nested: ~100 of 100 stay held out
+    assert fitting.split(list(reversed(ids[:500])), 0.2, seed=0)[1].tolist() == sorted(499 - test)  # order-free
+    assert {ids[i] for i in fitting.split(ids[:500], 0.2, seed=1)[1]} != before  # the seed draws another split
+    assert [len(part) for part in fitting.split(["a", "b"], 0.01, 0)] == [1, 1]  # at least one row each side
+    assert [len(part) for part in fitting.split(["a", "b", "c"], 0.99, 0)] == [1, 2]
+
+
 def test_missing_data_and_bad_options(run_cli, tmp_path):
     proc = run_cli("fit-surrogate", "--data", str(tmp_path / "none.sqlite"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
     with pytest.raises(UserError, match="test_fraction"):
-        fitting.split(10, 1.5, 0)
+        fitting.split([str(i) for i in range(10)], 1.5, 0)
 
 
 def test_a_surrogate_of_a_hardware_sampling_campaign_answers_for_each_chip():
