@@ -56,7 +56,8 @@ def main(argv: list[str]) -> None:
           f"({100 * learned['share']:.0f} %); AVM and std models fitted on {learned['n_train']}, "
           f"scored on {learned['n_test']} held-out rows; {learned['diverged_rows']} diverged rows count as not "
           "learned for the learned classifier", file=sys.stderr)
-    print("models:\n" + models_table(report["holdout"], report.get("kfold")))
+    folds = f"; {cfg.kfold}-fold cross-validation" if cfg.kfold else ""
+    print(f"models (held out: {report['n_test']} rows{folds}):\n" + models_table(report["holdout"], report.get("kfold")))
     print("\nmodel comparison:\n" + report["comparison"])
     print("\n" + format_ceiling(report["ceiling"]))
     print(f"\nsaved to {cfg.out_dir}/ ({', '.join(p.name for p in written)}); every metric of every model is in "

@@ -33,9 +33,13 @@ SCATTER_METRICS = {"acc_1d": "xgb_acc_1d_ranker", "avm": "xgb_avm_regressor", "s
                    "mlp": "mlp_acc_1d_ranker"}
 
 
+SPLIT = "sha256 of seed and architecture id"
+"""How :func:`split` holds rows out (recorded in ``metadata.json``: surrogates fitted before it have none)."""
+
+
 def split(keys: Sequence[str], test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) row indices, both sorted: the ``round(test_fraction x n)`` rows (at least one,
-    at most n - 1) whose hash of ``seed`` and key (the architecture id) is smallest are held out.
+    """(train, test) row indices, both sorted: the ``round(test_fraction x n)`` rows (for n >= 2 at
+    least one, at most n - 1) whose hash of ``seed`` and key (the architecture id) is smallest are held out.
     A row's hash does not depend on the other rows, so a campaign that grows keeps its held-out rows
     held out (bar the few new rows that take places at the boundary) and the metrics at two sizes
     are measured on nearly nested test sets; a seeded permutation re-drew the whole split with every
@@ -242,7 +246,7 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
     meta = {"std_floor": std_floor(data.y["std"][learned]), "learned": {
                 "threshold": threshold, "metric": LEARNED_METRIC,
                 "constant": None if models["learned"] is not None else models["learned_share"]},
-            "rows": len(rows), "n_train": int(len(train)), "data": source, "seed": seed,
+            "rows": len(rows), "n_train": int(len(train)), "data": source, "seed": seed, "split": SPLIT,
             "analog": json.loads(analogs[0]), "analog_configs": len(analogs),
             "acc_1d_calibration": models["calibration"], "xgb": asdict(xgb), "mlp": asdict(mlp),
             "mlp_hidden": mlp.hidden, "metrics": report, "task": task}
