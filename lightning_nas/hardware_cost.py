@@ -29,7 +29,8 @@ from functools import cached_property
 from typing import Any, Optional, Sequence
 
 from lightning_nas.errors import UserError
-from lightning_nas.space import Architecture, stage_plan, stage_widths
+from lightning_nas.blocks import network_layers
+from lightning_nas.space import Architecture
 
 
 @dataclass
@@ -173,29 +174,9 @@ def hardware_cost(arch: Architecture, in_shape: Sequence[int], n_classes: int, t
 
 def analog_layers(arch: Architecture, in_shape: Sequence[int], n_classes: int) -> list[tuple[str, int, int, int]]:
     """``(name, rows, cols, positions)`` of every analog layer in the network's order
-    (:mod:`lightning_nas.network`: the stem, per block each branch's convolutions then the
-    shortcut projection, the classifier)."""
-    c, h, w = in_shape
-    layers = [("stem", c * arch.kernel0 ** 2, arch.out_channel0, h * w)]
-    for s, blocks in enumerate(stage_plan(arch, (h, w))):
-        for r, b in enumerate(blocks):
-            in_hw = h * w
-            if b.stride == 2:
-                h, w = (h + 1) // 2, (w + 1) // 2
-            hw = h * w
-            for k in range(b.branches):
-                name = f"stages.{s}.{r}.branches.{k}"
-                if b.convblock == "A":
-                    layers += [(f"{name}.conv1", b.in_channels * 9, b.width, hw),
-                               (f"{name}.conv2", b.width * 9, b.width, hw)]
-                else:  # bottleneck: the 1x1 squeeze sees the block's input map, the 3x3 strides
-                    m = b.bottleneck_width
-                    layers += [(f"{name}.squeeze", b.in_channels, m, in_hw), (f"{name}.conv", m * 9, m, hw),
-                               (f"{name}.expand", m, b.width, hw)]
-            if b.projection:
-                layers.append((f"stages.{s}.{r}.shortcut", b.in_channels, b.width, hw))
-    layers.append(("classifier", stage_widths(arch)[-1], n_classes, 1))
-    return layers
+    (:func:`lightning_nas.blocks.network_layers`: the stem, per block each branch's convolutions
+    then the shortcut projection, the classifier)."""
+    return [(layer.name, layer.rows, layer.cols, layer.positions) for layer in network_layers(arch, in_shape, n_classes)]
 
 
 def chip_from(value: Any) -> ChipConfig:

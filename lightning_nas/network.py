@@ -1,7 +1,9 @@
 """Build the (digital) torch network of an :class:`~lightning_nas.space.Architecture`.
 
-The structure comes from :func:`lightning_nas.space.stage_plan`, the same plan that
-:func:`lightning_nas.space.n_params` counts, so the two can never disagree.
+The layers come from :mod:`lightning_nas.blocks` (:func:`~lightning_nas.blocks.stage_plan`,
+:func:`~lightning_nas.blocks.block_layers`), the same description that
+:func:`~lightning_nas.blocks.n_params` counts and the hardware cost model maps, so they can never
+disagree.
 Convolutions and the classifier are the layers that later become analog tiles;
 batch norm stays digital.
 """
@@ -13,24 +15,28 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lightning_nas.space import Architecture, BlockPlan, stage_plan, stage_widths
+from lightning_nas.blocks import BlockPlan, ConvSpec, block_layers, classifier_layer, stage_plan, stem_layer
+from lightning_nas.space import Architecture
 
 
-def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
+def build_conv(spec: ConvSpec) -> nn.Sequential:
+    """The convolution (no bias, ``padding = kernel // 2``) + batch norm of one
+    :class:`~lightning_nas.blocks.ConvSpec`."""
     return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False),
-        nn.BatchNorm2d(cout),
+        nn.Conv2d(spec.in_channels, spec.out_channels, spec.kernel, stride=spec.stride, padding=spec.kernel // 2,
+                  groups=spec.groups, bias=False),
+        nn.BatchNorm2d(spec.out_channels),
     )
 
 
-def _branch(plan: BlockPlan) -> nn.Sequential:
-    if plan.convblock == "A":  # basic: 3x3 -> 3x3
-        return nn.Sequential(conv_bn(plan.in_channels, plan.width, 3, plan.stride), nn.ReLU(inplace=True),
-                             conv_bn(plan.width, plan.width, 3))
-    m = plan.bottleneck_width  # bottleneck: 1x1 -> 3x3 -> 1x1
-    return nn.Sequential(conv_bn(plan.in_channels, m, 1), nn.ReLU(inplace=True),
-                         conv_bn(m, m, 3, plan.stride), nn.ReLU(inplace=True),
-                         conv_bn(m, plan.width, 1))
+def _branch(convs: Sequence[ConvSpec]) -> nn.Sequential:
+    """One branch: its convolutions with a ReLU between consecutive ones."""
+    layers: list[nn.Module] = []
+    for k, spec in enumerate(convs):
+        if k:
+            layers.append(nn.ReLU(inplace=True))
+        layers.append(build_conv(spec))
+    return nn.Sequential(*layers)
 
 
 class ResidualBlock(nn.Module):
@@ -38,9 +44,10 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, plan: BlockPlan) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(_branch(plan) for _ in range(plan.branches))
+        spec = block_layers(plan)
+        self.branches = nn.ModuleList(_branch(spec.branch) for _ in range(spec.branches))
         self.skip = plan.skip
-        self.shortcut = conv_bn(plan.in_channels, plan.width, 1, plan.stride) if plan.projection else nn.Identity()
+        self.shortcut = build_conv(spec.shortcut) if spec.shortcut is not None else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,11 +64,12 @@ class ResNetLike(nn.Module):
         super().__init__()
         c, h, w = input_shape
         self.arch = arch
-        self.stem = nn.Sequential(conv_bn(c, arch.out_channel0, arch.kernel0), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(build_conv(stem_layer(arch, c)), nn.ReLU(inplace=True))
         self.stages = nn.Sequential(*(nn.Sequential(*(ResidualBlock(b) for b in blocks))
                                       for blocks in stage_plan(arch, (h, w))))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(stage_widths(arch)[-1], num_classes)
+        classifier = classifier_layer(arch, num_classes)
+        self.classifier = nn.Linear(classifier.in_features, classifier.out_features)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -13,9 +13,12 @@ An :class:`Architecture` is a ResNet-like network description:
 Stages beyond ``M`` do not exist in the record: they cannot be set, so they can
 never be silently used. In the fixed-length feature vector they are zeros.
 
-Everything here is pure Python (no torch): parameter counts are computed
-analytically by :func:`n_params`, and :mod:`lightning_nas.network` builds the
-torch module from the same :func:`stage_plan`.
+The space is one table of dimensions (:data:`GLOBAL_DIMS`, :data:`DEPTH`, :data:`STAGE_DIMS`,
+each a :class:`~lightning_nas.dimensions.Dimension`): validation, serialisation, features,
+sampling, mutations and every search strategy (through :data:`SPACE`, a :class:`SearchSpace`)
+read it. Everything here is pure Python (no torch): the layers of an architecture are described
+once in :mod:`lightning_nas.blocks`, which the network builder, :func:`n_params` and the hardware
+cost model read.
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ import random
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
+from lightning_nas.blocks import (BlockPlan, LinearSpec, block_params, n_params, stage_plan, stage_widths,
+                                  stem_layer)
+from lightning_nas.dimensions import Dimension
 from lightning_nas.errors import ArchitectureError, UserError
 
 SPACE_VERSION = "1"
@@ -45,7 +51,31 @@ MAX_BUILD_PARAMS = 200_000_000
 """The largest network :class:`~lightning_nas.module.AnalogNASModule` builds (checked with
 :func:`n_params` before anything is allocated): far beyond what an analog chip holds, well below
 what exhausts a machine's memory in float32 with the training state."""
-BOTTLENECK_REDUCTION = 4  # type-B blocks squeeze to width // 4 channels in the 3x3 conv
+
+# -- the table of dimensions: sampling, validation, features, mutations and strategies read it ----
+GLOBAL_DIMS = (
+    Dimension("out_channel0", OUT_CHANNEL0, default=16, scale=16, short=lambda v: f"c{v}"),
+    Dimension("kernel0", KERNEL0, default=3, scale=2, short=lambda v: f"k{v}", step="other"),
+)
+"""Fields of the whole network (:class:`Architecture`'s fields before ``stages``, in order)."""
+DEPTH = Dimension("M", tuple(range(1, MAX_STAGES + 1)), default=1, scale=1, short=str, allowed=f"1..{MAX_STAGES}")
+"""The number of stages (``len(stages)``; mutations add or remove the last stage)."""
+STAGE_DIMS = (
+    Dimension("R", tuple(range(R_RANGE[0], R_RANGE[1] + 1)), default=1, scale=4, short=lambda v: f"{v}x",
+              new_stage="first"),
+    Dimension("B", tuple(range(B_RANGE[0], B_RANGE[1] + 1)), default=1, scale=1, short=str),
+    Dimension("convblock", CONVBLOCKS, default="A", scale=1, short=str, feature="index", step="other"),
+    Dimension("widenfact", WIDENFACTS, default=1.0, scale=0.5, short=lambda v: f"w{v:g}", new_stage="draw"),
+    Dimension("skip", SKIPS, default=True, scale=1, short=lambda v: "s" if v else "n", step="other"),
+)
+"""Fields of one stage (:class:`Stage`'s fields, in order)."""
+DESCRIBE_ORDER = ("R", "convblock", "B", "widenfact", "skip")
+"""The stage fields in :meth:`Architecture.describe`, e.g. ``3xA1w2s`` (a new field goes last)."""
+MUTATION_GROUPS = {"depth": ("M", "R", "convblock"), "width": ("B", "out_channel0", "widenfact"),
+                   "other": ("skip", "kernel0")}
+"""The fields each mutation group of :mod:`lightning_nas.search.mutations` changes, in the order its
+random draws pick them (``M``: add or remove the last stage). Seeded searches depend on the order."""
+DIMS = {d.name: d for d in (*GLOBAL_DIMS, DEPTH, *STAGE_DIMS)}
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -68,56 +98,61 @@ def _names(keys: Any) -> str:
     return ", ".join(sorted(_short(k, 30) for k in keys))
 
 
+STAGES_ALLOWED = f"a list of 1..{MAX_STAGES} stages (mappings of {', '.join(d.name for d in STAGE_DIMS)})"
+
+
 @dataclass(frozen=True)
 class Stage:
-    """One main block: ``R`` residual blocks sharing type, branches, width and skip."""
+    """One main block: ``R`` residual blocks sharing type, branches, width and skip (the fields of
+    :data:`STAGE_DIMS`, a test checks they agree)."""
 
-    R: int = 1
-    B: int = 1
-    convblock: str = "A"
-    widenfact: float = 1.0
-    skip: bool = True
+    R: int = DIMS["R"].default
+    B: int = DIMS["B"].default
+    convblock: str = DIMS["convblock"].default
+    widenfact: float = DIMS["widenfact"].default
+    skip: bool = DIMS["skip"].default
 
     def __post_init__(self) -> None:
-        if _is_int(self.widenfact):  # 2 and 2.0 are the same widen factor (and the same id)
-            object.__setattr__(self, "widenfact", float(self.widenfact))
+        for dim in STAGE_DIMS:  # e.g. widenfact 2 is 2.0 (the same widen factor and the same id)
+            value = getattr(self, dim.name)
+            coerced = dim.coerce(value)
+            if coerced is not value:
+                object.__setattr__(self, dim.name, coerced)
         self.validate(0)
 
     def validate(self, index: int) -> None:
         """Raise :class:`ArchitectureError` naming the field of stage ``index`` (1-based)."""
-        for name, (lo, hi) in (("R", R_RANGE), ("B", B_RANGE)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                _fail(f"stages[{index}].{name}", value, f"integers {lo}..{hi}")
-        if not isinstance(self.convblock, str) or self.convblock not in CONVBLOCKS:
-            _fail(f"stages[{index}].convblock", self.convblock, " or ".join(CONVBLOCKS))
-        if not isinstance(self.widenfact, float) or self.widenfact not in WIDENFACTS:
-            _fail(f"stages[{index}].widenfact", self.widenfact,
-                  f"{WIDEN_MIN}..{WIDEN_MAX} in steps of {WIDEN_STEP}")
-        if not isinstance(self.skip, bool):
-            _fail(f"stages[{index}].skip", self.skip, "true or false")
+        for dim in STAGE_DIMS:
+            value = getattr(self, dim.name)
+            if not dim.valid(value):
+                _fail(f"stages[{index}].{dim.name}", value, dim.allowed)
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """A frozen, hashable, serialisable point of the search space."""
+    """A frozen, hashable, serialisable point of the search space (the fields of
+    :data:`GLOBAL_DIMS`, then ``stages``). Made with wrong types or values, directly or from a
+    file, it raises one :class:`ArchitectureError` naming the field."""
 
-    out_channel0: int = 16
-    kernel0: int = 3
+    out_channel0: int = DIMS["out_channel0"].default
+    kernel0: int = DIMS["kernel0"].default
     stages: tuple[Stage, ...] = field(default_factory=lambda: (Stage(),))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "stages", tuple(self.stages))
+        stages = self.stages
+        if isinstance(stages, (str, bytes, Mapping)) or not isinstance(stages, Iterable):
+            _fail("stages", stages, STAGES_ALLOWED)
+        object.__setattr__(self, "stages", tuple(stages))
         self.validate()
 
     # -- validation -----------------------------------------------------------------
     def validate(self) -> None:
-        if not _is_int(self.out_channel0) or self.out_channel0 not in OUT_CHANNEL0:
-            _fail("out_channel0", self.out_channel0, "integers " + ", ".join(map(str, OUT_CHANNEL0)))
-        if not _is_int(self.kernel0) or self.kernel0 not in KERNEL0:
-            _fail("kernel0", self.kernel0, "integers " + ", ".join(map(str, KERNEL0)))
+        for dim in GLOBAL_DIMS:
+            value = getattr(self, dim.name)
+            if not dim.valid(value):
+                _fail(dim.name, value, dim.allowed)
         if not 1 <= len(self.stages) <= MAX_STAGES:
-            _fail("M (number of stages)", len(self.stages), f"1..{MAX_STAGES}")
+            _fail("M (number of stages)", len(self.stages), DEPTH.allowed)
         for i, stage in enumerate(self.stages, start=1):
             if not isinstance(stage, Stage):
                 _fail(f"stages[{i}]", stage, "a Stage")  # a Stage validated itself when it was made
@@ -128,26 +163,21 @@ class Architecture:
 
     # -- serialisation --------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "out_channel0": self.out_channel0,
-            "kernel0": self.kernel0,
-            "M": self.M,
-            "stages": [{"R": s.R, "B": s.B, "convblock": s.convblock, "widenfact": s.widenfact, "skip": s.skip}
-                       for s in self.stages],
-        }
+        return {**{d.name: getattr(self, d.name) for d in GLOBAL_DIMS}, DEPTH.name: self.M,
+                "stages": [{d.name: getattr(s, d.name) for d in STAGE_DIMS} for s in self.stages]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Architecture":
         """Build from the mapping written by :meth:`to_dict`.
 
-        ``stages`` is required; ``M`` is optional but must match it. Missing ``out_channel0`` /
-        ``kernel0`` and missing stage fields take the documented defaults (16, 3; R 1, B 1,
-        convblock A, widenfact 1.0, skip true). Types are strict: counts are integers (not
-        floats or bools), ``widenfact`` a number, ``skip`` a bool.
+        ``stages`` is required; ``M`` is optional but must match it. Missing global fields and
+        missing stage fields take their defaults (the table: 16, 3; R 1, B 1, convblock A,
+        widenfact 1.0, skip true). Types are strict: counts are integers (not floats or bools),
+        ``widenfact`` a number, ``skip`` a bool.
         """
         if not isinstance(data, Mapping):
             raise ArchitectureError(f"an architecture must be a mapping, got {type(data).__name__}")
-        known = {"out_channel0", "kernel0", "M", "stages"}
+        known = {*(d.name for d in GLOBAL_DIMS), DEPTH.name, "stages"}
         unknown = _names(set(data) - known)
         if unknown:
             raise ArchitectureError(
@@ -155,11 +185,11 @@ class Architecture:
                 "(stage fields go under 'stages')")
         stages_data = data.get("stages")
         if not isinstance(stages_data, Sequence) or isinstance(stages_data, (str, bytes)):
-            raise ArchitectureError("architecture field 'stages' must be a list of 1..5 stage mappings")
+            _fail("stages", stages_data, STAGES_ALLOWED)
         if not 1 <= len(stages_data) <= MAX_STAGES:
-            _fail("M (number of stages)", len(stages_data), f"1..{MAX_STAGES}")
+            _fail("M (number of stages)", len(stages_data), DEPTH.allowed)
         stages = []
-        stage_fields = set(Stage.__dataclass_fields__)
+        stage_fields = {d.name for d in STAGE_DIMS}
         for i, s in enumerate(stages_data, start=1):
             if not isinstance(s, Mapping):
                 raise ArchitectureError(f"architecture field 'stages[{i}]' must be a mapping")
@@ -174,7 +204,7 @@ class Architecture:
             raise ArchitectureError(
                 f"architecture field 'M' is {_short(data['M'])} but {len(stages)} stage(s) are given; make them agree "
                 "(an integer) or leave M out")
-        return cls(out_channel0=data.get("out_channel0", 16), kernel0=data.get("kernel0", 3), stages=tuple(stages))
+        return cls(**{d.name: data.get(d.name, d.default) for d in GLOBAL_DIMS}, stages=tuple(stages))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -194,30 +224,112 @@ class Architecture:
         return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
 
     def describe(self) -> str:
-        """Short human-readable form, e.g. ``c16k3-3xA1w1.0s-3xA1w2.0s-3xA1w2.0s``."""
-        parts = [f"c{self.out_channel0}k{self.kernel0}"]
+        """Short human-readable form, e.g. ``c16k3-3xA1w1s-3xA1w2s-3xA1w2s``."""
+        parts = ["".join(d.short(getattr(self, d.name)) for d in GLOBAL_DIMS)]
         for s in self.stages:
-            parts.append(f"{s.R}x{s.convblock}{s.B}w{s.widenfact:g}{'s' if s.skip else 'n'}")
+            parts.append("".join(DIMS[name].short(getattr(s, name)) for name in DESCRIBE_ORDER))
         return "-".join(parts)
 
     # -- derived quantities ---------------------------------------------------------
     def feature_vector(self) -> list[float]:
         """Fixed-length numeric vector (see :func:`feature_names`); absent stages are zeros."""
-        vec: list[float] = [float(self.out_channel0), float(self.kernel0), float(self.M)]
-        for i in range(MAX_STAGES):
-            if i < self.M:
-                s = self.stages[i]
-                vec += [float(s.R), float(s.B), float(CONVBLOCKS.index(s.convblock)), float(s.widenfact), float(s.skip)]
+        return SPACE.features(self)
+
+
+@dataclass(frozen=True)
+class Gene:
+    """One position of the fixed-length genome: a global field, the depth, or a field of stage
+    ``stage`` (0-based), named ``key`` (e.g. ``out_channel0``, ``M``, ``stage2_R``)."""
+
+    key: str
+    dim: Dimension
+    stage: Optional[int]
+    position: int
+
+
+class SearchSpace:
+    """The space as strategies see it (as optuna samplers see distributions): a fixed-length
+    genome of :class:`Gene` (global fields, the depth ``M``, then every field of each of the
+    ``max_stages`` stage slots), define-by-run construction, index encodings and features.
+    Fields of stages an architecture does not have are absent (``None`` indices, zero features)."""
+
+    def __init__(self, global_dims: Sequence[Dimension] = GLOBAL_DIMS, depth: Dimension = DEPTH,
+                 stage_dims: Sequence[Dimension] = STAGE_DIMS, max_stages: int = MAX_STAGES) -> None:
+        self.global_dims, self.depth, self.stage_dims = tuple(global_dims), depth, tuple(stage_dims)
+        self.max_stages = max_stages
+        keyed = [(d.name, d, None) for d in self.global_dims] + [(depth.name, depth, None)]
+        keyed += [(f"stage{i}_{d.name}", d, i) for i in range(max_stages) for d in self.stage_dims]
+        self.genome = tuple(Gene(key, d, stage, k) for k, (key, d, stage) in enumerate(keyed))
+        self._depth_at = len(self.global_dims)
+
+    def stage_genes(self, i: int) -> tuple[Gene, ...]:
+        start = self._depth_at + 1 + i * len(self.stage_dims)
+        return self.genome[start: start + len(self.stage_dims)]
+
+    def build(self, choose: Callable[[Gene], Any]) -> Architecture:
+        """Define-by-run: ``choose(gene)`` gives the value of each global field, then the depth,
+        then each field of the stages the architecture has, in genome order."""
+        values = {g.dim.name: choose(g) for g in self.genome[: self._depth_at]}
+        m = choose(self.genome[self._depth_at])
+        stages = tuple(Stage(**{g.dim.name: choose(g) for g in self.stage_genes(i)}) for i in range(m))
+        return Architecture(**values, stages=stages)
+
+    def decode(self, indices: Sequence[int]) -> Architecture:
+        """The architecture of a full genome of choice indices (absent stages' entries ignored)."""
+        return self.build(lambda g: g.dim.choices[indices[g.position]])
+
+    def encode(self, arch: Architecture) -> list[Optional[int]]:
+        """The choice index of every gene; ``None`` for the fields of absent stages."""
+        out: list[Optional[int]] = [g.dim.index(getattr(arch, g.dim.name)) for g in self.genome[: self._depth_at]]
+        out.append(self.depth.index(arch.M))
+        for i in range(self.max_stages):
+            if i < arch.M:
+                out += [d.index(getattr(arch.stages[i], d.name)) for d in self.stage_dims]
             else:
-                vec += [0.0] * 5
+                out += [None] * len(self.stage_dims)
+        return out
+
+    def features(self, arch: Architecture) -> list[float]:
+        """The feature vector (:func:`feature_names`); absent stages are zeros."""
+        vec = [d.encode(getattr(arch, d.name)) for d in self.global_dims] + [self.depth.encode(arch.M)]
+        for i in range(self.max_stages):
+            if i < arch.M:
+                vec += [d.encode(getattr(arch.stages[i], d.name)) for d in self.stage_dims]
+            else:
+                vec += [0.0] * len(self.stage_dims)
         return vec
+
+    def feature_names(self) -> list[str]:
+        names = [d.name for d in self.global_dims] + [self.depth.name]
+        for i in range(1, self.max_stages + 1):
+            names += [f"{d.name}{i}" for d in self.stage_dims]
+        return names
+
+    def feature_scale(self) -> list[float]:
+        """About one mutation step of each feature (the unit of distances between architectures)."""
+        return [float(g.dim.scale) for g in self.genome]
+
+    def size(self) -> int:
+        """Exact number of distinct architectures."""
+        per_stage = self.stage_choices()
+        fixed = 1
+        for d in self.global_dims:
+            fixed *= len(d.choices)
+        return fixed * sum(per_stage ** m for m in self.depth.choices)
+
+    def stage_choices(self) -> int:
+        out = 1
+        for d in self.stage_dims:
+            out *= len(d.choices)
+        return out
+
+
+SPACE = SearchSpace()
+"""The AnalogNAS space: the one every command and strategy uses."""
 
 
 def feature_names() -> list[str]:
-    names = ["out_channel0", "kernel0", "M"]
-    for i in range(1, MAX_STAGES + 1):
-        names += [f"R{i}", f"B{i}", f"convblock{i}", f"widenfact{i}", f"skip{i}"]
-    return names
+    return SPACE.feature_names()
 
 
 # -- presets ------------------------------------------------------------------------
@@ -291,64 +403,6 @@ def load_architecture(spec: "str | Mapping[str, Any] | Architecture") -> Archite
                     "an inline mapping, or a path to a .yaml architecture file")
 
 
-# -- structure and parameter count (shared with the network builder) -----------------
-@dataclass(frozen=True)
-class BlockPlan:
-    in_channels: int
-    width: int
-    stride: int
-    branches: int
-    convblock: str
-    skip: bool
-
-    @property
-    def projection(self) -> bool:
-        """A 1x1 conv + BN shortcut is needed when the residual changes shape."""
-        return self.skip and (self.in_channels != self.width or self.stride != 1)
-
-    @property
-    def bottleneck_width(self) -> int:
-        return max(1, self.width // BOTTLENECK_REDUCTION)
-
-
-def stage_widths(arch: Architecture) -> list[int]:
-    widths, prev = [], arch.out_channel0
-    for s in arch.stages:
-        prev = int(round(prev * s.widenfact))
-        widths.append(prev)
-    return widths
-
-
-def stage_plan(arch: Architecture, input_hw: tuple[int, int]) -> list[list[BlockPlan]]:
-    """Blocks of every stage. Every stage after the first halves the feature map at
-    its first block (stride 2) while the map is larger than 1x1."""
-    h, w = input_hw
-    plan, in_ch = [], arch.out_channel0
-    for i, (stage, width) in enumerate(zip(arch.stages, stage_widths(arch))):
-        blocks = []
-        for r in range(stage.R):
-            stride = 2 if (i > 0 and r == 0 and (h > 1 or w > 1)) else 1
-            if stride == 2:
-                h, w = (h + 1) // 2, (w + 1) // 2
-            blocks.append(BlockPlan(in_ch, width, stride, stage.B, stage.convblock, stage.skip))
-            in_ch = width
-        plan.append(blocks)
-    return plan
-
-
-def _conv_bn(cin: int, cout: int, k: int) -> int:
-    return cin * cout * k * k + 2 * cout  # conv without bias + BN affine
-
-
-def block_params(b: BlockPlan) -> int:
-    if b.convblock == "A":
-        branch = _conv_bn(b.in_channels, b.width, 3) + _conv_bn(b.width, b.width, 3)
-    else:
-        m = b.bottleneck_width
-        branch = _conv_bn(b.in_channels, m, 1) + _conv_bn(m, m, 3) + _conv_bn(m, b.width, 1)
-    return b.branches * branch + (_conv_bn(b.in_channels, b.width, 1) if b.projection else 0)
-
-
 def check_task_shape(in_shape: Sequence[int], n_classes: int) -> None:
     """A task's input shape ``(C, H, W)`` (positive integers) and number of classes (>= 2)."""
     if len(in_shape) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in in_shape):
@@ -357,49 +411,23 @@ def check_task_shape(in_shape: Sequence[int], n_classes: int) -> None:
         raise UserError(f"num_classes must be an integer >= 2, got {n_classes!r}")
 
 
-def n_params(arch: Architecture, in_shape: Sequence[int], n_classes: int) -> int:
-    """Trainable parameters of the built network, computed without building it.
-
-    ``in_shape`` is ``(C, H, W)``.
-    """
-    c, h, w = in_shape
-    total = _conv_bn(c, arch.out_channel0, arch.kernel0)
-    for blocks in stage_plan(arch, (h, w)):
-        total += sum(block_params(b) for b in blocks)
-    total += stage_widths(arch)[-1] * n_classes + n_classes
-    return total
-
-
 # -- size and sampling -----------------------------------------------------------------
 def stage_choices() -> int:
-    return (R_RANGE[1] - R_RANGE[0] + 1) * (B_RANGE[1] - B_RANGE[0] + 1) * len(CONVBLOCKS) * len(WIDENFACTS) * len(SKIPS)
+    return SPACE.stage_choices()
 
 
 def space_size() -> int:
     """Exact number of distinct architectures in the space."""
-    per_stage = stage_choices()
-    return len(OUT_CHANNEL0) * len(KERNEL0) * sum(per_stage ** m for m in range(1, MAX_STAGES + 1))
+    return SPACE.size()
 
 
-# Categorical dimensions in sampling order: three global ones, then five per stage slot.
-_GLOBAL_DIMS = (OUT_CHANNEL0, KERNEL0, tuple(range(1, MAX_STAGES + 1)))
-_STAGE_DIMS = (tuple(range(R_RANGE[0], R_RANGE[1] + 1)), tuple(range(B_RANGE[0], B_RANGE[1] + 1)),
-               CONVBLOCKS, WIDENFACTS, SKIPS)
-N_SAMPLING_DIMS = len(_GLOBAL_DIMS) + MAX_STAGES * len(_STAGE_DIMS)
+N_SAMPLING_DIMS = len(SPACE.genome)
+"""Sampling draws one number of [0, 1) per gene (fields of absent stages are drawn and unused)."""
 
 
 def _arch_from_unit(u: Sequence[float]) -> Architecture:
-    """Map a point of [0, 1)^N_SAMPLING_DIMS to an architecture (each dim picks one choice)."""
-    def pick(choices: Sequence[Any], x: float) -> Any:
-        return choices[min(int(x * len(choices)), len(choices) - 1)]
-
-    c0, k0, m = (pick(d, x) for d, x in zip(_GLOBAL_DIMS, u[:3]))
-    stages = []
-    for i in range(m):
-        xs = u[3 + 5 * i: 8 + 5 * i]
-        r, b, cb, wf, sk = (pick(d, x) for d, x in zip(_STAGE_DIMS, xs))
-        stages.append(Stage(R=r, B=b, convblock=cb, widenfact=wf, skip=sk))
-    return Architecture(c0, k0, tuple(stages))
+    """Map a point of [0, 1)^N_SAMPLING_DIMS to an architecture (each gene picks one choice)."""
+    return SPACE.build(lambda g: g.dim.pick(u[g.position]))
 
 
 def _stagewise(rng: random.Random, max_params: int, in_shape: Sequence[int], n_classes: int,
@@ -408,25 +436,27 @@ def _stagewise(rng: random.Random, max_params: int, in_shape: Sequence[int], n_c
     network over ``max_params`` is redrawn (up to ``tries`` times) instead of the whole
     architecture. Widths never shrink, so a partial network's count (classifier included) is a
     lower bound of the final one: no accepted prefix is wasted."""
-    def pick(choices: Sequence[Any]) -> Any:
-        return choices[min(int(rng.random() * len(choices)), len(choices) - 1)]
+    def pick(dim: Dimension) -> Any:
+        return dim.pick(rng.random())
 
-    c0, k0, m = (pick(d) for d in _GLOBAL_DIMS)
+    values = {d.name: pick(d) for d in GLOBAL_DIMS}
+    m = pick(DEPTH)
     c, h, w = in_shape
-    body = _conv_bn(c, c0, k0)
-    width = c0
+    first = Architecture(**values)  # the stem of the network (its one default stage is not used)
+    body = stem_layer(first, c).params
+    width = first.out_channel0
     stages: list[Stage] = []
     for i in range(m):
         for _ in range(tries):
-            stage = Stage(*(pick(d) for d in _STAGE_DIMS))
+            stage = Stage(**{d.name: pick(d) for d in STAGE_DIMS})
             params, new_width, new_hw = _stage_params(stage, width, (h, w), i > 0)
-            if body + params + new_width * n_classes + n_classes <= max_params:
+            if body + params + LinearSpec(new_width, n_classes).params <= max_params:
                 stages.append(stage)
                 body, width, (h, w) = body + params, new_width, new_hw
                 break
         else:
             break
-    return Architecture(c0, k0, tuple(stages)) if stages else None
+    return Architecture(**values, stages=tuple(stages)) if stages else None
 
 
 def _stage_params(stage: Stage, in_ch: int, hw: tuple[int, int], strided: bool) -> tuple[int, int, tuple[int, int]]:
@@ -516,13 +546,14 @@ def iter_sample(n: int, *, seed: int = 0, method: str = "uniform", max_params: i
 
 
 def space_summary() -> str:
-    lines = [
-        f"AnalogNAS ResNet-like search space (version {SPACE_VERSION})",
-        f"  out_channel0: {list(OUT_CHANNEL0)}",
-        f"  kernel0:      {list(KERNEL0)}",
-        f"  M (stages):   1..{MAX_STAGES}",
-        f"  per stage:    R {R_RANGE[0]}..{R_RANGE[1]}, B {B_RANGE[0]}..{B_RANGE[1]}, convblock {list(CONVBLOCKS)},",
-        f"                widenfact {WIDEN_MIN}..{WIDEN_MAX} step {WIDEN_STEP} ({len(WIDENFACTS)} values), skip on/off",
+    def choices(d: Dimension) -> str:
+        return f"{d.allowed} ({len(d.choices)} values)"
+
+    lines = [f"AnalogNAS ResNet-like search space (version {SPACE_VERSION})"]
+    lines += [f"  {d.name + ':':13} {choices(d)}" for d in GLOBAL_DIMS]
+    lines.append(f"  {'M (stages):':13} {DEPTH.allowed}")
+    lines += [f"  {'per stage:' if k == 0 else '':13} {d.name} {choices(d)}" for k, d in enumerate(STAGE_DIMS)]
+    lines += [
         f"  choices per stage: {stage_choices()}",
         f"  distinct architectures: {space_size()} (~{space_size():.3e})",
         f"  presets: {', '.join(PRESETS)}",
@@ -533,5 +564,5 @@ def space_summary() -> str:
 __all__ = [
     "Architecture", "Stage", "PRESETS", "SPACE_VERSION", "load_architecture", "n_params", "sample",
     "space_size", "feature_names", "stage_plan", "stage_widths", "space_summary", "cifar_resnet",
-    "BlockPlan",
+    "BlockPlan", "SPACE", "SearchSpace", "Gene", "GLOBAL_DIMS", "DEPTH", "STAGE_DIMS", "DIMS",
 ]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lightning_nas.space import Architecture, Stage, n_params
+from lightning_nas.space import SPACE, Architecture, Stage, n_params
 
 TARGET = Architecture(24, 5, (Stage(4, 2, "B", 2.0, True), Stage(3, 1, "A", 1.5, False), Stage(2, 3, "A", 2.5)))
 
@@ -12,7 +12,7 @@ class TargetPredictor:
 
     def __init__(self, avm_per_stage: float = 1.0) -> None:
         self.target = np.asarray(TARGET.feature_vector())
-        self.scale = np.asarray([16, 2, 1] + [4, 1, 1, 0.5, 1] * 5, dtype=float)
+        self.scale = np.asarray(SPACE.feature_scale(), dtype=float)
         self.avm_per_stage = avm_per_stage
         self.calls = 0
 

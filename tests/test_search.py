@@ -34,10 +34,9 @@ def diff(a: Architecture, b: Architecture) -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("fn,field", [
-    (mut.change_depth, "R"), (mut.change_convblock, "convblock"), (mut.change_branches, "B"),
-    (mut.change_widenfact, "widenfact"), (mut.toggle_skip, "skip")])
-def test_stage_mutations_change_one_field_of_one_stage(fn, field):
+@pytest.mark.parametrize("field", ["R", "convblock", "B", "widenfact", "skip"])
+def test_stage_mutations_change_one_field_of_one_stage(field):
+    fn = mut.FIELD_MUTATIONS[field]
     rng = random.Random(0)
     for arch in ARCHS:
         child = fn(arch, rng)
@@ -51,8 +50,9 @@ def test_stage_mutations_change_one_field_of_one_stage(fn, field):
             assert abs(arch.stages[i].widenfact - child.stages[i].widenfact) == 0.5
 
 
-@pytest.mark.parametrize("fn,field", [(mut.change_out_channel0, "out_channel0"), (mut.change_kernel0, "kernel0")])
-def test_global_mutations_change_only_their_field(fn, field):
+@pytest.mark.parametrize("field", ["out_channel0", "kernel0"])
+def test_global_mutations_change_only_their_field(field):
+    fn = mut.FIELD_MUTATIONS[field]
     rng = random.Random(1)
     for arch in ARCHS:
         assert diff(arch, fn(arch, rng)) == {field}

@@ -19,7 +19,7 @@ import numpy as np
 from lightning_nas.errors import UserError
 from lightning_nas.hardware_cost import ChipConfig, hardware_cost
 from lightning_nas.search.objectives import ObjectiveSet
-from lightning_nas.space import Architecture, n_params, sample
+from lightning_nas.space import SPACE, Architecture, SearchSpace, n_params, sample
 
 
 class Predictor(Protocol):
@@ -184,10 +184,12 @@ class Evaluator:
 
 
 class SearchContext:
-    """What a strategy may use: the config, the task, the evaluator's cache and parameter counts."""
+    """What a strategy may use: the space (its genome, encodings, features: strategies read it
+    instead of rebuilding it), the config, the task, the evaluator's cache and parameter counts."""
 
-    def __init__(self, evaluator: Evaluator) -> None:
+    def __init__(self, evaluator: Evaluator, space: SearchSpace = SPACE) -> None:
         self.evaluator = evaluator
+        self.space = space
         self.cfg = evaluator.cfg
         self.in_shape, self.n_classes = evaluator.in_shape, evaluator.n_classes
         self.objectives = evaluator.objectives.objectives

@@ -20,9 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-from lightning_nas.space import Architecture, Stage
+from lightning_nas.space import SPACE, Architecture, Stage
 
-SCALE = np.asarray([16, 2, 1] + [4, 1, 1, 0.5, 1] * 5, dtype=np.float64)
+SCALE = np.asarray(SPACE.feature_scale(), dtype=np.float64)  # one mutation step of each feature ~ 1
 
 TARGET_OPTIMUM = Architecture(24, 5, (Stage(4, 2, "B", 1.5, True), Stage(3, 1, "A", 1.0, False)))
 GLOBAL_PEAK = Architecture(16, 3, (Stage(6, 1, "A", 1.5, True), Stage(2, 2, "B", 2.0, True),

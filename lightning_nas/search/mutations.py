@@ -1,7 +1,11 @@
 """Mutations: each is one small, valid change of one architecture (never a resample).
 
 Every function takes an architecture and a ``random.Random`` and returns the mutated
-architecture, or ``None`` when the change is impossible (e.g. removing the only stage).
+architecture, or ``None`` when the change is impossible (e.g. removing the only stage). They are
+made from the table of the space (:mod:`lightning_nas.space`): a field's mutation moves it to a
+neighbour (:meth:`~lightning_nas.dimensions.Dimension.neighbour`; of one stage, drawn at random,
+for a stage field), the depth ``M`` grows (a new last stage, :meth:`~lightning_nas.dimensions.Dimension.for_new_stage`)
+or shrinks, and the groups are :data:`~lightning_nas.space.MUTATION_GROUPS`.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ import random
 from dataclasses import replace
 from typing import Callable, Optional
 
-from lightning_nas.space import (
-    B_RANGE, CONVBLOCKS, KERNEL0, MAX_STAGES, OUT_CHANNEL0, R_RANGE, WIDENFACTS, Architecture, Stage)
+from lightning_nas.dimensions import Dimension
+from lightning_nas.space import GLOBAL_DIMS, MAX_STAGES, MUTATION_GROUPS, STAGE_DIMS, Architecture, Stage
 
 Mutation = Callable[[Architecture, random.Random], Optional[Architecture]]
 
@@ -22,19 +26,14 @@ def _with_stage(arch: Architecture, i: int, stage: Stage) -> Architecture:
     return replace(arch, stages=tuple(stages))
 
 
-def _neighbour(choices: tuple, value, rng: random.Random):
-    """A neighbouring value of ``value`` in ``choices`` (one step up or down)."""
-    i = choices.index(value)
-    options = [j for j in (i - 1, i + 1) if 0 <= j < len(choices)]
-    return choices[rng.choice(options)] if options else None
-
-
 # -- depth ----------------------------------------------------------------------------
 def add_stage(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
+    """A new last stage, each field as its dimension says (copied from the last stage, the first
+    choice, or drawn)."""
     if arch.M >= MAX_STAGES:
         return None
     last = arch.stages[-1]
-    new = Stage(R=1, B=last.B, convblock=last.convblock, widenfact=rng.choice(WIDENFACTS), skip=last.skip)
+    new = Stage(**{d.name: d.for_new_stage(getattr(last, d.name), rng) for d in STAGE_DIMS})
     return replace(arch, stages=arch.stages + (new,))
 
 
@@ -42,50 +41,41 @@ def remove_stage(arch: Architecture, rng: random.Random) -> Optional[Architectur
     return replace(arch, stages=arch.stages[:-1]) if arch.M > 1 else None
 
 
-def change_depth(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
-    """Add or remove one residual block of one stage."""
-    i = rng.randrange(arch.M)
-    r = _neighbour(tuple(range(R_RANGE[0], R_RANGE[1] + 1)), arch.stages[i].R, rng)
-    return _with_stage(arch, i, replace(arch.stages[i], R=r))
+# -- one field ------------------------------------------------------------------------
+def _global_step(dim: Dimension) -> Mutation:
+    def mutation(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
+        value = dim.neighbour(getattr(arch, dim.name), rng)
+        return None if value is None else replace(arch, **{dim.name: value})
+
+    mutation.__name__ = f"change_{dim.name}"
+    mutation.__doc__ = f"Move ``{dim.name}`` to a neighbouring value."
+    return mutation
 
 
-def change_convblock(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
-    i = rng.randrange(arch.M)
-    other = next(c for c in CONVBLOCKS if c != arch.stages[i].convblock)
-    return _with_stage(arch, i, replace(arch.stages[i], convblock=other))
+def _stage_step(dim: Dimension) -> Mutation:
+    def mutation(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
+        i = rng.randrange(arch.M)
+        value = dim.neighbour(getattr(arch.stages[i], dim.name), rng)
+        return None if value is None else _with_stage(arch, i, replace(arch.stages[i], **{dim.name: value}))
+
+    mutation.__name__ = f"change_{dim.name}"
+    mutation.__doc__ = f"Move ``{dim.name}`` of one random stage to a neighbouring value."
+    return mutation
 
 
-# -- width ----------------------------------------------------------------------------
-def change_branches(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
-    i = rng.randrange(arch.M)
-    b = _neighbour(tuple(range(B_RANGE[0], B_RANGE[1] + 1)), arch.stages[i].B, rng)
-    return _with_stage(arch, i, replace(arch.stages[i], B=b))
+FIELD_MUTATIONS: dict[str, Mutation] = {
+    **{d.name: _global_step(d) for d in GLOBAL_DIMS}, **{d.name: _stage_step(d) for d in STAGE_DIMS}}
+"""The one-field mutation of every field of the table (by field name)."""
 
 
-def change_out_channel0(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
-    return replace(arch, out_channel0=_neighbour(OUT_CHANNEL0, arch.out_channel0, rng))
+def _group(names: tuple[str, ...]) -> tuple[Mutation, ...]:
+    out: list[Mutation] = []
+    for name in names:
+        out += [add_stage, remove_stage] if name == "M" else [FIELD_MUTATIONS[name]]
+    return tuple(out)
 
 
-def change_widenfact(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
-    i = rng.randrange(arch.M)
-    return _with_stage(arch, i, replace(arch.stages[i], widenfact=_neighbour(WIDENFACTS, arch.stages[i].widenfact, rng)))
-
-
-# -- other ----------------------------------------------------------------------------
-def toggle_skip(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
-    i = rng.randrange(arch.M)
-    return _with_stage(arch, i, replace(arch.stages[i], skip=not arch.stages[i].skip))
-
-
-def change_kernel0(arch: Architecture, rng: random.Random) -> Optional[Architecture]:
-    return replace(arch, kernel0=rng.choice([k for k in KERNEL0 if k != arch.kernel0]))
-
-
-GROUPS: dict[str, tuple[Mutation, ...]] = {
-    "depth": (add_stage, remove_stage, change_depth, change_convblock),
-    "width": (change_branches, change_out_channel0, change_widenfact),
-    "other": (toggle_skip, change_kernel0),
-}
+GROUPS: dict[str, tuple[Mutation, ...]] = {group: _group(names) for group, names in MUTATION_GROUPS.items()}
 
 
 def mutate(arch: Architecture, rng: random.Random, probs: dict[str, float], tries: int = 20) -> Architecture:

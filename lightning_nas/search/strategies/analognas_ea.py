@@ -34,17 +34,9 @@ from lightning_nas.search.core import Individual, SearchContext, Strategy
 from lightning_nas.search.mutations import mutate, neighbours
 from lightning_nas.space import Architecture, iter_sample
 
-# One mutation step of each feature (stem channels, kernel, stages, then per stage R, B,
-# convblock, widenfact, skip) is about one unit of distance.
-FEATURE_SCALE = np.asarray([16, 2, 1] + [4, 1, 1, 0.5, 1] * 5, dtype=np.float64)
-
 
 def rank_key(ind: Individual) -> tuple:
     return (ind.feasible, ind.fitness)
-
-
-def scaled_features(arch: Architecture) -> np.ndarray:
-    return np.asarray(arch.feature_vector()) / FEATURE_SCALE
 
 
 class AnalogNASEvolution(Strategy):
@@ -73,13 +65,18 @@ class AnalogNASEvolution(Strategy):
         self.rng = random.Random(seed)
         self.seed = seed
         self.pop: list[Individual] = []
-        self.vectors = np.empty((0, len(FEATURE_SCALE)))
         self._fresh = None
         self._kept: list[Individual] = []
 
     def setup(self, ctx: SearchContext) -> None:
         super().setup(ctx)
         self.survivors = ctx.cfg.survivors
+        # one mutation step of each feature is about one unit of distance (the table's scales)
+        self.scale = np.asarray(ctx.space.feature_scale(), dtype=np.float64)
+        self.vectors = np.empty((0, len(self.scale)))
+
+    def _scaled(self, arch: Architecture) -> np.ndarray:
+        return np.asarray(self.ctx.space.features(arch)) / self.scale
 
     def population(self) -> list[Individual]:
         return self.pop
@@ -165,7 +162,7 @@ class AnalogNASEvolution(Strategy):
             self.stalled += 1
         if not self.pop:
             self.pop = new
-            self.vectors = np.asarray([scaled_features(i.arch) for i in new]).reshape(len(new), -1)
+            self.vectors = np.asarray([self._scaled(i.arch) for i in new]).reshape(len(new), -1)
         elif self.replacement == "crowding":
             self._crowd(new)
         else:
@@ -176,7 +173,7 @@ class AnalogNASEvolution(Strategy):
         random members if it ranks higher."""
         for child in new:
             window = self.rng.sample(range(len(self.pop)), min(self.window, len(self.pop)))
-            x = scaled_features(child.arch)
+            x = self._scaled(child.arch)
             distances = np.abs(self.vectors[window] - x).sum(axis=1)
             nearest = window[int(np.argmin(distances))]
             if rank_key(child) > rank_key(self.pop[nearest]):

@@ -18,32 +18,24 @@ import numpy as np
 
 from lightning_nas.search.core import SearchContext, Strategy
 from lightning_nas.search.mutations import mutate
-from lightning_nas.space import (B_RANGE, CONVBLOCKS, KERNEL0, MAX_STAGES, OUT_CHANNEL0, R_RANGE, WIDENFACTS,
-                                 Architecture, Stage)
-
-GENES = [list(OUT_CHANNEL0), list(KERNEL0), list(range(1, MAX_STAGES + 1))] + [
-    list(range(R_RANGE[0], R_RANGE[1] + 1)), list(range(B_RANGE[0], B_RANGE[1] + 1)), list(CONVBLOCKS),
-    list(WIDENFACTS), [False, True]] * MAX_STAGES
+from lightning_nas.space import Architecture, SearchSpace
 
 
-def decode(x: np.ndarray) -> Architecture:
-    g = [GENES[k][int(v)] for k, v in enumerate(np.clip(np.rint(x), 0, [len(c) - 1 for c in GENES]))]
-    stages = tuple(Stage(R=g[3 + 5 * i], B=g[4 + 5 * i], convblock=g[5 + 5 * i], widenfact=g[6 + 5 * i],
-                         skip=g[7 + 5 * i]) for i in range(g[2]))
-    return Architecture(g[0], g[1], stages)
+def upper_bounds(space: SearchSpace) -> np.ndarray:
+    """The largest choice index of every gene."""
+    return np.asarray([len(g.dim.choices) - 1 for g in space.genome], dtype=float)
 
 
-def encode(arch: Architecture, rng: np.random.Generator) -> np.ndarray:
+def decode(space: SearchSpace, x: np.ndarray) -> Architecture:
+    """The architecture of a real-valued genome (rounded and clipped to choice indices)."""
+    return space.decode([int(v) for v in np.clip(np.rint(x), 0, upper_bounds(space))])
+
+
+def encode(space: SearchSpace, arch: Architecture, rng: np.random.Generator) -> np.ndarray:
     """The genome of ``arch`` (fields of absent stages drawn at random)."""
-    x = [OUT_CHANNEL0.index(arch.out_channel0), KERNEL0.index(arch.kernel0), arch.M - 1]
-    for i in range(MAX_STAGES):
-        if i < arch.M:
-            s = arch.stages[i]
-            x += [s.R - R_RANGE[0], s.B - B_RANGE[0], CONVBLOCKS.index(s.convblock), WIDENFACTS.index(s.widenfact),
-                  int(s.skip)]
-        else:
-            x += [int(rng.integers(len(GENES[3 + 5 * i + k]))) for k in range(5)]
-    return np.asarray(x, dtype=float)
+    x = space.encode(arch)
+    return np.asarray([int(rng.integers(len(g.dim.choices))) if v is None else v for g, v in zip(space.genome, x)],
+                      dtype=float)
 
 
 class NSGA2(Strategy):
@@ -68,12 +60,13 @@ class NSGA2(Strategy):
         self.rng = np.random.default_rng(self.seed)
         self.py_rng = random.Random(self.seed)
         n_obj = len(ctx.objectives)
-        self.problem = Problem(n_var=len(GENES), n_obj=n_obj, n_ieq_constr=1, xl=0,
-                               xu=np.asarray([len(c) - 1 for c in GENES], dtype=float), vtype=int)
+        self.space = ctx.space
+        self.problem = Problem(n_var=len(ctx.space.genome), n_obj=n_obj, n_ieq_constr=1, xl=0,
+                               xu=upper_bounds(ctx.space), vtype=int)
         initial = ctx.initial(ctx.cfg.population, "lhs", self.seed)
         self.algorithm = PymooNSGA2(
             pop_size=ctx.cfg.population, n_offsprings=ctx.cfg.batch,
-            sampling=Population.new("X", np.asarray([encode(a, self.rng) for a in initial])),
+            sampling=Population.new("X", np.asarray([encode(ctx.space, a, self.rng) for a in initial])),
             crossover=SBX(prob=self.crossover_prob, eta=self.crossover_eta, vtype=float, repair=RoundingRepair()),
             mutation=PM(eta=self.mutation_eta, vtype=float, repair=RoundingRepair()),
             eliminate_duplicates=True)
@@ -90,12 +83,12 @@ class NSGA2(Strategy):
         genomes = self.pending.get("X").copy()
         archs, seen = [], set()
         for k, x in enumerate(genomes):
-            arch = decode(x)
+            arch = decode(self.space, x)
             for _ in range(20):
                 if arch not in seen and not self.ctx.is_evaluated(arch):
                     break
                 arch = mutate(arch, self.py_rng, {"width": 0.8, "depth": 0.8, "other": 0.6})
-            genomes[k] = encode(arch, self.rng)
+            genomes[k] = encode(self.space, arch, self.rng)
             seen.add(arch)
             archs.append(arch)
         self.pending.set("X", genomes)

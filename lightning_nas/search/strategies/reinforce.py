@@ -15,13 +15,7 @@ from typing import Any
 import numpy as np
 
 from lightning_nas.search.core import SearchContext, Strategy
-from lightning_nas.space import (B_RANGE, CONVBLOCKS, KERNEL0, MAX_STAGES, OUT_CHANNEL0, R_RANGE, WIDENFACTS,
-                                 Architecture, Stage)
-
-GLOBAL = [list(OUT_CHANNEL0), list(KERNEL0), list(range(1, MAX_STAGES + 1))]
-PER_STAGE = [list(range(R_RANGE[0], R_RANGE[1] + 1)), list(range(B_RANGE[0], B_RANGE[1] + 1)), list(CONVBLOCKS),
-             list(WIDENFACTS), [False, True]]
-DECISIONS = GLOBAL + PER_STAGE * MAX_STAGES
+from lightning_nas.space import Architecture
 
 
 class Reinforce(Strategy):
@@ -42,10 +36,11 @@ class Reinforce(Strategy):
         self.torch = torch
         self.generator = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
-        width = max(len(d) for d in DECISIONS)
+        self.genes = ctx.space.genome  # the decisions, one per gene, in order
+        width = max(len(g.dim.choices) for g in self.genes)
         self.cell = nn.LSTMCell(self.hidden, self.hidden)
-        self.embed = nn.Embedding(len(DECISIONS) * width + 1, self.hidden)  # (step, choice) of the previous decision
-        self.heads = nn.ModuleList(nn.Linear(self.hidden, len(d)) for d in DECISIONS)
+        self.embed = nn.Embedding(len(self.genes) * width + 1, self.hidden)  # (step, choice) of the previous decision
+        self.heads = nn.ModuleList(nn.Linear(self.hidden, len(g.dim.choices)) for g in self.genes)
         self.width = width
         params = [*self.cell.parameters(), *self.embed.parameters(), *self.heads.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=self.lr)
@@ -61,32 +56,24 @@ class Reinforce(Strategy):
         torch = self.torch
         h = torch.zeros(n, self.hidden)
         c = torch.zeros(n, self.hidden)
-        token = torch.full((n,), len(DECISIONS) * self.width, dtype=torch.long)  # start token
+        token = torch.full((n,), len(self.genes) * self.width, dtype=torch.long)  # start token
         logp = torch.zeros(n)
         entropy = torch.zeros(n)
-        choices = torch.zeros(n, len(DECISIONS), dtype=torch.long)
+        choices = torch.zeros(n, len(self.genes), dtype=torch.long)
+        depth = self.ctx.space.depth
         m = None
-        for step, options in enumerate(DECISIONS):
+        for step, gene in enumerate(self.genes):
             h, c = self.cell(self.embed(token), (h, c))
             dist = torch.distributions.Categorical(logits=self.heads[step](h))
             pick = torch.multinomial(dist.probs, 1, generator=self.generator).squeeze(1)
-            active = torch.ones(n) if step < len(GLOBAL) else \
-                ((step - len(GLOBAL)) // len(PER_STAGE) < m).float()  # stages the architecture has
+            active = torch.ones(n) if gene.stage is None else (gene.stage < m).float()  # stages the architecture has
             logp = logp + active * dist.log_prob(pick)
             entropy = entropy + active * dist.entropy()
             choices[:, step] = pick
             token = step * self.width + pick
-            if step == 2:
-                m = pick + 1
-        archs = []
-        for row in choices.tolist():
-            c0, k0, stages_n = (GLOBAL[k][row[k]] for k in range(3))
-            stages = []
-            for i in range(stages_n):
-                base = len(GLOBAL) + i * len(PER_STAGE)
-                r, b, cb, wf, sk = (PER_STAGE[k][row[base + k]] for k in range(len(PER_STAGE)))
-                stages.append(Stage(R=r, B=b, convblock=cb, widenfact=wf, skip=sk))
-            archs.append(Architecture(c0, k0, tuple(stages)))
+            if gene.dim is depth:
+                m = torch.as_tensor(depth.choices)[pick]
+        archs = [self.ctx.space.decode(row) for row in choices.tolist()]
         return archs, logp, entropy
 
     def ask(self) -> list[Architecture]:
