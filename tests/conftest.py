@@ -31,8 +31,28 @@ def native_kernel():
         pytest.skip(f"native kernel unavailable: {err}")
 
 
+def pytest_generate_tests(metafunc):
+    """A ``gpu`` test that takes the ``device`` argument runs once per device: ``cpu`` everywhere and
+    ``cuda`` (skipped where no CUDA device is visible, see below). A ``gpu`` test without ``device``
+    needs CUDA itself."""
+    if "device" in metafunc.fixturenames and metafunc.definition.get_closest_marker("gpu"):
+        import torch
+
+        metafunc.parametrize("device", [pytest.param(torch.device("cpu"), id="cpu"),
+                                        pytest.param(torch.device("cuda"), id="cuda")])
+
+
+@pytest.fixture
+def device():
+    """The device of a test that takes ``device`` without the ``gpu`` marker: the CPU."""
+    import torch
+
+    return torch.device("cpu")
+
+
 def pytest_collection_modifyitems(config, items):
-    """``gpu`` tests need a CUDA device: skipped (with the reason) where there is none."""
+    """``gpu`` tests need a CUDA device, except their ``cpu`` variants: skipped (with the reason) where
+    there is none. ``pytest -m gpu`` selects every test that also runs on CUDA."""
     gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_tests:
         return
@@ -41,4 +61,7 @@ def pytest_collection_modifyitems(config, items):
     if not torch.cuda.is_available():
         skip = pytest.mark.skip(reason="needs a CUDA device (none visible)")
         for item in gpu_tests:
-            item.add_marker(skip)
+            params = getattr(item, "callspec", None)
+            on = params.params.get("device") if params is not None else None
+            if on is None or on.type != "cpu":
+                item.add_marker(skip)

@@ -1,4 +1,5 @@
 import json
+import statistics
 
 import lightning as L
 import pytest
@@ -8,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_nas.callbacks import METRICS_FILE, DriftEvaluation
 from lightning_nas.drift import evaluate_drift
 from lightning_nas.errors import UserError
-from lightning_nas.metrics import drift_slope, drift_summary, label_seconds, time_label
+from lightning_nas.metrics import DEFAULT_TIMES, drift_slope, drift_summary, label_seconds, time_label
 from lightning_nas.module import AnalogNASModule
 from lightning_nas.space import Architecture, Stage
 
@@ -122,6 +123,7 @@ def test_drift_evaluation_with_batchnorm_recalibration_is_seeded_and_leaves_the_
 
 
 def test_evaluate_drift_leaves_model_unchanged_and_is_seeded():
+    torch.manual_seed(0)
     model = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=2).net.train()
     before = {k: v.clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}
     weights = [t.tile.get_weights().clone() for t in model.analog_tiles()]
@@ -134,7 +136,13 @@ def test_evaluate_drift_leaves_model_unchanged_and_is_seeded():
     assert all(torch.equal(v, after[k]) for k, v in before.items())
     assert all(t.programmed_weights is None for t in model.analog_tiles())
     assert torch.equal(rng_before, torch.random.get_rng_state())
+    # Seeded: the same seed gives the same programmings, another seed other ones.
     assert evaluate_drift(model, _data(), [1, 86400], n_reps=3, seed=7) == res
+    assert evaluate_drift(model, _data(), [86400], n_reps=1, seed=8)[86400.0] != res[86400.0][:1]
+    # Accuracies in percent of the 64 samples, measured on the programmed copy: the repetitions
+    # differ (fresh programming noise each).
+    assert all(0 <= a <= 100 and (a * 64 / 100).is_integer() for v in res.values() for a in v)
+    assert len(set(res[86400.0])) > 1
 
 
 def test_each_repetition_programs_fresh_noise(monkeypatch):
@@ -168,14 +176,22 @@ def test_callback_logs_returns_and_writes_json(tmp_path):
     trainer.fit(model, _data(), _data())
     assert "analog_val/acc_1d" in trainer.callback_metrics  # mid-training evaluation on val
     assert any(not torch.equal(a, b) for a, b in zip(w0, model.parameters()))  # training went on
+    # The values are the drift evaluation of the trained weights, computed here independently
+    # (validation ran after the last training step: the weights have not changed since).
+    expected_raw = evaluate_drift(model.net, _data(), DEFAULT_TIMES, n_reps=2, seed=0)
+    expected_val = drift_summary(expected_raw, prefix="analog_val/")
+    assert {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("analog_val/")} \
+        == pytest.approx(expected_val)
     result = trainer.test(model, _data(), verbose=False)[0]
-    names = {"analog/acc_1s", "analog/acc_1h", "analog/acc_1d", "analog/acc_30d", "analog/acc_1d_std", "analog/avm"}
-    assert names <= set(result)
-    assert result["analog/avm"] == pytest.approx(result["analog/acc_1s"] - result["analog/acc_30d"], abs=1e-4)
-    assert cb.metrics.keys() == names
+    expected = drift_summary(expected_raw)
+    assert cb.metrics == pytest.approx(expected) and cb.raw == expected_raw
+    assert {k: result[k] for k in expected} == pytest.approx(expected)
+    assert result["analog/avm"] == pytest.approx(
+        statistics.fmean(expected_raw[1.0]) - statistics.fmean(expected_raw[30 * 86400.0]))
     saved = json.loads((tmp_path / "lightning_logs" / "version_0" / METRICS_FILE).read_text())
-    assert saved["metrics"] == pytest.approx(cb.metrics)
-    assert len(saved["accuracies"]["86400.0"]) == 2
+    assert saved["metrics"] == pytest.approx(expected)
+    assert saved["accuracies"] == {str(t): accs for t, accs in expected_raw.items()}
+    assert saved["samples"] == 64 and saved["n_reps"] == 2
 
 
 def test_drift_evaluation_takes_recalibration_data_from_the_caller_or_refuses():

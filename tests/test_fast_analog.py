@@ -1,7 +1,7 @@
 """The fast analog convolution against aihwkit's torch tile on the same weights and inputs."""
 
 import copy
-import os
+import sys
 
 import pytest
 import torch
@@ -14,8 +14,10 @@ from lightning_nas.errors import UserError
 from lightning_nas.fast_analog import FastAnalogConv2d
 from lightning_nas.module import AnalogNASModule
 
-# The GPU check runs this file with LIGHTNING_NAS_TEST_DEVICE=cuda (both paths on the GPU).
-DEVICE = torch.device(os.environ.get("LIGHTNING_NAS_TEST_DEVICE", "cpu"))
+# Every test here runs on the CPU and, where one is visible, on CUDA (both paths on the device):
+# the `gpu` marker parametrizes `device` (conftest.py) and `_on_device` points DEVICE and X at it.
+pytestmark = pytest.mark.gpu
+DEVICE = torch.device("cpu")
 
 
 def pair(conv: nn.Conv2d, input_range: float = 2.5, **overrides):
@@ -49,7 +51,15 @@ def mismatch(a, b, tol=1e-5) -> float:
     return ((a - b).abs() > tol).float().mean().item()
 
 
-X = torch.randn(8, 16, 10, 10, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+X_CPU = torch.randn(8, 16, 10, 10, generator=torch.Generator().manual_seed(1))
+X = X_CPU
+
+
+@pytest.fixture(autouse=True)
+def _on_device(device, monkeypatch):
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "DEVICE", device)
+    monkeypatch.setattr(module, "X", X_CPU.to(device))
 
 
 def test_ideal_forward_equals_digital():
@@ -63,12 +73,16 @@ def test_ideal_forward_equals_digital():
 @pytest.mark.parametrize("tile_size", [0, 72, 100])  # one tile; split on channel borders; split inside a window
 @pytest.mark.parametrize("bits", [4, 8])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_quantised_forward_matches_reference(tile_size, bits, stride):
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_quantised_forward_matches_reference(tile_size, bits, stride, grad):
+    """Training forward with gradients, and eval forward without them (every validation, test and
+    drift measurement; a fast path skipping the DAC or ADC there fails the ``no_grad`` cases)."""
     c = conv(stride=stride)
     ref, fast = pair(c, tile_size=tile_size, inp_bits=bits, out_bits=bits, out_noise=0.0)
     assert len(list(fast.analog_tiles())) == {0: 1, 72: 2, 100: 2}[tile_size]
-    a, b = run(ref, X), run(fast, X)
-    assert a.shape == b.shape
+    with torch.set_grad_enabled(grad):
+        a, b = run(ref, X), run(fast, X)
+    assert a.shape == b.shape and a.requires_grad == b.requires_grad == grad
     # Identical up to float summation order, which can flip an ADC rounding now and then.
     assert mismatch(a, b) < 0.01
 
@@ -178,12 +192,31 @@ def test_unsupported_periphery_is_an_error_not_a_fallback():
 
 
 def test_default_module_uses_fast_path_and_reference_stays_selectable():
+    """The default module runs the fast path, ``implementation: aihwkit`` the reference; a checkpoint
+    of one loads into the other, and programming and drift work unchanged: the two networks,
+    programmed with the same seed and drifted to one day, compute the same outputs."""
     fast = AnalogNASModule("resnet20", input_shape=(1, 8, 8))
     ref = AnalogNASModule("resnet20", analog=AnalogConfig(implementation="aihwkit"), input_shape=(1, 8, 8))
+    assert fast.analog_config.implementation == "fast"  # the default
     assert any(isinstance(m, FastAnalogConv2d) for m in fast.net.modules())
     assert not any(isinstance(m, FastAnalogConv2d) for m in ref.net.modules())
     # Same state-dict layout: a checkpoint of one loads into the other.
     ref.load_state_dict(fast.state_dict())
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+    outputs = []
+    for module in (fast, ref):
+        net = module.net.to(DEVICE).eval()
+        for tile in net.analog_tiles():
+            tile.rpu_config.forward.out_noise = 0.0  # the fast path's noise is its own random stream
+        with torch.no_grad():
+            torch.manual_seed(0)
+            net.program_analog_weights()
+            torch.manual_seed(1)
+            net.drift_analog_weights(86400.0)
+            outputs.append(net(x))
+        assert all(tile.programmed_weights is not None for tile in net.analog_tiles())
+    assert mismatch(*outputs) < 0.05  # 21 layers: an ADC rounding flip now and then propagates
+    assert torch.equal(outputs[0].argmax(1), outputs[1].argmax(1))
 
 
 def test_periphery_without_learned_input_range_is_rejected():
