@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,8 +50,8 @@ def test_surrogates_learn_a_known_function():
     x, y, archs = training_set(synthetic_rows())
     train, test = fitting.split([a.id for a in archs], 0.2, seed=0)
     assert len(test) == 32 and not set(train) & set(test)
-    _, metrics, _ = fitting.fit_and_score(x, y, np.ones(len(x), dtype=bool), train, test, XGBParams(),
-                                          MLPParams(epochs=150), seed=0)
+    _, metrics = fitting.fit_and_score(x, y, np.ones(len(x), dtype=bool), train, test, XGBParams(),
+                                       MLPParams(epochs=150), seed=0)
     assert metrics["xgb_acc_1d_ranker"]["kendall_tau"] > 0.75
     assert metrics["mlp_acc_1d_ranker"]["kendall_tau"] > 0.6
     assert metrics["xgb_avm_regressor"]["r2"] > 0.7
@@ -345,9 +346,88 @@ def test_diverged_rows_teach_the_classifier_which_architectures_do_not_learn(tmp
     assert len(ok) + len(diverged) == len(rows) and len(diverged) == len(narrow)
     without = fitting.fit_surrogate(ok, xgb=XGBParams(), mlp=MLPParams(epochs=5), learned_threshold=50)
     fit = fitting.fit_surrogate(ok, xgb=XGBParams(), mlp=MLPParams(epochs=5), learned_threshold=50, diverged=diverged)
-    assert without.predictor.meta["learned"]["constant"] == 1.0  # all ok rows learned: nothing to tell apart
-    assert fit.report["learned"]["diverged_rows"] == len(narrow) and fit.predictor.meta["learned"]["constant"] is None
+    assert without.predictor.meta.learned.constant == 1.0  # all ok rows learned: nothing to tell apart
+    assert fit.report["learned"]["diverged_rows"] == len(narrow) and fit.predictor.meta.learned.constant is None
     unseen = sample(300, seed=9, method="uniform", max_params=300_000)
     p_narrow = fit.predictor.predict([a for a in unseen if a.out_channel0 <= 12][:20])["p_learned"]
     p_wide = fit.predictor.predict([a for a in unseen if a.out_channel0 >= 32][:20])["p_learned"]
     assert p_narrow.max() < 0.2 and p_wide.min() > 0.8
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "surrogates" / "digits"
+
+
+def test_the_shipped_metadata_loads_as_a_typed_record_and_writes_back_unchanged(tmp_path):
+    """metadata.json of the shipped surrogate reads into SurrogateMeta (what the predictor and the
+    search use) and writes back as the same JSON: the format is unchanged."""
+    from lightning_nas.surrogate.meta import Learned, SurrogateMeta
+
+    meta = SurrogateMeta.read(SHIPPED)
+    assert meta.learned == Learned(32.5, "acc_1s", None) and meta.std_floor == 0.3924 and meta.split == fitting.SPLIT
+    assert meta.task["name"] == "digits" and meta.tile_size == 512 and meta.extra == {}
+    assert set(meta.prediction_errors()) == {"acc_1d", "avm", "std"} and 1.9 < meta.prediction_errors()["avm"] < 2.0
+    text = (SHIPPED / "metadata.json").read_text()
+    assert json.dumps(meta.to_json(), indent=2) == json.dumps(json.loads(text), indent=2)
+    assert meta.write(tmp_path).read_text() == text
+    assert SurrogatePredictor.load(SHIPPED).meta == meta
+    # an older file without the fields added since (std floor, split, task) and with one this version
+    # does not know still loads, and keeps the unknown one
+    old = {k: v for k, v in json.loads(text).items() if k not in ("std_floor", "split", "task")} | {"note": "x"}
+    (tmp_path / "metadata.json").write_text(json.dumps(old))
+    read = SurrogateMeta.read(tmp_path)
+    assert read.std_floor is None and read.split is None and read.task is None and read.extra == {"note": "x"}
+
+
+@pytest.mark.parametrize("key, value", [("std_floor", "low"), ("task", [1, 8, 8]), ("rows", 1.5), ("metrics", "x"),
+                                        ("data", 3), ("learned", {"constant": 2.0})])
+def test_a_malformed_metadata_field_is_one_clear_error(tmp_path, key, value):
+    from lightning_nas.surrogate.meta import SurrogateMeta
+
+    (tmp_path / "metadata.json").write_text(json.dumps({**json.loads((SHIPPED / "metadata.json").read_text()),
+                                                        key: value}))
+    with pytest.raises(UserError, match=f"surrogate {tmp_path}: metadata.json .*{key}.*rebuild it with fit-surrogate") as err:
+        SurrogateMeta.read(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_custom_predictors_meta_is_read_as_a_partial_metadata():
+    """The search reads the same fields from a custom predictor's ``meta`` dict (what it records of
+    them), checked all the same; a predictor without one records nothing."""
+    from lightning_nas.surrogate.meta import SurrogateMeta
+
+    floored = type("Floored", (), {"meta": {"std_floor": 0.7, "analog": {**ANALOG, "tile_size": 256}}})()
+    meta = SurrogateMeta.of(floored)
+    assert meta.std_floor == 0.7 and meta.tile_size == 256 and meta.task is None and meta.prediction_errors() == {}
+    assert SurrogateMeta.of(object()) is None and SurrogateMeta.of(type("P", (), {"meta": "text"})()) is None
+    with pytest.raises(UserError, match="predictor Bad: its meta has a std_floor that is not a number"):
+        SurrogateMeta.of(type("Bad", (), {"meta": {"std_floor": "x"}})())
+
+
+def test_model_names_are_spelled_once():
+    """Fitting, the report, the files and the search all take the models from specs.MODELS: no other
+    module spells a model's name or file."""
+    from lightning_nas.surrogate.specs import MODELS, PREDICTOR_MODELS
+
+    names, files = [m.name for m in MODELS], [m.file for m in MODELS if m.file]
+    assert len(set(names)) == len(names) and len(set(files)) == len(files)
+    assert list(PREDICTOR_MODELS) == ["acc_1d", "avm", "std", "learned"]
+    package = Path(__file__).resolve().parents[1] / "lightning_nas"
+    for path in package.rglob("*.py"):
+        if path.name != "specs.py":
+            text = path.read_text()
+            assert not [n for n in names + files if f'"{n}"' in text], path
+
+
+def test_comparison_of_learners_rows():
+    """One row per learner (specs' ``compared_as``) with its models in their target's column; a
+    comparison the rows could not make is left out."""
+    from lightning_nas.surrogate.report import comparison_table
+    from lightning_nas.surrogate.specs import MODELS
+
+    holdout = {m.name: {"kendall_tau": 0.5, "r2": 0.25} for m in MODELS if not m.via}
+    lines = comparison_table(holdout).splitlines()
+    assert lines[2:] == ["| XGBoost pairwise ranker / regressors (held out) | 0.50 | 0.50 / 0.25 | 0.50 / 0.25 |",
+                         "| MLP pairwise hinge ranker (held out) | 0.50 | - | - |",
+                         "| LightGBM regressors (held out) | 0.50 | 0.50 / 0.25 | 0.50 / 0.25 |"]
+    holdout["xgb_avm_from_drift_slope"] = {"kendall_tau": 0.6, "r2": 0.5}
+    assert comparison_table(holdout).splitlines()[-1].endswith("AVM as -slope x decades (held out) | - | 0.60 / 0.50 | - |")

@@ -28,6 +28,7 @@ from lightning_nas.search.outputs import load_predictor, summary_table, write_ou
 from lightning_nas.search.pareto import pareto_front
 from lightning_nas.search.strategies import build_strategy
 from lightning_nas.space import check_task_shape
+from lightning_nas.surrogate.meta import SurrogateMeta
 from lightning_nas.task import TaskInfo, task_of
 
 
@@ -70,38 +71,23 @@ def tile_size_of(predictor: Any, search: SearchConfig) -> int:
     was trained on, else the default analog preset's."""
     if search.chip.get("tile_size") is not None:
         return int(search.chip["tile_size"])
-    meta = getattr(predictor, "meta", None)
-    analog = meta.get("analog") if isinstance(meta, dict) else None
-    if isinstance(analog, dict) and isinstance(analog.get("tile_size"), (int, float)):
-        return int(analog["tile_size"])
+    meta = SurrogateMeta.of(predictor)
+    if meta is not None and meta.tile_size is not None:
+        return meta.tile_size
     return AnalogConfig().resolved().tile_size
 
 
 def std_floor_of(predictor: Any) -> Optional[float]:
-    meta = getattr(predictor, "meta", None)
-    floor = meta.get("std_floor") if isinstance(meta, dict) else None
-    return float(floor) if isinstance(floor, (int, float)) and not isinstance(floor, bool) else None
-
-
-PREDICTION_ERRORS = {"acc_1d": ("xgb_acc_1d_ranker", "mae_calibrated"), "avm": ("xgb_avm_regressor", "mae"),
-                     "std": ("xgb_std_regressor", "mae")}
-"""Where a fit-surrogate report keeps the held-out mean absolute error (pp) of each prediction."""
+    meta = SurrogateMeta.of(predictor)
+    return meta.std_floor if meta is not None else None
 
 
 def prediction_errors_of(predictor: Any) -> dict[str, float]:
     """The held-out mean absolute error (pp) of the predictor's ``acc_1d``, ``avm`` and ``std``, as
-    its fit-surrogate report recorded them (AVM and std: over held-out architectures that learned);
-    empty for a predictor without such a report."""
-    meta = getattr(predictor, "meta", None)
-    metrics = meta.get("metrics") if isinstance(meta, dict) else None
-    holdout = metrics.get("holdout") if isinstance(metrics, dict) else None
-    errors = {}
-    for name, (model, key) in PREDICTION_ERRORS.items():
-        scores = holdout.get(model) if isinstance(holdout, dict) else None
-        value = scores.get(key) if isinstance(scores, dict) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
-            errors[name] = float(value)
-    return errors
+    its fit-surrogate report recorded them (:meth:`SurrogateMeta.prediction_errors`); empty for a
+    predictor without such a report."""
+    meta = SurrogateMeta.of(predictor)
+    return meta.prediction_errors() if meta is not None else {}
 
 
 def run_search(cfg: Any) -> dict[str, Any]:
@@ -164,8 +150,8 @@ def search_task(predictor: Any, spec: Any, task: Optional[str], input_shape: Opt
     """The task of this search: the surrogate's recorded task (``--task``, ``--input_shape`` and
     ``--num_classes`` must agree with it), else ``--task``'s datamodule (flags override its shape),
     else the flags alone (a custom predictor)."""
-    meta = getattr(predictor, "meta", None)  # a fit-surrogate directory's metadata; custom predictors have none
-    meta_task = meta.get("task") if isinstance(meta, dict) else None
+    meta = SurrogateMeta.of(predictor)  # a fit-surrogate directory's metadata; custom predictors mostly have none
+    meta_task = meta.task if meta is not None else None
     recorded = TaskInfo.from_dict(meta_task, f"surrogate {spec}") if meta_task else None
     asked = task_of(task) if task else None
     if recorded is not None:

@@ -18,6 +18,7 @@ from scipy.stats import kendalltau
 
 from lightning_nas.surrogate.data import TARGETS
 from lightning_nas.surrogate.report import metric_text
+from lightning_nas.surrogate.specs import PREDICTOR_MODELS
 
 
 def icc1(measurements: np.ndarray) -> float:
@@ -66,8 +67,8 @@ def label_ceiling(rows: Sequence[dict[str, Any]], replicates: Sequence[dict[str,
 
 def with_ratios(ceiling: dict[str, Any], holdout: dict[str, Any]) -> dict[str, Any]:
     """Each label's held-out tau of the shipped models next to its ceiling, and their ratio."""
-    models = {"acc_1d": "xgb_acc_1d_ranker", "avm": "xgb_avm_regressor", "std": "xgb_std_regressor"}
-    for key, model in models.items():
+    for key in TARGETS:
+        model = PREDICTOR_MODELS[key].name
         if key in ceiling and model in holdout:
             tau = holdout[model]["kendall_tau"]
             ceiling[key]["model_tau"] = tau

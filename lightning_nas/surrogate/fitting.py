@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -15,23 +15,14 @@ from lightning_nas.files import staged_directory
 from lightning_nas.surrogate.ceiling import label_ceiling, with_ratios
 from lightning_nas.surrogate.data import (LEARNED_METRIC, TrainingSet, comparison_targets, default_learned_threshold,
                                          inputs, learned_mask, training_set)
+from lightning_nas.surrogate.meta import Learned, SurrogateMeta
 from lightning_nas.surrogate.mlp import MLPParams, fit_mlp_ranker
 from lightning_nas.surrogate.models import (XGBParams, calibrate, calibration, fit_learned_classifier,
                                            fit_lgbm_regressor, fit_xgb_ranker, fit_xgb_regressor)
 from lightning_nas.surrogate.predictor import SurrogatePredictor
 from lightning_nas.surrogate.report import (campaign_summary, classification_quality, comparison_table, coverage_plot,
                                            markdown_report, ranking_quality, regression_quality, scatter)
-
-# Scatter plots of a fit: predictor key -> (title, x label); "mlp" is compared with acc_1d.
-PLOTS = {"acc_1d": ("XGBoost ranker (calibrated): 1-day acc %", "predicted"),
-         "avm": ("XGBoost regressor: AVM (pp)", "predicted"),
-         "std": ("XGBoost regressor: 1-day std (pp)", "predicted"),
-         "mlp": ("MLP ranker score vs 1-day acc %", "MLP score")}
-
-
-SCATTER_METRICS = {"acc_1d": "xgb_acc_1d_ranker", "avm": "xgb_avm_regressor", "std": "xgb_std_regressor",
-                   "mlp": "mlp_acc_1d_ranker"}
-
+from lightning_nas.surrogate.specs import MLP_MODEL, MODELS, PREDICTOR_MODELS, ModelSpec
 
 SPLIT = "sha256 of seed and architecture id"
 """How :func:`split` holds rows out (recorded in ``metadata.json``: surrogates fitted before it have none)."""
@@ -61,15 +52,85 @@ MIN_LEARNED_ROWS = 5
 """Fewest learned training rows the AVM and std regressors are fitted on."""
 
 
+class Fitted(NamedTuple):
+    """One model of :data:`MODELS` fitted on a split, with its held-out predictions."""
+
+    model: Any
+    """``None`` for a comparison made of several regressors, and for the classifier when the rows
+    were all of one kind."""
+    rows: np.ndarray
+    """The held-out rows it predicted (AVM and std: those that learned)."""
+    predicted: np.ndarray
+    settings: dict[str, Any]
+    """What the predictor needs besides the model: the ranker's ``calibration``, the learned ``share``."""
+
+
+class Split(NamedTuple):
+    """A split of the rows and the settings every model of one fit shares."""
+
+    x: np.ndarray
+    y: dict[str, np.ndarray]
+    learned: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+    not_learned: np.ndarray
+    xgb: XGBParams
+    mlp: MLPParams
+    seed: int
+
+    def rows(self, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+        """(training, held-out) rows of ``spec``: only those that learned for AVM and std."""
+        if spec.learned_rows:
+            return self.train[self.learned[self.train]], self.test[self.learned[self.test]]
+        return self.train, self.test
+
+
+def fit_model(spec: ModelSpec, s: Split) -> Fitted:
+    """Fit ``spec`` on its training rows of ``s`` and predict its held-out rows."""
+    fit, test = s.rows(spec)
+    x, y = s.x, s.y
+    if spec.kind == "classifier":  # every row, and the diverged architectures as not learned
+        learned = np.concatenate([s.learned[fit], np.zeros(len(s.not_learned), dtype=bool)])
+        model = fit_learned_classifier(np.concatenate([x[fit], s.not_learned]), learned, s.xgb, s.seed)
+        share = float(learned.mean())
+        p = model.predict_proba(x[test])[:, 1] if model is not None else np.full(len(test), share)
+        return Fitted(model, test, p, {"share": share})
+    if spec.learner == "mlp":
+        model = fit_mlp_ranker(x[fit], y[spec.target][fit], s.mlp, s.seed)
+        return Fitted(model, test, model.score(x[test]), {})
+    if spec.calibrated:
+        model = fit_xgb_ranker(x[fit], y[spec.target][fit], s.xgb, s.seed)
+        cal = calibration(model.predict(x[fit]), y[spec.target][fit])
+        return Fitted(model, test, calibrate(model.predict(x[test]), cal), {"calibration": cal})
+    regressor = fit_lgbm_regressor if spec.learner == "lgbm" else fit_xgb_regressor
+    if spec.via:
+        p = {k: regressor(x[fit], y[k][fit], s.xgb, s.seed).predict(x[test]) for k in spec.via}
+        predicted = p["drift_slope"] * y["avm_per_slope"][test] if spec.via == ("drift_slope",) else p[spec.via[0]] - p[spec.via[1]]
+        return Fitted(None, test, predicted, {})
+    model = regressor(x[fit], y[spec.target][fit], s.xgb, s.seed)
+    return Fitted(model, test, model.predict(x[test]), {})
+
+
+def quality(spec: ModelSpec, predicted: np.ndarray, true: np.ndarray) -> dict[str, Any]:
+    """The held-out metrics of ``spec``: how acc_1d models rank (and a calibrated one's error), AVM
+    and std models' regression errors, the classifier's."""
+    if spec.target == "learned":
+        return classification_quality(predicted, true)
+    if spec.target != "acc_1d":
+        return regression_quality(predicted, true)
+    ranking = ranking_quality(predicted, true)
+    return {**ranking, "mae_calibrated": float(np.mean(np.abs(predicted - true)))} if spec.calibrated else ranking
+
+
 def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, train: np.ndarray, test: np.ndarray,
                   xgb: XGBParams, mlp: MLPParams, seed: int,
-                  not_learned: Optional[np.ndarray] = None) -> tuple[dict[str, Any], dict[str, Any], dict]:
-    """Fit every model on ``train``; return (models, metrics on ``test``, test predictions).
+                  not_learned: Optional[np.ndarray] = None) -> tuple[dict[str, Fitted], dict[str, Any]]:
+    """Fit every model of :data:`MODELS` on ``train``; return (fitted models by name, metrics on ``test``).
 
     The acc_1d rankers and the learned classifier use every row; the AVM and std models only the
     rows that learned (``learned``), and are scored on the held-out rows that learned. The
     classifier also trains on ``not_learned`` (inputs of architectures whose training diverged:
-    they have no metrics, and did not learn). Test predictions are ``{key: (row indices, values)}``."""
+    they have no metrics, and did not learn). A comparison ``via`` labels the rows lack is left out."""
     fit_l, test_l = train[learned[train]], test[learned[test]]
     if len(fit_l) < MIN_LEARNED_ROWS:
         raise UserError(f"only {len(fit_l)} training rows learned (acc_1s >= learned_threshold); the AVM and std "
@@ -79,39 +140,16 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
         raise UserError(f"only {len(test_l)} held-out rows learned (acc_1s >= learned_threshold); the AVM and std "
                         "models can't be scored on fewer than 2: raise test_fraction, use fewer kfold folds, or lower "
                         "learned_threshold (0 = every row)")
-    ranker = fit_xgb_ranker(x[train], y["acc_1d"][train], xgb, seed)
-    cal = calibration(ranker.predict(x[train]), y["acc_1d"][train])
     extra = not_learned if not_learned is not None else np.empty((0, x.shape[1]), dtype=x.dtype)
-    classifier_y = np.concatenate([learned[train], np.zeros(len(extra), dtype=bool)])
-    classifier = fit_learned_classifier(np.concatenate([x[train], extra]), classifier_y, xgb, seed)
-    models = {"acc_1d": ranker, "avm": fit_xgb_regressor(x[fit_l], y["avm"][fit_l], xgb, seed),
-              "std": fit_xgb_regressor(x[fit_l], y["std"][fit_l], xgb, seed), "learned": classifier,
-              "learned_share": float(classifier_y.mean()),
-              "mlp": fit_mlp_ranker(x[train], y["acc_1d"][train], mlp, seed), "calibration": cal}
-    pred = {"acc_1d": (test, calibrate(ranker.predict(x[test]), cal)),
-            "avm": (test_l, models["avm"].predict(x[test_l])), "std": (test_l, models["std"].predict(x[test_l])),
-            "mlp": (test, models["mlp"].score(x[test]))}
-    p_learned = (classifier.predict_proba(x[test])[:, 1] if classifier is not None
-                 else np.full(len(test), models["learned_share"]))
-    lgbm_acc = fit_lgbm_regressor(x[train], y["acc_1d"][train], xgb, seed).predict(x[test])
-    lgbm = {key: fit_lgbm_regressor(x[fit_l], y[key][fit_l], xgb, seed).predict(x[test_l]) for key in ("avm", "std")}
-    metrics = {"xgb_acc_1d_ranker": {**ranking_quality(pred["acc_1d"][1], y["acc_1d"][test]),
-                                     "mae_calibrated": float(np.mean(np.abs(pred["acc_1d"][1] - y["acc_1d"][test])))},
-               "xgb_avm_regressor": regression_quality(pred["avm"][1], y["avm"][test_l]),
-               "xgb_std_regressor": regression_quality(pred["std"][1], y["std"][test_l]),
-               "xgb_learned_classifier": classification_quality(p_learned, learned[test]),
-               "mlp_acc_1d_ranker": ranking_quality(pred["mlp"][1], y["acc_1d"][test]),
-               "lgbm_acc_1d_regressor": ranking_quality(lgbm_acc, y["acc_1d"][test]),
-               "lgbm_avm_regressor": regression_quality(lgbm["avm"], y["avm"][test_l]),
-               "lgbm_std_regressor": regression_quality(lgbm["std"], y["std"][test_l])}
-    if "acc_1s" in y and "acc_30d" in y:  # AVM as the difference of two predicted accuracies, for comparison
-        ends = {k: fit_xgb_regressor(x[fit_l], y[k][fit_l], xgb, seed).predict(x[test_l]) for k in ("acc_1s", "acc_30d")}
-        metrics["xgb_avm_from_acc_1s_minus_acc_30d"] = regression_quality(ends["acc_1s"] - ends["acc_30d"],
-                                                                          y["avm"][test_l])
-    if "drift_slope" in y:  # AVM from the predicted slope of accuracy over log time (every drift time), for comparison
-        slope = fit_xgb_regressor(x[fit_l], y["drift_slope"][fit_l], xgb, seed).predict(x[test_l])
-        metrics["xgb_avm_from_drift_slope"] = regression_quality(slope * y["avm_per_slope"][test_l], y["avm"][test_l])
-    return models, metrics, pred
+    s = Split(x, y, learned, train, test, extra, xgb, mlp, seed)
+    truth = {**y, "learned": learned}
+    fitted: dict[str, Fitted] = {}
+    metrics: dict[str, Any] = {}
+    for spec in MODELS:
+        if all(k in y for k in spec.via):
+            one = fitted[spec.name] = fit_model(spec, s)
+            metrics[spec.name] = quality(spec, one.predicted, truth[spec.target][one.rows])
+    return fitted, metrics
 
 
 def kfold_metrics(x, y, learned: np.ndarray, k: int, xgb: XGBParams, mlp: MLPParams, seed: int,
@@ -143,19 +181,19 @@ class SurrogateFit:
     data: TrainingSet
     rows: Sequence[dict[str, Any]]
     test: np.ndarray
-    test_predictions: dict[str, tuple[np.ndarray, np.ndarray]]
-    """Held-out predictions by key: (row indices, values); AVM and std on the rows that learned."""
+    fitted: dict[str, Fitted]
+    """Every model of :data:`MODELS` the rows could make, by name, with its held-out predictions."""
 
     def uniform_features(self, n: int = 600) -> np.ndarray:
         """Feature vectors of uniform samples of the space under the campaign's largest parameter
         count (for the task the surrogate records), for the coverage plot."""
         from lightning_nas.space import sample
 
-        task = self.predictor.meta.get("task") or {}
+        task = self.predictor.meta.task or {}
         shape = tuple(task.get("input_shape") or (3, 32, 32))
         classes = int(task.get("num_classes") or 10)
         budget = max((int(r.get("n_params") or 0) for r in self.rows), default=0) or None
-        archs = sample(min(n, max(2 * len(self.data.x), 100)), seed=self.predictor.meta.get("seed", 0),
+        archs = sample(min(n, max(2 * len(self.data.x), 100)), seed=self.predictor.meta.seed,
                        method="uniform", max_params=budget, in_shape=shape,
                        n_classes=classes)
         return np.asarray([a.feature_vector() for a in archs], dtype=np.float64)
@@ -167,18 +205,17 @@ class SurrogateFit:
         with staged_directory(directory) as stage:
             written = self.predictor.save(stage)
             (stage / "report.json").write_text(json.dumps(self.report, indent=2))
-            (stage / "report.md").write_text(markdown_report(self.report, self.predictor.meta["std_floor"],
-                                                             self.predictor.meta.get("data", "")))
+            (stage / "report.md").write_text(markdown_report(self.report, self.predictor.meta.std_floor,
+                                                             self.predictor.meta.data))
             written += [stage / "report.json", stage / "report.md"]
             holdout = self.report["holdout"]
-            for key, (title, xlabel) in PLOTS.items():
-                rows, predicted = self.test_predictions[key]
-                true = self.data.y["acc_1d" if key == "mlp" else key][rows]
-                model = SCATTER_METRICS[key]
-                shown = {k: holdout[model][k] for k in ("kendall_tau", "r2") if k in holdout[model]}
-                if key in ("avm", "std"):
+            for spec in (m for m in MODELS if m.plot):
+                key, title, xlabel = spec.plot
+                rows, predicted = self.fitted[spec.name].rows, self.fitted[spec.name].predicted
+                shown = {k: holdout[spec.name][k] for k in ("kendall_tau", "r2") if k in holdout[spec.name]}
+                if spec.learned_rows:
                     title += " (learned)"
-                written.append(scatter(np.asarray(predicted), true, title,
+                written.append(scatter(np.asarray(predicted), self.data.y[spec.target][rows], title,
                                        stage / f"scatter_{key}.png", xlabel, shown))
             from lightning_nas.space import feature_names
 
@@ -232,7 +269,7 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
     y = {**data.y, **comparison_targets(rows)}
     train, test = split([a.id for a in data.archs], test_fraction, seed)
     not_learned = inputs(diverged)[1] if len(diverged) else None
-    models, metrics, pred = fit_and_score(data.x, y, learned, train, test, xgb, mlp, seed, not_learned)
+    fitted, metrics = fit_and_score(data.x, y, learned, train, test, xgb, mlp, seed, not_learned)
     report: dict[str, Any] = {"holdout": metrics, "n_train": int(len(train)), "n_test": int(len(test)),
                               "learned": {"threshold": threshold, "metric": LEARNED_METRIC, "rows": int(learned.sum()),
                                           "share": float(learned.mean()),
@@ -243,16 +280,16 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
         report["kfold"] = kfold_metrics(data.x, y, learned, kfold, xgb, mlp, seed, not_learned)
         report["kfold_k"] = kfold
     analogs = sorted({json.dumps(r["analog"], sort_keys=True) for r in rows})
-    meta = {"std_floor": std_floor(data.y["std"][learned]), "learned": {
-                "threshold": threshold, "metric": LEARNED_METRIC,
-                "constant": None if models["learned"] is not None else models["learned_share"]},
-            "rows": len(rows), "n_train": int(len(train)), "data": source, "seed": seed, "split": SPLIT,
-            "analog": json.loads(analogs[0]), "analog_configs": len(analogs),
-            "acc_1d_calibration": models["calibration"], "xgb": asdict(xgb), "mlp": asdict(mlp),
-            "mlp_hidden": mlp.hidden, "metrics": report, "task": task}
-    predictor = SurrogatePredictor({k: models[k] for k in ("acc_1d", "avm", "std", "learned")}, meta,
-                                   mlp=models["mlp"])
+    classifier = fitted[PREDICTOR_MODELS["learned"].name]
+    meta = SurrogateMeta(std_floor=std_floor(data.y["std"][learned]), learned=Learned(
+                             threshold, LEARNED_METRIC, None if classifier.model is not None else classifier.settings["share"]),
+                         rows=len(rows), n_train=int(len(train)), data=source, seed=seed, split=SPLIT,
+                         analog=json.loads(analogs[0]), analog_configs=len(analogs),
+                         acc_1d_calibration=fitted[PREDICTOR_MODELS["acc_1d"].name].settings["calibration"],
+                         xgb=asdict(xgb), mlp=asdict(mlp), mlp_hidden=mlp.hidden, metrics=report, task=task)
+    predictor = SurrogatePredictor({target: fitted[spec.name].model for target, spec in PREDICTOR_MODELS.items()}, meta,
+                                   mlp=fitted[MLP_MODEL.name].model)
     report["comparison"] = comparison_table(report["holdout"], report.get("kfold"))
     report["ceiling"] = with_ratios(label_ceiling(rows, replicates, learned=set(
         r["arch_id"] for r, ok in zip(rows, learned) if ok), threshold=threshold), report["holdout"])
-    return SurrogateFit(predictor, report, data, rows, test, pred)
+    return SurrogateFit(predictor, report, data, rows, test, fitted)

@@ -8,6 +8,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
+from lightning_nas.surrogate.specs import MODELS, TARGET_ORDER
+
 
 def ranking_quality(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     tau = kendalltau(pred, true).statistic
@@ -62,15 +64,6 @@ def scatter(pred: np.ndarray, true: np.ndarray, title: str, path: Path, xlabel: 
     return path
 
 
-COMPARISON = (("XGBoost pairwise ranker / regressors", "xgb_acc_1d_ranker", "xgb_avm_regressor", "xgb_std_regressor"),
-              ("MLP pairwise hinge ranker", "mlp_acc_1d_ranker", None, None),
-              ("LightGBM regressors", "lgbm_acc_1d_regressor", "lgbm_avm_regressor", "lgbm_std_regressor"),
-              ("XGBoost regressors of acc_1s and acc_30d, AVM as their difference", None,
-               "xgb_avm_from_acc_1s_minus_acc_30d", None),
-              ("XGBoost regressor of the drift slope (pp per decade of time, all drift times), AVM as -slope x decades",
-               None, "xgb_avm_from_drift_slope", None))
-
-
 def metric_text(value: Any, digits: int, missing: str = "n/a") -> str:
     """A reported metric as text: held out ``0.81``, k-fold ``0.81 +- 0.01`` (mean +- std over the
     folds), ``missing`` where it is undefined (None or NaN)."""
@@ -81,8 +74,14 @@ def metric_text(value: Any, digits: int, missing: str = "n/a") -> str:
 
 
 def comparison_table(holdout: dict[str, Any], kfold: Optional[dict[str, Any]] = None) -> str:
-    """Markdown: per learner, Kendall tau for acc_1d and tau / R^2 for AVM and std, held out (and
-    the k-fold mean +- std)."""
+    """Markdown: per learner (the models of :data:`MODELS` by ``compared_as``), Kendall tau for acc_1d
+    and tau / R^2 for AVM and std, held out (and the k-fold mean +- std); a learner none of whose
+    models the rows could make is left out."""
+    learners: dict[str, dict[str, str]] = {}
+    for spec in MODELS:
+        if spec.compared_as:
+            learners.setdefault(spec.compared_as, {})[spec.target] = spec.name
+
     def cell(metrics: dict[str, Any], model: Optional[str], keys: tuple[str, ...]) -> str:
         if model is None or model not in metrics:
             return "-"
@@ -93,11 +92,12 @@ def comparison_table(holdout: dict[str, Any], kfold: Optional[dict[str, Any]] = 
     for source, metrics in (("held out", holdout), ("k-fold", kfold)):
         if not metrics:
             continue
-        for name, acc, avm, std in COMPARISON:
-            if avm not in metrics and acc is None:
+        for name, models in learners.items():
+            if not any(model in metrics for model in models.values()):
                 continue  # a comparison the rows could not make
-            lines.append(f"| {name} ({source}) | {cell(metrics, acc, ('kendall_tau',))} | "
-                         f"{cell(metrics, avm, ('kendall_tau', 'r2'))} | {cell(metrics, std, ('kendall_tau', 'r2'))} |")
+            lines.append(f"| {name} ({source}) | {cell(metrics, models.get('acc_1d'), ('kendall_tau',))} | "
+                         f"{cell(metrics, models.get('avm'), ('kendall_tau', 'r2'))} | "
+                         f"{cell(metrics, models.get('std'), ('kendall_tau', 'r2'))} |")
     return "\n".join(lines)
 
 
@@ -127,21 +127,6 @@ def coverage_plot(campaign: np.ndarray, uniform: np.ndarray, path: Path, seed: i
     return path
 
 
-# (model key in the report, what it predicts, [(metric, label, unit)]) for the models table of report.md
-MODELS_TABLE = (
-    ("xgb_acc_1d_ranker", "XGBoost ranker, 1-day accuracy",
-     (("kendall_tau", "tau", ""), ("spearman_rho", "rho", ""), ("mae_calibrated", "calibrated MAE", " pp"))),
-    ("mlp_acc_1d_ranker", "MLP pairwise hinge ranker, 1-day accuracy",
-     (("kendall_tau", "tau", ""), ("spearman_rho", "rho", ""))),
-    ("xgb_avm_regressor", "XGBoost regressor, AVM (learned rows)",
-     (("mae", "MAE", " pp"), ("r2", "R^2", ""), ("kendall_tau", "tau", ""))),
-    ("xgb_std_regressor", "XGBoost regressor, 1-day std (learned rows)",
-     (("mae", "MAE", " pp"), ("r2", "R^2", ""), ("kendall_tau", "tau", ""))),
-    ("xgb_learned_classifier", "XGBoost classifier, learned or not (every row)",
-     (("auc", "ROC AUC", ""), ("accuracy", "accuracy", ""), ("brier", "Brier", ""), ("base_rate", "base rate", ""))),
-)
-
-
 def campaign_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """What the surrogate was fitted on (its ``ok`` rows): their 1-day accuracy quantiles and their
     training and evaluation time (sum of ``wall_s`` over the rows that record it; a CSV export has none)."""
@@ -153,19 +138,20 @@ def campaign_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def models_table(holdout: dict[str, Any], kfold: Optional[dict[str, Any]] = None) -> str:
-    """Markdown: each shipped model's held-out metrics (and the k-fold mean +- std)."""
+    """Markdown: the held-out metrics (and the k-fold mean +- std) of the models of :data:`MODELS`
+    with a ``label``, by what they predict (:data:`TARGET_ORDER`)."""
     def cell(metrics: dict[str, Any], columns) -> str:
         texts = [(label, metric_text(metrics.get(key), 3), unit) for key, label, unit in columns]
         return ", ".join(f"{label} {text}{unit if text != 'n/a' else ''}" for label, text, unit in texts)
 
     lines = ["| model | held out |" + (" k-fold (mean +- std) |" if kfold else ""),
              "|---|---|" + ("---|" if kfold else "")]
-    for model, name, columns in MODELS_TABLE:
-        if model not in holdout:
+    for spec in sorted((m for m in MODELS if m.label), key=lambda m: TARGET_ORDER.index(m.target)):
+        if spec.name not in holdout:
             continue
-        row = f"| {name} | {cell(holdout[model], columns)} |"
+        row = f"| {spec.label} | {cell(holdout[spec.name], spec.columns)} |"
         if kfold:
-            row += f" {cell(kfold[model], columns) if model in kfold else '-'} |"
+            row += f" {cell(kfold[spec.name], spec.columns) if spec.name in kfold else '-'} |"
         lines.append(row)
     return "\n".join(lines)
 
