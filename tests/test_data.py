@@ -269,9 +269,23 @@ def test_kws_splits_labels_and_features(speech):
 
 
 def test_kws_read_clip_pads_and_mfcc_shape(speech):
+    """The clip is the written waveform (a 200 Hz tone of 0.5 s, 16-bit), zero-padded to 1 s; its
+    features are log-mel cepstra: 49 frames of 40 ms every 20 ms, constant over a steady tone,
+    and a doubled amplitude (+6.02 dB in every mel band) raises only c0, by 6.02 dB x sqrt(40)
+    (orthonormal DCT)."""
     clip = kws_mod.read_clip(speech / "speech_commands_v0.02" / "yes" / "spk0_nohash_0.wav")
     assert clip.shape == (16000,) and clip.dtype == np.float32 and not clip[8000:].any()
-    assert kws_mod.mfcc(np.stack([clip, clip])).shape == (2, 49, 10)
+    tone = 0.3 * np.sin(2 * np.pi * 200 * np.arange(8000) / 16000)
+    assert np.abs(clip[:8000] - tone).max() <= 1 / 32768 + 1e-6  # PCM_16 rounding
+    # One clip per call: librosa's top_db floor is relative to the loudest clip of the whole call.
+    features = np.concatenate([kws_mod.mfcc(clip[None]), kws_mod.mfcc(2 * clip[None])])
+    assert features.shape == (2, 49, 10) and features.dtype == np.float32
+    steady = features[0, :23]  # frames 0..22 lie inside the tone (frame k: samples 320k .. 320k + 640)
+    assert np.abs(steady - steady.mean(0)).max() < 0.05 * np.abs(steady).max()
+    assert np.abs(features[0, 30:] - steady.mean(0)).max() > 10  # the padded silence is not the tone
+    shift = features[1] - features[0]
+    assert np.allclose(shift[:23, 0], 20 * np.log10(2) * np.sqrt(40), atol=0.05)
+    assert np.allclose(shift[:23, 1:], 0, atol=0.05)
 
 
 def test_kws_feature_cache_reused(speech, monkeypatch):

@@ -148,6 +148,7 @@ def test_backend_setting_errors_and_fallbacks(monkeypatch):
         P.choose(x.double())
     monkeypatch.setenv(P.ENV, "auto")
     assert P.choose(x) == "native"
+    monkeypatch.setattr(P, "_warned", set())  # warned once per process: maybe already by an earlier test
     with pytest.warns(UserWarning, match="eager PyTorch backend.*float64"):
         assert P.choose(x.double()) == "eager"
 
@@ -238,3 +239,59 @@ def test_compiled_backend_compiles_once_per_configuration_not_per_shape():
     assert all(n == 1 for k, n in after.items() if k not in sums), after
     assert all(n <= 2 for n in after.values()), after
     assert counters["stats"]["unique_graphs"] - graphs == sum(after.values()) - sum(before.values())
+
+
+# -- semantics of every operation, each backend the CPU runs against a direct computation --------
+
+@pytest.fixture(params=["eager", "native"])
+def backend(request):
+    """Each backend the CPU runs (native: skipped without a C compiler)."""
+    if request.param == "native":
+        request.getfixturevalue("native_kernel")
+    return request.param
+
+
+@pytest.mark.parametrize("step,inp_bound", [(STEP_IN, 1.0), (0.0, 1.0), (STEP_IN, 0.5), (STEP_IN, 2.0)])
+def test_dac_mask_is_where_the_backward_passes_gradients(backend, step, inp_bound):
+    """``dac_mask`` (the fast path's backward with ``inp_bound > 1``) marks what ``torch.clamp`` passes:
+    inputs strictly inside the range and DAC codes strictly inside the bound."""
+    x, r = data(SHAPES[0]), torch.tensor([1.7])
+    mask = P.dac_mask(x, r, step, inp_bound, backend=backend)
+    y = torch.clamp(x, -1.7, 1.7) / 1.7
+    code = torch.round(y / step) * step if step else y
+    assert torch.equal(mask, code.abs() < inp_bound)
+    if inp_bound <= 1.0:  # the backward's own mask
+        passed = P.dac_backward(torch.ones_like(x), x, r, step, inp_bound, backend=backend)[0] != 0
+        assert torch.equal(mask, passed)
+        assert 0.05 < (~mask).float().mean() < 0.95
+    else:  # the codes stay within +-1: only the input clip (checked by the fast path itself) masks
+        assert mask.all()
+
+
+def test_dac_quantises_clips_and_counts_the_inputs_outside_the_range(backend):
+    x, r = data(SHAPES[0]), torch.tensor([1.7])
+    counts = torch.randint(0, 10, (5, 49)).double()
+    out, outside = P.dac(x, r, STEP_IN, 0.5, counts=counts, backend=backend)
+    expected = torch.clamp(torch.round(torch.clamp(x, -1.7, 1.7) / 1.7 / STEP_IN) * STEP_IN, -0.5, 0.5)
+    assert torch.allclose(out, expected, atol=1e-6)
+    at_or_beyond = (x.abs() >= 1.7).double().sum(0).flatten(1)  # (C, H*W)
+    assert outside.item() == (at_or_beyond * counts).sum().item() > 0
+
+
+def test_weighted_moments_are_the_sums_over_the_unfolded_input(backend):
+    x = data(SHAPES[0])
+    counts = torch.randint(0, 5, (5, 49)).double()
+    s1, s2 = P.weighted_moments(x, counts, backend=backend)
+    weights = counts.view(1, 5, 7, 7).double()
+    assert s1.dtype == s2.dtype == torch.float64
+    assert s1.item() == pytest.approx((x.double() * weights).sum().item(), rel=1e-9)
+    assert s2.item() == pytest.approx((x.double() ** 2 * weights).sum().item(), rel=1e-9)
+
+
+def test_scalar_like_is_a_cached_zero_d_tensor():
+    like = torch.zeros(2, dtype=torch.float64)
+    s = P.scalar_like(0.25, like)
+    assert s.dim() == 0 and s.item() == 0.25 and s.dtype == torch.float64 and s.device == like.device
+    assert P.scalar_like(0.25, like) is s and P.scalar_like(0.5, like) is not s
+    assert P.scalar_like(0.25, like.float()).dtype == torch.float32
+    assert not s.is_inference()
