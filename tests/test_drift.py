@@ -1,4 +1,5 @@
 import json
+import logging
 import statistics
 
 import lightning as L
@@ -9,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_nas.callbacks import METRICS_FILE, DriftEvaluation
 from lightning_nas.drift import evaluate_drift
 from lightning_nas.errors import UserError
-from lightning_nas.metrics import DEFAULT_TIMES, drift_slope, drift_summary, label_seconds, time_label
+from lightning_nas.metrics import DEFAULT_TIMES, drift_slope, drift_summary, format_table, label_seconds, time_label
 from lightning_nas.module import AnalogNASModule
 from lightning_nas.space import Architecture, Stage
 
@@ -210,3 +211,45 @@ def test_drift_evaluation_takes_recalibration_data_from_the_caller_or_refuses():
     assert sample.samples == 8  # bn_recalibration batches of the loader's size, a seeded sample
     expected = evaluate_drift(module.net, data, [1.0, 86400.0], n_reps=2, seed=3, calibration=sample)
     assert callback.raw == expected and summary["analog/acc_1d"] == pytest.approx(sum(expected[86400.0]) / 2)
+
+
+def test_format_table():
+    assert format_table({"analog/acc_1s": 90.0, "analog/avm": 1.5}) == (
+        "metric  value\n"
+        "------  -------\n"
+        "acc_1s    90.00\n"
+        "avm        1.50")
+
+
+def test_callback_hooks_log_save_and_print_the_drift_evaluation(tmp_path, caplog):
+    """``trainer.validate`` and ``trainer.test`` without training (seconds, unlike the slow test above):
+    what the callback logs, keeps, writes to JSON and prints is the drift evaluation of the model's
+    weights, computed here independently; an evaluation every 2nd validation epoch skips epoch 1."""
+    torch.manual_seed(0)
+    model = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=2)
+    times = [1.0, 86400.0]
+    quiet = dict(default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False)
+    every_2nd = DriftEvaluation(t_inference=times, n_reps=1, every_n_val_epochs=2, save_json=False)
+    skipping = L.Trainer(callbacks=[every_2nd], logger=False, **quiet)
+    skipping.validate(model, _data(), verbose=False)
+    assert every_2nd.raw == {} and not any(k.startswith("analog") for k in skipping.callback_metrics)
+
+    cb = DriftEvaluation(t_inference=times, n_reps=2, every_n_val_epochs=1, seed=5)
+    trainer = L.Trainer(callbacks=[cb], **quiet)
+    expected_raw = evaluate_drift(model.net, _data(), times, n_reps=2, seed=5)
+    trainer.validate(model, _data(), verbose=False)
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("analog_val/")}
+    assert logged == pytest.approx(drift_summary(expected_raw, prefix="analog_val/"))
+    with caplog.at_level(logging.INFO):
+        trainer.test(model, _data(), verbose=False)
+    expected = drift_summary(expected_raw)
+    assert cb.raw == expected_raw and cb.metrics == pytest.approx(expected)
+    assert {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("analog/")} \
+        == pytest.approx(expected)
+    assert cb.results == pytest.approx({k.split("/")[1]: v for k, v in expected.items()})
+    saved = json.loads((tmp_path / "lightning_logs" / "version_0" / METRICS_FILE).read_text())
+    assert saved == {"metrics": pytest.approx(expected), "samples": 64, "t_inference": times, "n_reps": 2,
+                     "bn_recalibration": 0, "std_time": 86400.0, "seed": 5,
+                     "accuracies": {str(t): accs for t, accs in expected_raw.items()}}
+    assert "Drift evaluation (2 programmings, 64 test samples, accuracy in %):" in caplog.text
+    assert format_table(cb.metrics) in caplog.text
