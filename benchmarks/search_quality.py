@@ -8,9 +8,8 @@ search's round cap is raised so that budget, not rounds, ends it); random search
 10x that budget as a reference. Prints per landscape and strategy the median/min/max of the best
 fitness (predicted 1-day accuracy, %), how many seeds reached the known optimum (within
 ``--tolerance``), the hypervolume of the Pareto front over (acc_1d max, AVM min, energy min) in a
-box common to all runs of the landscape, the evaluations used and the time per run. TPE runs ``--tpe-trials`` trials (its cost per
-trial grows with the trials; it also re-proposes evaluated architectures, so it uses fewer
-evaluations than its trials)::
+box common to all runs of the landscape, the evaluations used and the time per run (every
+strategy, TPE included, runs the full budget)::
 
     .venv/bin/python benchmarks/search_quality.py --seeds 5 --evaluations 4000
 """
@@ -48,10 +47,9 @@ def landscape(name: str):
     return (lambda: loaded), None
 
 
-def one_run(strategy: str, make, seed: int, evaluations: int, tpe_trials: int) -> dict:
-    rounds = 10 * evaluations if strategy != "tpe" else max(1, (tpe_trials - 100) // 20)
+def one_run(strategy: str, make, seed: int, evaluations: int) -> dict:
     cfg = SearchConfig(max_params=MAX_PARAMS, seed=seed, objectives=OBJECTIVES, max_evaluations=evaluations,
-                       iterations=rounds)
+                       iterations=10 * evaluations)
     start = time.perf_counter()
     result = run(build_strategy(strategy, seed), make(), cfg, SHAPE, CLASSES)
     seconds = time.perf_counter() - start
@@ -71,17 +69,15 @@ def main() -> int:
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     ap.add_argument("--tolerance", type=float, default=0.01, help="pp below the known optimum that still counts")
     ap.add_argument("--no-random-10x", action="store_true")
-    ap.add_argument("--tpe-trials", type=int, default=1000,
-                    help="TPE's trials (optuna's TPE costs O(trials) per trial: 4,000 take minutes per run)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     print("| landscape | strategy | evaluations | best fitness median (min-max) | optimum reached | "
           "hypervolume median | s/run |\n|---|---|---|---|---|---|---|", flush=True)
     for name in args.landscapes:
         make, optimum = landscape(name)
-        runs = {s: [one_run(s, make, seed, args.evaluations, args.tpe_trials) for seed in range(args.seeds)] for s in args.strategies}
+        runs = {s: [one_run(s, make, seed, args.evaluations) for seed in range(args.seeds)] for s in args.strategies}
         if not args.no_random_10x:
-            runs["random_search 10x"] = [one_run("random_search", make, seed, 10 * args.evaluations, 0)
+            runs["random_search 10x"] = [one_run("random_search", make, seed, 10 * args.evaluations)
                                          for seed in range(args.seeds)]
         allpoints = np.vstack([r["points"] for rs in runs.values() for r in rs if len(r["points"])])
         ideal, nadir = allpoints.min(axis=0), allpoints.max(axis=0)

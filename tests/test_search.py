@@ -392,3 +392,39 @@ def test_shipped_search_config_keeps_architectures_that_learn(tmp_path):
     floor = json.loads(Path("surrogates/digits/metadata.json").read_text())["std_floor"]
     winners = [yaml.safe_load(p.read_text()) for p in (out / "winners").glob("winner_*.yaml")]
     assert winners and all(w["predicted"]["std"] >= floor for w in winners)
+
+
+# -- TPE ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("multivariate", [True, False])
+def test_parzen_estimator_is_a_density_and_samples_from_it(multivariate):
+    from itertools import product
+
+    from lightning_nas.search.parzen import ParzenEstimator
+    from lightning_nas.space import DIMS
+
+    dims = [DIMS["B"], DIMS["convblock"], DIMS["kernel0"]]  # ordinal, binary, categorical
+    centers = np.asarray([[0, 1, 2], [3, 0, 0], [3, 0, 1]])
+    est = ParzenEstimator(dims, centers, np.asarray([1.0, 0.5, 1.0]), multivariate)
+    grid = np.asarray(list(product(*(range(len(d.choices)) for d in dims))))
+    density = np.exp(est.log_pdf(grid))
+    assert density.sum() == pytest.approx(1.0)
+    draws = est.sample(20_000, np.random.default_rng(0))
+    freq = np.asarray([np.all(draws == row, axis=1).mean() for row in grid])
+    assert np.abs(freq - density).max() < 0.02
+    empty = ParzenEstimator(dims, np.empty((0, 3)), np.empty(0), multivariate)  # the prior alone: uniform
+    assert np.exp(empty.log_pdf(grid)) == pytest.approx(np.full(len(grid), 1 / len(grid)))
+
+
+def test_tpe_spends_its_budget_on_new_architectures_under_max_params():
+    cfg = config(population=100, survivors=80, iterations=40, max_params=100_000, seed=1)
+    result = run(build_strategy("tpe", 1), Target(), cfg, SHAPE, CLASSES)
+    assert result.evaluations == cfg.evaluation_budget == 900 and result.rejected_params == 0
+    assert result.best > max(i.fitness for i in result.history[:200])  # it learns after its start-up
+
+
+@pytest.mark.slow
+def test_tpe_finishes_the_default_budget_within_a_minute():
+    cfg = config(population=100, survivors=80, iterations=200, max_params=100_000, seed=0)
+    result = run(build_strategy("tpe", 0), Target(), cfg, SHAPE, CLASSES)
+    assert result.evaluations == 4100 and result.rejected_params == 0
+    assert result.total_s < 60

@@ -1,15 +1,21 @@
+import hashlib
 import json
 import random
+from dataclasses import fields
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
+from lightning_nas.blocks import network_layers
 from lightning_nas.errors import ArchitectureError, UserError
+from lightning_nas.hardware_cost import hardware_cost
 from lightning_nas.network import build_network
+from lightning_nas.search import mutations as mut
 from lightning_nas.space import (
-    PRESETS, Architecture, Stage, feature_names, load_architecture, n_params, sample, space_size,
-    stage_choices,
+    DESCRIBE_ORDER, DIMS, GLOBAL_DIMS, MUTATION_GROUPS, PRESETS, SPACE, STAGE_DIMS, Architecture, Stage,
+    feature_names, load_architecture, n_params, sample, space_size, stage_choices,
 )
 
 PUBLISHED = {"resnet20": 0.27e6, "resnet32": 0.46e6, "resnet44": 0.66e6, "resnet56": 0.85e6}
@@ -153,3 +159,95 @@ def test_load_architecture_accepts_preset_mapping_and_file(tmp_path):
         load_architecture(str(tmp_path / "missing.yaml"))
     with pytest.raises(UserError, match="unknown architecture 'resnet99'"):
         load_architecture("resnet99")
+
+
+# -- the table of dimensions --------------------------------------------------------------
+def test_the_records_and_the_table_agree():
+    assert [f.name for f in fields(Stage)] == [d.name for d in STAGE_DIMS]
+    assert [f.name for f in fields(Architecture)] == [d.name for d in GLOBAL_DIMS] + ["stages"]
+    assert sorted(DESCRIBE_ORDER) == sorted(d.name for d in STAGE_DIMS)
+    grouped = [name for names in MUTATION_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(DIMS)  # every field has exactly one mutation group
+    assert Stage() == Stage(**{d.name: d.default for d in STAGE_DIMS})
+    assert len(SPACE.genome) == len(feature_names()) == len(SPACE.feature_scale())
+
+
+def test_genome_round_trip_features_and_define_by_run():
+    for arch in sample(100, seed=8, method="uniform") + list(PRESETS.values()):
+        indices = SPACE.encode(arch)
+        assert sum(v is None for v in indices) == len(STAGE_DIMS) * (5 - arch.M)
+        assert SPACE.decode([0 if v is None else v for v in indices]) == arch
+        assert SPACE.features(arch) == arch.feature_vector()
+        values = {g.key: g.dim.choices[v] for g, v in zip(SPACE.genome, indices) if v is not None}
+        asked = []
+        assert SPACE.build(lambda g: asked.append(g.key) or values[g.key]) == arch
+        assert asked == list(values)  # only the fields of the stages it has, in genome order
+
+
+def test_one_mutation_step_is_about_one_unit_of_scaled_distance():
+    """The table's scales: every one-field mutation moves the scaled feature vector by 0.25 to 2."""
+    scale = np.asarray(SPACE.feature_scale())
+    rng = random.Random(4)
+    for arch in sample(60, seed=6, method="uniform"):
+        for name, mutation in mut.FIELD_MUTATIONS.items():
+            child = mutation(arch, rng)
+            step = np.abs(np.subtract(child.feature_vector(), arch.feature_vector()) / scale).sum()
+            assert 0.25 <= step <= 2, (name, arch.describe(), child.describe())
+
+
+def test_sampling_streams_are_unchanged():
+    """The shipped campaign store is keyed by these ids: the space's refactorings must keep them."""
+    ids = [a.id for a in sample(1000, seed=0, method="lhs", max_params=100_000, in_shape=(1, 8, 8), n_classes=10)]
+    assert hashlib.sha1(",".join(ids).encode()).hexdigest() == "dd8c73da3eefc0328091eedb3fd770eb34c7f49e"
+    assert [a.describe() for a in sample(2, seed=1, method="uniform")] == [
+        "c8k7-5xA2w3s-2xB1w2.5s-1xB2w1.5s-15xA1w2.5s", "c24k5-4xA1w2n-14xB3w1.5s"]
+    assert [a.id for a in sample(2, seed=1, method="stagewise", max_params=50_000, in_shape=(1, 8, 8))] == [
+        "8264e7eecb9d", "c41cc7a21495"]
+
+
+@pytest.mark.parametrize("make,field", [
+    (lambda: Architecture(stages=5), "stages"),
+    (lambda: Architecture(stages=None), "stages"),
+    (lambda: Architecture(stages="AB"), "stages"),
+    (lambda: Architecture(stages={"R": 1}), "stages"),
+    (lambda: Architecture(stages=[1, 2]), "stages[1]"),
+    (lambda: Architecture(stages=()), "M (number of stages)"),
+    (lambda: Architecture(out_channel0="16"), "out_channel0"),
+    (lambda: Architecture(kernel0=3.0), "kernel0"),
+    (lambda: Architecture(out_channel0=True), "out_channel0"),
+    (lambda: Stage(R="x"), "stages[0].R"),
+    (lambda: Stage(B=[1]), "stages[0].B"),
+    (lambda: Stage(convblock=None), "stages[0].convblock"),
+    (lambda: Stage(widenfact="2"), "stages[0].widenfact"),
+    (lambda: Stage(skip=1), "stages[0].skip"),
+])
+def test_direct_construction_with_wrong_types_is_one_architecture_error(make, field):
+    with pytest.raises(ArchitectureError) as info:
+        make()
+    message = str(info.value)
+    assert message.startswith(f"architecture field '{field}' is ") and "\n" not in message and "allowed: " in message
+
+
+def test_direct_construction_and_loading_give_the_same_error():
+    for bad in (5, "AB", None):
+        with pytest.raises(ArchitectureError) as direct:
+            Architecture(stages=bad)
+        with pytest.raises(ArchitectureError) as loaded:
+            Architecture.from_dict({"stages": bad})
+        assert str(direct.value) == str(loaded.value)
+
+
+# -- one description of the layers ----------------------------------------------------------
+def test_network_params_and_cost_model_read_the_same_layers_for_200_architectures():
+    """n_params, the built network's modules and the cost model's layers agree on 200 architectures."""
+    shapes = [((1, 8, 8), 10), ((3, 32, 32), 10), ((1, 49, 10), 12), ((3, 16, 16), 2)]
+    archs = sample(200, seed=12, method="stagewise", max_params=300_000, in_shape=(3, 16, 16))
+    for k, arch in enumerate(archs):
+        shape, classes = shapes[k % len(shapes)]
+        net = build_network(arch, shape, classes)
+        layers = network_layers(arch, shape, classes)
+        weights = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        assert [(layer.rows, layer.cols) for layer in layers] == [
+            (m.weight[0].numel(), m.weight.shape[0]) for m in weights], arch.describe()
+        assert n_params(arch, shape, classes) == count(net) == sum(layer.params for layer in layers)
+        assert len(hardware_cost(arch, shape, classes, 0).layers) == len(layers)

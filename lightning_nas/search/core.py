@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 
 from lightning_nas.errors import UserError
 from lightning_nas.hardware_cost import ChipConfig, hardware_cost
 from lightning_nas.search.objectives import ObjectiveSet
-from lightning_nas.space import SPACE, Architecture, SearchSpace, n_params, sample
+from lightning_nas.space import SPACE, Architecture, SearchSpace, iter_sample, n_params, sample
 
 
 class Predictor(Protocol):
@@ -80,6 +80,17 @@ class Individual:
     @property
     def pred(self) -> dict[str, float]:
         return {k: self.values[k] for k in ("acc_1d", "avm", "std")}
+
+
+def rank_key(ind: Individual) -> tuple:
+    """Feasible before infeasible, then higher fitness."""
+    return (ind.feasible, ind.fitness)
+
+
+def best_of(individuals: Iterable[Individual], n: int) -> list[Individual]:
+    """The ``n`` best distinct individuals (by :func:`rank_key`; ties keep their order)."""
+    unique = {i.arch: i for i in individuals}
+    return sorted(unique.values(), key=rank_key, reverse=True)[:n]
 
 
 @dataclass
@@ -206,6 +217,22 @@ class SearchContext:
     def oriented(self, ind: Individual) -> list[float]:
         """The objectives of ``ind`` as "lower is better" numbers."""
         return self.evaluator.objectives.oriented(ind.values)
+
+    def fresh(self, seed: int, method: str = "stagewise") -> Iterator[Architecture]:
+        """An endless seeded stream of distinct architectures under max_params
+        (:func:`~lightning_nas.space.iter_sample`; ``stagewise`` redraws only a stage over the budget)."""
+        return iter_sample(10 ** 12, seed=seed, method=method, max_params=self.cfg.max_params - 1,
+                           in_shape=self.in_shape, n_classes=self.n_classes)
+
+    def take_new(self, stream: Iterator[Architecture], n: int, taken: set) -> list[Architecture]:
+        """The next ``n`` architectures of ``stream`` that are not in ``taken`` nor evaluated before."""
+        out: list[Architecture] = []
+        for arch in stream:
+            if len(out) == n:
+                break
+            if arch not in taken and not self.is_evaluated(arch):
+                out.append(arch)
+        return out
 
     def initial(self, n: int, method: str = "lhs", seed: Optional[int] = None) -> list[Architecture]:
         """``n`` distinct architectures under max_params (the first population)."""

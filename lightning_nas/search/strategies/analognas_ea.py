@@ -30,13 +30,11 @@ from typing import Literal, Optional
 
 import numpy as np
 
-from lightning_nas.search.core import Individual, SearchContext, Strategy
+from lightning_nas.search.core import Individual, SearchContext, Strategy, rank_key
 from lightning_nas.search.mutations import mutate, neighbours
-from lightning_nas.space import Architecture, iter_sample
+from lightning_nas.space import Architecture
 
-
-def rank_key(ind: Individual) -> tuple:
-    return (ind.feasible, ind.fitness)
+__all__ = ["AnalogNASEvolution", "rank_key"]
 
 
 class AnalogNASEvolution(Strategy):
@@ -85,16 +83,8 @@ class AnalogNASEvolution(Strategy):
     def _fresh_archs(self, n: int, taken: set) -> list[Architecture]:
         """Immigrants: fresh architectures under the budget from one seeded stream."""
         if self._fresh is None:
-            self._fresh = iter_sample(10 ** 12, seed=self.seed + 7919, method="stagewise",
-                                      max_params=self.ctx.cfg.max_params - 1, in_shape=self.ctx.in_shape,
-                                      n_classes=self.ctx.n_classes)
-        out: list[Architecture] = []
-        for arch in self._fresh:
-            if len(out) == n:
-                break
-            if arch not in taken and not self.ctx.is_evaluated(arch):
-                out.append(arch)
-        return out
+            self._fresh = self.ctx.fresh(self.seed + 7919)
+        return self.ctx.take_new(self._fresh, n, taken)
 
     def _parent(self, pool: list[Individual]) -> Individual:
         if self.selection == "proportional":

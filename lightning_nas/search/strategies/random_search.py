@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from lightning_nas.search.core import SearchContext, Strategy
-from lightning_nas.space import iter_sample
+from lightning_nas.search.core import SearchContext, Strategy, best_of
 
 
 class RandomSearch(Strategy):
@@ -22,8 +21,7 @@ class RandomSearch(Strategy):
 
     def setup(self, ctx: SearchContext) -> None:
         super().setup(ctx)
-        self.stream = iter_sample(10 ** 12, seed=self.seed, method=self.method, max_params=ctx.cfg.max_params - 1,
-                                  in_shape=ctx.in_shape, n_classes=ctx.n_classes)
+        self.stream = ctx.fresh(self.seed, self.method)
         self.best: list = []
 
     def population(self) -> list:
@@ -35,7 +33,4 @@ class RandomSearch(Strategy):
         return [next(self.stream) for _ in range(n)]
 
     def tell(self, archs, individuals) -> None:
-        from lightning_nas.search.strategies.analognas_ea import rank_key
-
-        pool = self.best + [i for i in individuals if i is not None]
-        self.best = sorted(pool, key=rank_key, reverse=True)[: self.ctx.cfg.population]
+        self.best = best_of(self.best + [i for i in individuals if i is not None], self.ctx.cfg.population)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from lightning_nas.search.core import SearchContext, Strategy
+from lightning_nas.search.core import SearchContext, Strategy, rank_key
 from lightning_nas.search.mutations import mutate
-from lightning_nas.search.strategies.analognas_ea import rank_key
 
 
 class RegularizedEvolution(Strategy):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lightning_nas.search.core import SearchContext, Strategy
+from lightning_nas.search.core import SearchContext, Strategy, best_of
 from lightning_nas.space import Architecture
 
 
@@ -93,8 +93,6 @@ class Reinforce(Strategy):
         return self.archs
 
     def tell(self, archs, individuals) -> None:
-        from lightning_nas.search.strategies.analognas_ea import rank_key
-
         rewards = np.asarray([i.fitness if i is not None and i.feasible else np.nan for i in individuals])
         if np.isnan(rewards).all():
             worst = self.baseline - self.spread if self.baseline is not None else 0.0
@@ -109,6 +107,4 @@ class Reinforce(Strategy):
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        pool = self.kept + [i for i in individuals if i is not None]
-        unique = {i.arch: i for i in pool}
-        self.kept = sorted(unique.values(), key=rank_key, reverse=True)[: self.ctx.cfg.population]
+        self.kept = best_of(self.kept + [i for i in individuals if i is not None], self.ctx.cfg.population)
