@@ -78,11 +78,13 @@ class Split(NamedTuple):
     mlp: MLPParams
     seed: int
 
+    def learned_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(training, held-out) rows that learned."""
+        return self.train[self.learned[self.train]], self.test[self.learned[self.test]]
+
     def rows(self, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
         """(training, held-out) rows of ``spec``: only those that learned for AVM and std."""
-        if spec.learned_rows:
-            return self.train[self.learned[self.train]], self.test[self.learned[self.test]]
-        return self.train, self.test
+        return self.learned_rows() if spec.learned_rows else (self.train, self.test)
 
 
 def fit_model(spec: ModelSpec, s: Split) -> Fitted:
@@ -105,7 +107,10 @@ def fit_model(spec: ModelSpec, s: Split) -> Fitted:
     regressor = fit_lgbm_regressor if spec.learner == "lgbm" else fit_xgb_regressor
     if spec.via:
         p = {k: regressor(x[fit], y[k][fit], s.xgb, s.seed).predict(x[test]) for k in spec.via}
-        predicted = p["drift_slope"] * y["avm_per_slope"][test] if spec.via == ("drift_slope",) else p[spec.via[0]] - p[spec.via[1]]
+        if spec.via == ("drift_slope",):  # pp per decade, times the decades of drift time
+            predicted = p["drift_slope"] * y["avm_per_slope"][test]
+        else:  # the difference of the two accuracies
+            predicted = p[spec.via[0]] - p[spec.via[1]]
         return Fitted(None, test, predicted, {})
     model = regressor(x[fit], y[spec.target][fit], s.xgb, s.seed)
     return Fitted(model, test, model.predict(x[test]), {})
@@ -131,7 +136,9 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
     rows that learned (``learned``), and are scored on the held-out rows that learned. The
     classifier also trains on ``not_learned`` (inputs of architectures whose training diverged:
     they have no metrics, and did not learn). A comparison ``via`` labels the rows lack is left out."""
-    fit_l, test_l = train[learned[train]], test[learned[test]]
+    extra = not_learned if not_learned is not None else np.empty((0, x.shape[1]), dtype=x.dtype)
+    s = Split(x, y, learned, train, test, extra, xgb, mlp, seed)
+    fit_l, test_l = s.learned_rows()
     if len(fit_l) < MIN_LEARNED_ROWS:
         raise UserError(f"only {len(fit_l)} training rows learned (acc_1s >= learned_threshold); the AVM and std "
                         f"models need at least {MIN_LEARNED_ROWS}: lower learned_threshold (0 = every row) or "
@@ -140,8 +147,6 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
         raise UserError(f"only {len(test_l)} held-out rows learned (acc_1s >= learned_threshold); the AVM and std "
                         "models can't be scored on fewer than 2: raise test_fraction, use fewer kfold folds, or lower "
                         "learned_threshold (0 = every row)")
-    extra = not_learned if not_learned is not None else np.empty((0, x.shape[1]), dtype=x.dtype)
-    s = Split(x, y, learned, train, test, extra, xgb, mlp, seed)
     truth = {**y, "learned": learned}
     fitted: dict[str, Fitted] = {}
     metrics: dict[str, Any] = {}
@@ -281,14 +286,14 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
         report["kfold_k"] = kfold
     analogs = sorted({json.dumps(r["analog"], sort_keys=True) for r in rows})
     classifier = fitted[PREDICTOR_MODELS["learned"].name]
-    meta = SurrogateMeta(std_floor=std_floor(data.y["std"][learned]), learned=Learned(
-                             threshold, LEARNED_METRIC, None if classifier.model is not None else classifier.settings["share"]),
+    constant = None if classifier.model is not None else classifier.settings["share"]
+    meta = SurrogateMeta(std_floor=std_floor(data.y["std"][learned]), learned=Learned(threshold, LEARNED_METRIC, constant),
                          rows=len(rows), n_train=int(len(train)), data=source, seed=seed, split=SPLIT,
                          analog=json.loads(analogs[0]), analog_configs=len(analogs),
                          acc_1d_calibration=fitted[PREDICTOR_MODELS["acc_1d"].name].settings["calibration"],
                          xgb=asdict(xgb), mlp=asdict(mlp), mlp_hidden=mlp.hidden, metrics=report, task=task)
-    predictor = SurrogatePredictor({target: fitted[spec.name].model for target, spec in PREDICTOR_MODELS.items()}, meta,
-                                   mlp=fitted[MLP_MODEL.name].model)
+    predictor = SurrogatePredictor({target: fitted[spec.name].model for target, spec in PREDICTOR_MODELS.items()},
+                                   meta, mlp=fitted[MLP_MODEL.name].model)
     report["comparison"] = comparison_table(report["holdout"], report.get("kfold"))
     report["ceiling"] = with_ratios(label_ceiling(rows, replicates, learned=set(
         r["arch_id"] for r, ok in zip(rows, learned) if ok), threshold=threshold), report["holdout"])

@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from lightning_nas.analog import HARDWARE_FEATURES
 from lightning_nas.errors import UserError
@@ -103,10 +103,9 @@ class SurrogateMeta:
         ``partial``: the calibration, the learned rule and the analog hardware may be missing (what a
         custom predictor's ``meta`` records), but what is there is checked all the same."""
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        missing = object()
 
         def check(key: str, ok: bool, problem: str) -> None:
-            if not ok and not (partial and data.get(key, missing) is missing):
+            if not ok and not (partial and key not in data):
                 raise UserError(f"{where} {problem}")
 
         calibration = data.get("acc_1d_calibration")
@@ -120,18 +119,9 @@ class SurrogateMeta:
               and (constant is None or isinstance(constant, (int, float)) and 0 <= constant <= 1),
               f"lacks the trainability model's settings (learned: threshold, constant); it predates them: {REBUILD}")
         analog = data.get("analog")
-        check("analog", isinstance(analog, dict) and all(isinstance(analog.get(k), (int, float)) for k in HARDWARE_FEATURES),
+        check("analog", isinstance(analog, dict) and all(_is_number(analog.get(k)) for k in HARDWARE_FEATURES),
               f"lacks the analog hardware it was trained on ({', '.join(HARDWARE_FEATURES)}); {REBUILD}")
-        for key, ok, expected in (("std_floor", _is_number, "a number (pp)"),
-                                  ("rows", _is_int, "a number of rows"), ("n_train", _is_int, "a number of rows"),
-                                  ("data", lambda v: isinstance(v, str), "a path"), ("seed", _is_int, "an integer"),
-                                  ("split", lambda v: isinstance(v, str), "a text"),
-                                  ("analog_configs", _is_int, "a count"),
-                                  ("xgb", lambda v: isinstance(v, dict), "an object"),
-                                  ("mlp", lambda v: isinstance(v, dict), "an object"),
-                                  ("mlp_hidden", lambda v: isinstance(v, list), "a list"),
-                                  ("metrics", lambda v: isinstance(v, dict), "an object"),
-                                  ("task", lambda v: isinstance(v, dict), "an object")):
+        for key, (ok, expected) in FIELD_CHECKS.items():
             value = data.get(key)
             if value is not None and not ok(value):
                 raise UserError(f"{where} has a {key} that is not {expected} ({value!r:.40}); {REBUILD}")
@@ -179,3 +169,16 @@ def _is_number(value: Any) -> bool:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _of_type(kind: type) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, kind)
+
+
+FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "std_floor": (_is_number, "a number (pp)"), "rows": (_is_int, "a number of rows"),
+    "n_train": (_is_int, "a number of rows"), "data": (_of_type(str), "a path"), "seed": (_is_int, "an integer"),
+    "split": (_of_type(str), "a text"), "analog_configs": (_is_int, "a count"), "xgb": (_of_type(dict), "an object"),
+    "mlp": (_of_type(dict), "an object"), "mlp_hidden": (_of_type(list), "a list"),
+    "metrics": (_of_type(dict), "an object"), "task": (_of_type(dict), "an object")}
+"""The other fields' JSON types (``null`` is allowed for each: a field the fit did not record)."""

@@ -95,7 +95,9 @@ XGB_CLASSES = {"ranker": "XGBRanker", "regressor": "XGBRegressor", "classifier":
 
 def _objective_fits(kind: str, objective: str) -> bool:
     """Whether a model file's xgboost objective is one of a ``kind`` of model."""
-    return objective == "binary:logistic" if kind == "classifier" else objective.startswith("rank:") == (kind == "ranker")
+    if kind == "classifier":
+        return objective == "binary:logistic"
+    return objective.startswith("rank:") == (kind == "ranker")
 
 
 def _load_xgb(directory: Path, spec: ModelSpec) -> Any:
