@@ -77,18 +77,32 @@ def step_times(arch, task: str, batch: int, steps: int, device: str) -> dict[str
     return out
 
 
-def campaign_seconds(t: dict[str, float], task: str, campaign: dict) -> float:
-    budget, batch = campaign["budget"], campaign["data"]["init_args"].get("batch_size", 128)
+def campaign_seconds(t: dict[str, float], task: str, config: dict) -> float:
+    """Worker seconds of one architecture with a campaign's resolved fit config (``Campaign.config``)."""
+    from lightning_nas.fit_config import warmup_epochs
+
+    batch = config["data"]["init_args"]["batch_size"]
     train, val, test = SPLITS[task]
-    steps_per_epoch = budget.get("train_fraction", 1.0) * train / batch
-    warm = budget.get("digital_warmup_epochs", 0)
-    epochs = budget["epochs"]
+    steps_per_epoch = config["data"]["init_args"].get("train_fraction", 1.0) * train / batch
+    epochs = config["trainer"]["max_epochs"]
+    warm = warmup_epochs(config["model"]["init_args"], epochs)
     training = steps_per_epoch * (warm * t["digital_step"] + (epochs - warm) * t["analog_step"])
     validation = epochs * val / batch * t["analog_eval"]
-    samples = min(test, budget.get("drift_samples") or test)
-    reps, times = budget["n_reps"], len(budget["t_inference"])
+    samples = min(test, config["drift"].get("max_samples") or test)
+    reps, times = config["drift"]["n_reps"], len(config["drift"]["t_inference"])
     drift = reps * (t["program_drift"] + times * samples / batch * t["analog_eval"])
     return training + validation + test / batch * t["analog_eval"] + drift
+
+
+def campaign_of(task: str) -> tuple[dict, dict]:
+    """The shipped campaign config of ``task`` and its resolved fit config (budget applied)."""
+    from lightning_nas.campaign.campaign import Campaign, Sampling
+    from lightning_nas.campaign.train import Budget
+
+    raw = yaml.safe_load((ROOT / "configs" / task / "campaign.yaml").read_text())
+    campaign = Campaign.from_fit_config(str(ROOT / raw["fit_config"]), raw.get("fit_args", []),
+                                        Budget(**raw.get("budget", {})), Sampling(**raw["sampling"]))
+    return raw, campaign.config
 
 
 def main() -> int:
@@ -105,15 +119,15 @@ def main() -> int:
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}")
     for task in args.tasks:
-        campaign = yaml.safe_load((ROOT / "configs" / task / "campaign.yaml").read_text())
+        campaign, config = campaign_of(task)
         s = campaign["sampling"]
-        batch = campaign["data"]["init_args"].get("batch_size", 128)
+        batch = config["data"]["init_args"]["batch_size"]
         archs = sample(args.archs, seed=s["seed"], method="uniform", max_params=s["max_params"],
                        in_shape=SHAPES[task], n_classes=CLASSES[task])
         per_arch = []
         for arch in archs:
             t = step_times(arch, task, batch, args.steps, args.device)
-            seconds = campaign_seconds(t, task, campaign)
+            seconds = campaign_seconds(t, task, config)
             per_arch.append(seconds)
             print(f"  {task:<8} {arch.describe():<36} {n_params(arch, SHAPES[task], CLASSES[task]):>9,} params  "
                   f"step digital {t['digital_step'] * 1e3:7.1f} ms, analog {t['analog_step'] * 1e3:7.1f} ms "

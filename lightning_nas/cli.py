@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lightning_nas.callbacks import DriftEvaluation
 from lightning_nas.conversion import allow_analog_checkpoints
@@ -56,10 +56,11 @@ class AnalogNASCLI(LightningCLI):
     * ``test_after_fit`` (default true): ``fit`` ends with a test run, so the drift
       table and ``drift_metrics.json`` come with every trained model.
     * TensorBoard under ``runs/<name>/version_N`` holds config, checkpoints, events
-      and ``drift_metrics.json``.
+      and ``drift_metrics.json``; ``save_config=False`` writes no ``config.yaml`` (a run without a
+      logger would write it into the working directory).
     """
 
-    def __init__(self, args: Any = None, run: bool = True) -> None:
+    def __init__(self, args: Any = None, run: bool = True, save_config: bool = True) -> None:
         super().__init__(
             AnalogNASModule,
             TaskDataModule,
@@ -67,6 +68,7 @@ class AnalogNASCLI(LightningCLI):
             subclass_mode_data=True,
             args=args,
             run=run,
+            save_config_callback=SaveConfigCallback if save_config else None,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={
                 "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",

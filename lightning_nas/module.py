@@ -130,11 +130,15 @@ class AnalogNASModule(L.LightningModule):
         """Digital warm-up epochs of this run: ``digital_warmup_epochs``, or
         ``round(digital_warmup_fraction x trainer.max_epochs)`` kept within 1 .. max_epochs - 1 (a
         1-epoch run has none): a short run still starts digital, and always ends hardware-aware."""
-        fraction = self.hparams.get("digital_warmup_fraction", 0.0)
-        epochs = self.trainer.max_epochs if self._trainer is not None else None
-        if fraction and epochs is not None and epochs > 0:
-            return min(max(1, round(fraction * epochs)), epochs - 1)
-        return self.hparams.digital_warmup_epochs
+        return self.warmup_for(self.hparams.digital_warmup_epochs, self.hparams.get("digital_warmup_fraction", 0.0),
+                               self.trainer.max_epochs if self._trainer is not None else None)
+
+    @staticmethod
+    def warmup_for(epochs: int, fraction: float, max_epochs: Optional[int]) -> int:
+        """The rule of :attr:`warmup_epochs` for given arguments and run length."""
+        if fraction and max_epochs is not None and max_epochs > 0:
+            return min(max(1, round(fraction * max_epochs)), max_epochs - 1)
+        return epochs
 
     def on_train_epoch_start(self) -> None:
         if not self.is_analog and self.current_epoch >= self.warmup_epochs:

@@ -89,6 +89,33 @@ class CommandParser(OneLineErrors, ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+FIT_SECTIONS = ("data", "model", "trainer", "drift", "seed_everything")
+"""The top-level options of ``fit`` that commands training through a fit config pass on to it."""
+
+
+def take_fit_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Take ``fit``'s own options (``--data.init_args.data_dir X``, ``--trainer.max_epochs=3``, ...:
+    :data:`FIT_SECTIONS`) out of a command's ``argv``: returns the other arguments and those options,
+    for the command's fit config (``build-dataset`` and ``retrain`` train through one)."""
+    rest: list[str] = []
+    taken: list[str] = []
+    i = 0
+    while i < len(argv):
+        option = argv[i].partition("=")[0]
+        if not any(option == f"--{s}" or option.startswith(f"--{s}.") for s in FIT_SECTIONS):
+            rest.append(argv[i])
+            i += 1
+        elif "=" in argv[i]:
+            taken.append(argv[i])
+            i += 1
+        elif i + 1 < len(argv):
+            taken += argv[i:i + 2]
+            i += 2
+        else:
+            raise ParserError(f"option {option} needs a value")
+    return rest, taken
+
+
 def split_init_args(argv: list[str], prefixes: tuple[str, ...]) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """Take ``--PREFIX.init_args.KEY VALUE`` (or ``=VALUE``) out of ``argv``: the options of an
     object given as ``{class_path, init_args}``, which a parser that types it as a plain mapping

@@ -1,9 +1,9 @@
 """Train one architecture and evaluate its drift: the one way campaigns, ``retrain`` and tests do it.
 
 :func:`fit_and_evaluate` runs ``fit`` then ``test`` (where the :class:`DriftEvaluation` callback
-programs and drifts the analog weights) on objects built by the caller: a campaign builds them from
-its :class:`~lightning_nas.campaign.train.Budget`, ``retrain`` from the task's fit config
-(:func:`from_fit_config`, the same config ``python -m lightning_nas fit`` takes).
+programs and drifts the analog weights) on given objects; :func:`train_config` builds them from a
+resolved fit config (:mod:`lightning_nas.fit_config`), as ``python -m lightning_nas fit`` does:
+campaign rows and ``retrain`` runs train that way.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 import lightning as L
 
@@ -36,6 +35,8 @@ class Evaluation:
     :mod:`lightning_nas.metrics` without the logging prefix)."""
     hardware: Optional[dict[str, Any]] = None
     """The analog hardware cost of one inference (:meth:`lightning_nas.hardware_cost.HardwareCost.summary`)."""
+    drift_samples: int = 0
+    """Test samples the drift evaluation measured on."""
 
 
 def drift_callback(trainer: L.Trainer) -> DriftEvaluation:
@@ -55,27 +56,22 @@ def fit_and_evaluate(model: AnalogNASModule, datamodule: L.LightningDataModule, 
     return Evaluation(arch_id=model.arch.id, n_params=model.n_params,
                       val_acc=100.0 * float(val) if val is not None else math.nan,
                       test_acc=100.0 * float(result["test/acc"]), drift=drift.results,
-                      hardware=model.hardware_cost().summary())
+                      hardware=model.hardware_cost().summary(), drift_samples=drift.samples)
 
 
-def from_fit_config(fit_config: str | Path, architecture: str, log_dir: str | Path, name: str,
-                    extra_args: Sequence[str] = (), threads: Optional[int] = None) -> Evaluation:
-    """Train ``architecture`` (a preset name or an architecture file) with a task's fit config, as
-    ``fit --config FIT_CONFIG --model.init_args.architecture ARCHITECTURE`` would, logging to
-    ``log_dir/name``; ``extra_args`` are more ``fit`` options. ``threads`` sets torch's CPU threads
-    (a Ray task uses the CPUs it declared)."""
+def build(config: Mapping[str, Any]) -> tuple[AnalogNASModule, L.LightningDataModule, L.Trainer]:
+    """The model, datamodule and trainer (with its drift callback) of a resolved fit config, as
+    ``fit`` builds them (``seed_everything`` is applied first, as in ``fit``). With a logger the
+    config is saved in its run folder as ``config.yaml`` (``fit --config`` of it trains the same run)."""
     from lightning_nas.cli import AnalogNASCLI, quiet_lightning_tips
 
     quiet_lightning_tips()
-
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    args = ["--config", str(fit_config), "--model.init_args.architecture", str(architecture),
-            "--trainer.logger.init_args.save_dir", str(log_dir), "--trainer.logger.init_args.name", name,
-            *extra_args]
     with warnings.catch_warnings():  # LightningCLI warns that this process has its own command line
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli: Any = AnalogNASCLI(args=args, run=False)
-    return fit_and_evaluate(cli.model, cli.datamodule, cli.trainer, verbose=True)
+        cli: Any = AnalogNASCLI(args=dict(config), run=False, save_config=bool(config["trainer"].get("logger")))
+    return cli.model, cli.datamodule, cli.trainer
+
+
+def train_config(config: Mapping[str, Any], verbose: bool = False) -> Evaluation:
+    """Train and drift-evaluate what a resolved fit config describes (``fit --config`` of it)."""
+    return fit_and_evaluate(*build(config), verbose=verbose)

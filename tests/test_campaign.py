@@ -7,12 +7,14 @@ import sys
 import time
 
 import pytest
+from dataclasses import replace
 
 from lightning_nas.campaign import train as train_mod
 from lightning_nas.campaign.local_executor import LocalExecutor
 from lightning_nas.campaign.store import RowStore, export
 from lightning_nas.commands import build_dataset
 from lightning_nas.errors import UserError
+from lightning_nas.fit_config import with_options
 
 TINY_BUDGET = ["--budget.epochs", "1", "--budget.limit_train_batches", "2", "--budget.n_reps", "2"]
 
@@ -73,23 +75,29 @@ def test_failing_architecture_is_recorded_and_the_campaign_goes_on(tmp_path, mon
     assert "out of memory" in next(r for r in rows if r["status"] == "failed")["message"]
 
 
+def tiny_job(*fit_args, **budget):
+    """The job of one small architecture in a campaign with fit's defaults and ``fit_args``."""
+    from lightning_nas.campaign.campaign import Campaign, Sampling
+    from lightning_nas.space import Architecture
+
+    budget = {"epochs": 1, "limit_train_batches": 1, "n_reps": 1, **budget}
+    campaign = Campaign.from_fit_config(None, list(fit_args), train_mod.Budget(**budget), Sampling())
+    return campaign.jobs([Architecture()], "digits", None, "cpu")[0]
+
+
 def test_training_errors_become_statuses(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    job = {"arch": {"stages": [{}]}, "budget": {"epochs": 1, "limit_train_batches": 1, "n_reps": 1},
-           "analog": {}, "task": "digits", "data": {"class_path": "lightning_nas.data.DigitsDataModule",
-                                                    "init_args": {"batch_size": 10**9}}}
+    row = train_mod.train_architecture(tiny_job("--data.init_args.batch_size", str(10**9)))
+    assert row.status == "ok"  # a huge batch is fine
+    assert set(row.metrics) >= {"acc_1d", "avm"}
+    assert not list(tmp_path.iterdir())  # no log dir: nothing written to the working directory (no config.yaml)
+    row = train_mod.train_architecture(tiny_job("--model.init_args.lr", "1e38", "--model.init_args.analog.clip_value",
+                                                "0.0", "--data.init_args.batch_size", "32", limit_train_batches=5))
+    assert row.status == "diverged" and "diverged" in row.message  # no clipping: the weights overflow
+    job = tiny_job()
+    job.config["data"]["init_args"]["val_fraction"] = 0.99  # an error inside training (the split), not the campaign's
     row = train_mod.train_architecture(job)
-    assert row["status"] == "ok"  # a huge batch is fine
-    assert set(row["metrics"]) >= {"acc_1d", "avm"}
-    assert not list(tmp_path.iterdir())  # no log dir: nothing written to the working directory
-    job["budget"].update(lr=1e38, limit_train_batches=5)  # no clipping: the weights overflow
-    job["analog"] = {"clip_value": 0.0}
-    job["data"]["init_args"]["batch_size"] = 32
-    row = train_mod.train_architecture(job)
-    assert row["status"] == "diverged" and "diverged" in row["message"]
-    job["data"]["class_path"] = "lightning_nas.data.Nope"
-    row = train_mod.train_architecture(job)
-    assert row["status"] == "failed" and "can't be imported" in row["message"]
+    assert row.status == "failed" and "val_fraction" in row.message and row.traceback
 
 
 def test_store_refuses_a_different_campaign_and_keeps_rows_once(tmp_path):
@@ -140,7 +148,7 @@ def test_kill_9_and_resume_keeps_every_finished_row_exactly_once(tmp_path):
 
 @pytest.mark.slow
 def test_bad_campaign_config_is_one_line(run_cli, tmp_path):
-    proc = run_cli("build-dataset", *campaign_args(tmp_path, 2, "0"), "--analog.preset", "nope")
+    proc = run_cli("build-dataset", *campaign_args(tmp_path, 2, "0"), "--model.init_args.analog.preset", "nope")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: unknown analog preset")
     proc = run_cli("build-dataset", *campaign_args(tmp_path, 2, "0"), "--sampling.max_params", "10")
     assert proc.returncode == 2 and "raise max_params" in proc.stderr
@@ -152,11 +160,11 @@ def test_a_crashing_architecture_fails_alone_and_its_neighbours_train(tmp_path):
     from lightning_nas.space import Architecture, Stage
 
     archs = [Architecture(c, 3, (Stage(),)) for c in (16, 8, 24, 32, 12)]
-    jobs = [{"arch": a.to_dict(), "analog": {}, "task": "digits", "budget": {"epochs": 1, "seed": 0}}
-            for a in archs]
+    job = tiny_job()
+    jobs = [replace(job, config=with_options(job.config, {"model.init_args.architecture": a.to_dict()})) for a in archs]
     rows = []
     LocalExecutor(2, train=crash_for_small_stem).run(jobs, rows.append)
-    status = {r["arch_id"]: r["status"] for r in rows}
+    status = {r.arch_id: r.status for r in map(train_mod.Row.from_dict, rows)}
     assert len(rows) == 5 and set(status) == {a.id for a in archs}
     assert status.pop(archs[1].id) == "failed"
     assert set(status.values()) == {"ok"}  # the jobs beside the crash were not blamed
@@ -166,16 +174,26 @@ def test_failed_rows_are_retried_on_the_next_run(tmp_path):
     with RowStore(tmp_path / "s.sqlite") as store:
         assert store.add({"arch_id": "a", "status": "failed"})
         assert store.ids(statuses=("ok", "diverged")) == set()
-        assert store.add({"arch_id": "a", "status": "ok", "x": 1})  # the retry replaces it
+        assert store.add({"arch_id": "a", "status": "ok", "wall_s": 1.0})  # the retry replaces it
         assert not store.add({"arch_id": "a", "status": "failed"})  # an ok row stays
-        assert store.rows()[0]["x"] == 1 and len(store) == 1
+        assert store.rows()[0]["wall_s"] == 1.0 and len(store) == 1
+        with pytest.raises(ValueError, match="unknown fields x"):  # typed rows: no stray fields
+            store.add({"arch_id": "b", "status": "ok", "x": 1})
+        with pytest.raises(ValueError, match="status is one of ok, diverged, failed"):
+            store.add({"arch_id": "b", "status": "done"})
 
 
 def test_a_bad_budget_is_refused_before_training(tmp_path):
     with pytest.raises(UserError, match="std_time"):
-        build_dataset.main(campaign_args(tmp_path, 2, "0", "--budget.t_inference", "[1, 3600]"))
-    with pytest.raises(UserError, match="digital_warmup_epochs in 0..epochs-1"):  # would never train analog
-        build_dataset.main(campaign_args(tmp_path, 2, "0", "--budget.digital_warmup_epochs", "1"))
+        build_dataset.main(campaign_args(tmp_path, 2, "0", "--drift.t_inference", "[1, 3600]"))
+    with pytest.raises(UserError, match="1 digital warm-up epochs"):  # would never train analog
+        build_dataset.main(campaign_args(tmp_path, 2, "0", "--model.init_args.digital_warmup_epochs", "1"))
+    with pytest.raises(UserError, match="budget.epochs must be >= 1"):
+        build_dataset.main(campaign_args(tmp_path, 2, "0", "--budget.epochs", "0"))
+    with pytest.raises(UserError, match="trainer.max_epochss is not an option.*did you mean trainer.max_epochs"):
+        from lightning_nas.fit_config import resolve, with_options
+
+        with_options(resolve(None), {"trainer.max_epochss": 3})
     assert not (tmp_path / "rows.sqlite").exists() or len(RowStore(tmp_path / "rows.sqlite")) == 0
 
 
@@ -250,7 +268,7 @@ def test_replicates_first_trains_the_replicated_architectures_before_the_rest(tm
     order = []
 
     def recording(job):  # the order is what is tested: a row without training
-        order.append((json.dumps(job["arch"], sort_keys=True), job["budget"]["seed"]))
+        order.append((json.dumps(job.arch.to_dict(), sort_keys=True), job.seed))
         return train_mod.base_row(job, "ok", "") | {"metrics": {"acc_1d": 50.0}}
 
     monkeypatch.setattr(train_mod, "train_architecture", recording)
@@ -292,23 +310,20 @@ def test_budget_threads_fix_the_rows_whatever_the_workers_get(tmp_path):
         build_dataset.main(campaign_args(tmp_path / "d", 2, "0", "--budget.threads", "4", "--executor", "ray",
                                          "--ray.num_cpus", "2"))
     assert not (tmp_path / "d" / "rows.sqlite").exists()  # refused before the store is made
-    from lightning_nas.analog import AnalogConfig
     from lightning_nas.campaign.campaign import Campaign, Sampling
 
-    unset = Campaign({"class_path": "lightning_nas.data.DigitsDataModule", "init_args": {}}, AnalogConfig(),
-                     train_mod.Budget(), Sampling())
-    assert "threads" not in unset.identity()["budget"]
+    unset = Campaign.from_fit_config(None, [], train_mod.Budget(epochs=1), Sampling())
+    assert "threads" not in unset.identity()["training"]
 
 
 def test_the_batch_size_is_part_of_a_campaigns_identity(tmp_path):
     """Batches of 16 or 64 train different labels with the same epochs (4x the optimizer steps);
     a store made with the task's default batch size (as every store before it was recorded) still matches."""
-    from lightning_nas.analog import AnalogConfig
     from lightning_nas.campaign.campaign import Campaign, Sampling
 
     def identity(**init_args):
-        return Campaign({"class_path": "lightning_nas.data.DigitsDataModule", "init_args": init_args},
-                        AnalogConfig(), train_mod.Budget(), Sampling()).identity()
+        args = [f"--data.init_args.{k}={'null' if v is None else v}" for k, v in init_args.items()]
+        return Campaign.from_fit_config(None, args, train_mod.Budget(epochs=1), Sampling()).identity()
 
     assert identity(batch_size=64) == identity() == identity(batch_size=None)  # 64: the digits default
     # Stores made before the batch size was recorded used these defaults: changing one would let such a
@@ -323,3 +338,108 @@ def test_the_batch_size_is_part_of_a_campaigns_identity(tmp_path):
         store.bind(identity(batch_size=16))
         with pytest.raises(UserError, match=r"task_args.batch_size \(16 stored, default now\)"):
             store.bind(identity())
+
+
+def test_a_store_of_the_previous_format_resumes_and_is_migrated(tmp_path, monkeypatch, capsys):
+    """A store written before campaigns trained through a fit config (identity: task, task_args,
+    analog, budget) resumes with the equivalent campaign of today: nothing is trained again, its
+    identity is upgraded (the old one kept); a different budget is still refused, naming the field."""
+    from lightning_nas.campaign.campaign import Campaign, Sampling, hardware_record
+    from lightning_nas.space import SPACE_VERSION
+
+    campaign = Campaign.from_fit_config(None, ["--data.init_args.batch_size", "16"],
+                                        train_mod.Budget(epochs=2, n_reps=3, threads=1), Sampling(n=3, max_params=20000))
+    old = {"task": "lightning_nas.data.DigitsDataModule", "space_version": SPACE_VERSION,
+           "task_args": {"batch_size": 16, "seed": 0, "train_fraction": 1.0, "val_fraction": 0.15, "test_fraction": 0.15},
+           "analog": hardware_record(campaign.analog),
+           "budget": {"epochs": 2, "digital_warmup_epochs": 0, "train_fraction": 1.0, "n_reps": 3, "lr": 0.05,
+                      "t_inference": [1.0, 3600.0, 86400.0, 2592000.0], "seed": 0, "limit_train_batches": None,
+                      "threads": 1}}
+    path = tmp_path / "old.sqlite"
+    archs = campaign.architectures((1, 8, 8), 10)
+    with RowStore(path) as store:  # what the previous version wrote
+        store.bind(old)
+        for arch in archs[:2]:
+            assert store.add({"arch_id": arch.id, "status": "ok", "metrics": {"acc_1d": 90.0}})
+    trained = []
+    monkeypatch.setattr(train_mod, "train_architecture",
+                        lambda job: trained.append(job.arch_id) or train_mod.base_row(job) | {"metrics": {"acc_1d": 1.0}})
+    args = ["--data.init_args.batch_size", "16", "--budget.epochs", "2", "--budget.n_reps", "3", "--budget.threads", "1",
+            "--sampling.n", "3", "--sampling.max_params", "20000", "--store", str(path), "--campaign_dir", "null",
+            "--workers", "0"]
+    build_dataset.main(args)
+    assert "2 already in" in capsys.readouterr().err and trained == [archs[2].id]  # only the missing one
+    with sqlite3.connect(path) as conn:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    assert json.loads(meta["identity_previous"]) == old
+    assert json.loads(meta["identity"]) == campaign.identity() and json.loads(meta["identity"])["version"] == 2
+    build_dataset.main(args)  # the migrated store resumes as it is
+    assert trained == [archs[2].id]
+    other = tmp_path / "other.sqlite"
+    with RowStore(other) as store:
+        store.bind({**old, "budget": {**old["budget"], "epochs": 5}})
+    with pytest.raises(UserError, match=r"training.trainer.max_epochs \(5 stored, 2 now\)"):
+        build_dataset.main([*args, "--store", str(other)])
+
+
+def test_the_shipped_store_resumes_with_the_shipped_campaign_config():
+    """configs/digits/campaign.yaml (a fit config and a budget) is the campaign the shipped store was
+    built with: its identity (or the upgrade of the identity it was written with) is that config's."""
+    import yaml
+
+    from lightning_nas.campaign.campaign import Campaign, Replicates, Sampling, upgrade_identity
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "configs" / "digits" / "campaign.yaml").read_text())
+    campaign = Campaign.from_fit_config(str(root / config["fit_config"]), [], train_mod.Budget(**config["budget"]),
+                                        Sampling(**config["sampling"]), None, Replicates(**config["replicates"]))
+    with RowStore(root / config["store"], readonly=True) as store:
+        stored = json.loads(store.conn.execute("SELECT value FROM meta WHERE key='identity'").fetchone()[0])
+        assert upgrade_identity(stored) == campaign.identity()
+        archs = campaign.architectures((1, 8, 8), 10)
+        assert len(archs) == 1000 and not [a for a in archs if a.id not in store.ids(statuses=("ok", "diverged"))]
+
+
+@pytest.mark.slow
+def test_a_campaign_row_is_fit_of_its_saved_config(tmp_path, monkeypatch):
+    """Each row's TensorBoard folder holds the config it trained with; ``fit --config`` of it trains
+    the same row again: bit-identical drift metrics (same machine and threads)."""
+    import torch
+
+    from lightning_nas.cli import run_lightning_cli
+
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    try:
+        build_dataset.main(campaign_args(tmp_path, 1, "0", "--budget.threads", "1", "--budget.limit_train_batches", "4",
+                                         "--budget.epochs", "2", "--model.init_args.digital_warmup_epochs", "1"))
+        with RowStore(tmp_path / "rows.sqlite") as store:
+            row = store.rows()[0]
+        saved = tmp_path / "tb" / row["arch_id"] / "config.yaml"
+        assert saved.is_file() and row["status"] == "ok"
+        torch.set_num_threads(1)
+        run_lightning_cli(["fit", "--config", str(saved), "--trainer.logger.init_args.save_dir", str(tmp_path / "again")])
+    finally:
+        torch.set_num_threads(threads)
+    again = json.loads((tmp_path / "again" / row["arch_id"] / "drift_metrics.json").read_text())
+    assert {k.removeprefix("analog/"): v for k, v in again["metrics"].items()} == row["metrics"]
+    assert again["samples"] == row["drift_samples"] and again["n_reps"] == 2
+
+
+def test_jobs_and_rows_are_typed_records():
+    """A job is its resolved fit config (architecture, hardware, seed set) and round-trips through
+    JSON; a row refuses fields and statuses it does not know, and leaves unset fields out of its JSON."""
+    job = tiny_job(seed=3)
+    assert train_mod.Job.from_json(job.to_json()) == job
+    assert job.seed == 3 and job.config["drift"]["seed"] == 3 and job.config["data"]["init_args"]["seed"] == 0
+    assert job.config["trainer"]["max_epochs"] == 1 and job.config["drift"]["n_reps"] == 1
+    assert job.config["model"]["init_args"]["architecture"] == job.arch.to_dict()
+    replicate = train_mod.seeded(job.config, 7)
+    assert (replicate["seed_everything"], replicate["drift"]["seed"], replicate["data"]["init_args"]["seed"]) == (7, 7, 0)
+    with pytest.raises(UserError, match="another version"):
+        train_mod.Job.from_json(json.dumps({"version": 0, "config": {}, "task": "digits"}))
+    row = train_mod.failed_row(job, "worker died")
+    assert row.status == "failed" and row.arch_id == job.arch_id and row.epochs == 1 and row.seed == 3
+    assert "metrics" not in row.to_dict() and train_mod.Row.from_dict(json.loads(row.to_json())) == row
+    with pytest.raises(ValueError, match="unknown fields budget"):
+        train_mod.Row.from_dict({**row.to_dict(), "budget": {}})

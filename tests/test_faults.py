@@ -269,7 +269,7 @@ def test_retrain_with_nothing_to_train_is_refused(tmp_path):
 def test_bad_rpu_overrides_are_refused_before_the_campaign(tmp_path, override, message):
     with pytest.raises(UserError, match=message):
         build_dataset.main([*TINY_CAMPAIGN, "--store", str(tmp_path / "rows.sqlite"),
-                            "--analog.rpu_overrides", override])
+                            "--model.init_args.analog.rpu_overrides", override])
     assert not (tmp_path / "rows.sqlite").exists() or RowStore(tmp_path / "rows.sqlite").__len__() == 0
 
 
@@ -378,7 +378,7 @@ def test_a_missing_dataset_stops_a_campaign_before_its_store_is_bound(tmp_path):
     store = tmp_path / "rows.sqlite"
     with pytest.raises(UserError, match="CIFAR-10 not found"):
         build_dataset.main(["--data.class_path", "lightning_nas.data.CIFAR10DataModule", "--data.init_args.data_dir",
-                            str(tmp_path / "nowhere"), "--sampling.n", "2", "--store", str(store),
+                            str(tmp_path / "nowhere"), "--sampling.n", "2", "--budget.epochs", "1", "--store", str(store),
                             "--campaign_dir", "null", "--workers", "0"])
     with RowStore(store, readonly=True) as s:  # nothing recorded: the store is free for the right campaign
         assert s.conn.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0 and len(s) == 0

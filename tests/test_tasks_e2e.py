@@ -76,8 +76,9 @@ def test_the_shipped_fit_config_learns_in_two_epochs(run_cli, tmp_path, learnabl
 def test_pipeline_end_to_end(run_cli, tmp_path, datasets, task):
     store, surrogate, search, retrain = (tmp_path / n for n in ("rows.sqlite", "sur", "search", "retrain"))
     data = ["--data.init_args.data_dir", datasets[task], *SMALL[task]]
-    proc = run_cli("build-dataset", "--config", config(task, "campaign"), *data, "--sampling.n", "11",
-                   "--sampling.max_params", "6000", "--budget.epochs", "1", "--budget.digital_warmup_epochs", "0",
+    proc = run_cli("build-dataset", "--config", config(task, "campaign"), "--fit_config", config(task, "fit"), *data,
+                   "--sampling.n", "11",
+                   "--sampling.max_params", "6000", "--budget.epochs", "1",
                    "--budget.train_fraction", "0.3",
                    "--budget.n_reps", "2", "--budget.drift_samples", "16", "--store", str(store),
                    "--campaign_dir", "null", "--export", "null", "--workers", "0", timeout=900)

@@ -1,4 +1,4 @@
-"""A campaign: which architectures to train with which budget on which task, into which store."""
+"""A campaign: which architectures to train with which fit config and budget, into which store."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Optional
 
 from lightning_nas.analog import HARDWARE_FEATURES, AnalogConfig
-from lightning_nas.campaign.executor import Executor, Job, Row
+from lightning_nas.campaign.executor import Executor
 from lightning_nas.campaign.store import RowStore
-from lightning_nas.campaign.train import Budget
+from lightning_nas.campaign.train import Budget, Job, Row, seeded
 from lightning_nas.errors import UserError
 from lightning_nas.space import SPACE_VERSION, Architecture, sample
 
@@ -103,51 +103,81 @@ class Replicates:
 
 @dataclass
 class Campaign:
-    """Everything that defines a campaign's rows (``data`` is the datamodule's class_path/init_args)."""
+    """Everything that defines a campaign's rows: ``config`` is the resolved fit config every row
+    trains with (:mod:`lightning_nas.fit_config`; the campaign's budget applied), each row with its
+    own architecture (and hardware, with ``sampling.hardware``)."""
 
-    data: dict[str, Any]
-    analog: AnalogConfig
-    budget: Budget
+    config: dict[str, Any]
     sampling: Sampling
     log_dir: Optional[str] = None
     """TensorBoard logs, one folder per architecture (``None``: no logs)."""
     replicates: Replicates = field(default_factory=Replicates)
+    threads: Optional[int] = None
+    """torch threads of every job (:attr:`Budget.threads`)."""
+
+    @classmethod
+    def from_fit_config(cls, fit_config: Optional[str], fit_args: list[str], budget: Budget, sampling: Sampling,
+                        log_dir: Optional[str] = None, replicates: Optional[Replicates] = None) -> "Campaign":
+        """The campaign that trains with ``fit --config FIT_CONFIG FIT_ARGS`` and ``budget``'s overrides."""
+        from lightning_nas.fit_config import check, resolve, with_options
+
+        options = {**budget.options(), **CAMPAIGN_OPTIONS, "drift.save_json": bool(log_dir)}
+        config = check(with_options(resolve(fit_config, fit_args), options))
+        return cls(config, sampling, log_dir, replicates or Replicates(), budget.threads)
+
+    @property
+    def analog(self) -> AnalogConfig:
+        """The fit config's analog hardware (before ``sampling.hardware``)."""
+        return AnalogConfig(**self.config["model"]["init_args"]["analog"])
+
+    @property
+    def seed(self) -> int:
+        return self.config["seed_everything"]
 
     def __post_init__(self) -> None:
         from lightning_nas.conversion import checked_rpu_config
 
         checked_rpu_config(self.analog)  # the hardware and its overrides, validated before anything runs
         self.sampling.check()
-        self.replicates.check(self.budget.seed)
+        self.replicates.check(self.seed)
         for setting in self.sampling.extremes():  # every sampled setting must be valid hardware too
             try:
                 checked_rpu_config(replace(self.analog, **setting))
             except UserError as exc:
                 raise UserError(f"sampling.hardware: {setting}: {exc}") from None
-        self.budget.check()
+        self.check_recipe()
+
+    def check_recipe(self) -> None:
+        """Refuse a recipe that every row would fail with, before a store is bound to it: drift
+        settings, and a digital warm-up that leaves no hardware-aware epoch."""
+        from lightning_nas.callbacks import DriftEvaluation
+        from lightning_nas.fit_config import warmup_epochs
+
+        DriftEvaluation(**self.config["drift"])  # raises on bad drift settings
+        epochs = self.config["trainer"]["max_epochs"]
+        warmup = warmup_epochs(self.config["model"]["init_args"], epochs)
+        if epochs is None or epochs < 1 or warmup >= epochs:
+            raise UserError(f"the campaign trains {epochs} epochs with {warmup} digital warm-up epochs: it needs "
+                            "trainer.max_epochs >= 1 (budget.epochs) and a warm-up that leaves hardware-aware "
+                            "epochs (model.init_args.digital_warmup_epochs in fit_args)")
 
     def identity(self) -> dict[str, Any]:
-        """What makes rows comparable: task, hardware, budget and space version (not n or workers)."""
-        from lightning_nas.classpath import resolve
+        """What makes rows comparable: task, hardware, the training the fit config describes (its
+        canonical form, :func:`lightning_nas.fit_config.canonical`), threads and space version; not
+        n, workers or where it logs. ``sha256`` is a short hash of the rest."""
+        from lightning_nas.fit_config import canonical
 
-        defaults = getattr(resolve(self.data["class_path"]), "task_defaults", {})
-        args = self.data.get("init_args", {})
-        init = {k: defaults[k] if v is None and k in defaults else v  # None = the task's default, recorded as it
-                for k, v in args.items() if k not in ("num_workers", "batch_size")}
-        # The batch size changes what a budget of epochs trains (optimizer steps): recorded when it is
-        # not the task's default, so stores made before it was recorded (all with the default) still match.
-        # The task defaults are pinned by tests/test_campaign.py (changing one would let an old store
-        # accept rows of another batch size). Datamodules without task defaults record none, as before.
-        if "batch_size" in defaults and args.get("batch_size") not in (None, defaults["batch_size"]):
-            init["batch_size"] = args["batch_size"]
-        hardware = {k: v for k, v in asdict(self.analog.resolved()).items() if k != "implementation"}
-        budget = {k: v for k, v in asdict(self.budget).items()  # unset newer fields: older stores still match
-                  if not (k in ("drift_samples", "threads") and v is None)}
-        identity = {"task": self.data["class_path"], "task_args": init, "analog": hardware,
-                    "budget": budget, "space_version": SPACE_VERSION}
-        if self.sampling.hardware:  # omitted when empty: stores made before it still match
-            identity["hardware_sampling"] = {"seed": self.sampling.seed, "ranges": self.sampling.hardware}
-        return identity
+        training = canonical(self.config)
+        if self.threads is not None:
+            training["threads"] = self.threads
+        return versioned({"task": self.config["data"]["class_path"], "task_args": task_args(self.config["data"]),
+                          "analog": hardware_record(self.analog), "training": training,
+                          "space_version": SPACE_VERSION, **self._sampling_identity()})
+
+    def _sampling_identity(self) -> dict[str, Any]:
+        if not self.sampling.hardware:  # omitted when empty: stores made before it still match
+            return {}
+        return {"hardware_sampling": {"seed": self.sampling.seed, "ranges": self.sampling.hardware}}
 
     def architectures(self, input_shape, num_classes) -> list[Architecture]:
         s = self.sampling
@@ -158,10 +188,89 @@ class Campaign:
         """The campaign's analog config with the settings drawn for ``arch`` (``sampling.hardware``)."""
         return replace(self.analog, **self.sampling.hardware_for(arch)) if self.sampling.hardware else self.analog
 
+    def job_config(self, arch: Architecture) -> dict[str, Any]:
+        """The resolved fit config of ``arch``'s row: ``fit --config`` of it trains the same row."""
+        from lightning_nas.fit_config import with_options
+
+        logger: Any = False
+        if self.log_dir:
+            logger = {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                      "init_args": {"save_dir": self.log_dir, "name": arch.id, "version": ""}}
+        return with_options(self.config, {"model.init_args.architecture": arch.to_dict(),
+                                          "model.init_args.analog": asdict(self.analog_for(arch)),
+                                          "trainer.logger": logger})
+
     def jobs(self, archs: list[Architecture], task: str, threads: Optional[int], accelerator: str) -> list[Job]:
-        return [{"arch": a.to_dict(), "budget": asdict(self.budget), "analog": asdict(self.analog_for(a)),
-                 "data": self.data, "task": task, "log_dir": self.log_dir, "threads": threads,
-                 "accelerator": accelerator, "devices": 1} for a in archs]
+        return [Job(self.job_config(a), task, self.threads).placed(threads, accelerator) for a in archs]
+
+
+CAMPAIGN_OPTIONS: dict[str, Any] = {
+    "trainer.enable_checkpointing": False, "trainer.enable_progress_bar": False,
+    "trainer.enable_model_summary": False, "trainer.num_sanity_val_steps": 0, "drift.verbose": False,
+}
+"""What every campaign row runs with besides its fit config: no checkpoints, no per-run progress
+bars or summaries (one line per architecture is the campaign's progress bar), no sanity validation
+(it would move the random stream), drift results in the row instead of printed."""
+
+
+def task_args(data: dict[str, Any]) -> dict[str, Any]:
+    """A datamodule's arguments as a campaign identity records them: ``None`` as the task's default,
+    without ``num_workers``, and ``batch_size`` only when it is not the task's default."""
+    from lightning_nas.classpath import resolve
+
+    defaults = getattr(resolve(data["class_path"]), "task_defaults", {})
+    args = data.get("init_args") or {}
+    init = {k: defaults[k] if v is None and k in defaults else v  # None = the task's default, recorded as it
+            for k, v in args.items() if k not in ("num_workers", "batch_size")}
+    # The batch size changes what a budget of epochs trains (optimizer steps): recorded when it is
+    # not the task's default, so stores made before it was recorded (all with the default) still match.
+    # The task defaults are pinned by tests/test_campaign.py (changing one would let an old store
+    # accept rows of another batch size). Datamodules without task defaults record none, as before.
+    if "batch_size" in defaults and args.get("batch_size") not in (None, defaults["batch_size"]):
+        init["batch_size"] = args["batch_size"]
+    return init
+
+
+def hardware_record(analog: AnalogConfig) -> dict[str, Any]:
+    """The resolved hardware settings of a campaign identity (not the implementation, which gives
+    the same analog model)."""
+    return {k: v for k, v in asdict(analog.resolved()).items() if k != "implementation"}
+
+
+IDENTITY_VERSION = 2
+
+
+def versioned(identity: dict[str, Any]) -> dict[str, Any]:
+    """``identity`` with its format version and the short sha256 of its content."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return {**identity, "version": IDENTITY_VERSION, "sha256": digest}
+
+
+def upgrade_identity(old: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 identity (a store written before campaigns trained through a fit config: task,
+    task_args, analog, budget, space_version) as the identity of the same training today. Its
+    budget's fields were: epochs, digital_warmup_epochs, train_fraction, n_reps, t_inference, lr,
+    seed, limit_train_batches, drift_samples, threads; rows used the budget's seed and train
+    fraction for the data too, every other module, trainer and drift setting at its default."""
+    from lightning_nas.fit_config import canonical, defaults, with_options
+
+    if "version" in old:
+        return old
+    b = old["budget"]
+    config = with_options(defaults(), {
+        "seed_everything": b["seed"], "trainer.max_epochs": b["epochs"],
+        "trainer.limit_train_batches": b.get("limit_train_batches"), "model.init_args.lr": b["lr"],
+        "model.init_args.digital_warmup_epochs": b["digital_warmup_epochs"], "drift.n_reps": b["n_reps"],
+        "drift.t_inference": b["t_inference"], "drift.seed": b["seed"], "drift.max_samples": b.get("drift_samples")})
+    training = canonical(config)
+    if b.get("threads") is not None:
+        training["threads"] = b["threads"]
+    args = {**old.get("task_args", {}), "train_fraction": b["train_fraction"], "seed": b["seed"]}
+    rest = {k: v for k, v in old.items() if k not in ("budget", "task_args")}
+    return versioned({**rest, "task_args": args, "training": training})
 
 
 def replicated(campaign: Campaign, archs: list[Architecture]) -> list[Architecture]:
@@ -176,6 +285,8 @@ def replicate_jobs(campaign: Campaign, archs: list[Architecture], store: RowStor
                    threads: Optional[int], accelerator: str) -> list[Job]:
     """Jobs of the replicates not stored yet: a seeded choice of ``replicates.n`` architectures,
     each with every replicate seed and ``replicates.n_reps`` programmings."""
+    from lightning_nas.fit_config import with_options
+
     r = campaign.replicates
     chosen = replicated(campaign, archs)
     done = store.replicate_keys()
@@ -183,9 +294,8 @@ def replicate_jobs(campaign: Campaign, archs: list[Architecture], store: RowStor
     for seed in r.seeds:
         todo = [a for a in chosen if (a.id, seed) not in done]
         for job in campaign.jobs(todo, task, threads, accelerator):
-            job["budget"] = {**job["budget"], "seed": seed, "n_reps": r.n_reps}
-            job["data_seed"] = campaign.budget.seed  # the same data split as the rows: only training differs
-            jobs.append(job)
+            config = with_options(seeded(job.config, seed), {"drift.n_reps": r.n_reps})
+            jobs.append(replace(job, config=config))  # the same data split as the rows: only training differs
     return jobs
 
 
@@ -208,16 +318,16 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
                  on_replicates: Callable[[int], None] = lambda n: None) -> None:
     """Bind ``store`` to the campaign, then train every architecture it lacks with ``executor``.
 
-    ``on_start(total, already_done, task)`` is called before training rows, ``on_row(row)`` after each
-    row is stored (progress reporting), ``on_replicates(n)`` before the ``n`` replicates still to
+    ``on_start(total, already_done, task)`` is called before training rows, ``on_row(row)`` (a
+    :class:`Row`) after each row is stored (progress reporting), ``on_replicates(n)`` before the ``n`` replicates still to
     train (``campaign.replicates``; they come after the rows, or with ``replicates.first`` after the
     replicated architectures' rows and before the others, which start with ``on_start`` again)."""
     from lightning_nas.classpath import instantiate
     from lightning_nas.data import task_name
 
-    dm = instantiate(campaign.data)  # validates the task arguments and gives the input shape
+    dm = instantiate(campaign.config["data"])  # validates the task arguments and gives the input shape
     dm.setup()  # the split sizes, for the task record (a missing dataset fails here, before the store is bound)
-    store.bind(campaign.identity())
+    store.bind(campaign.identity(), upgrade=upgrade_identity)
     store.set_task(dm.task_info().to_dict())
     archs = campaign.architectures(dm.input_shape, dm.num_classes)
     todo = architectures_to_train(archs, store)
@@ -229,10 +339,11 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
     on_start(len(archs), len(archs) - len(todo) - len(later), task)
 
     def stored(row: Row) -> None:
+        row = Row.from_dict(row)
         try:
             store.add(row)
         except sqlite3.Error as exc:  # disk full, store removed or damaged: stop, keep what is stored
-            raise UserError(f"could not store the row of {row['arch_id']} ({exc}); the {len(store)} rows already "
+            raise UserError(f"could not store the row of {row.arch_id} ({exc}); the {len(store)} rows already "
                             f"in {store.path} are kept. Fix the cause (free disk space) and rerun the same "
                             "command: it trains the rest, this architecture included") from None
         on_row(row)
@@ -243,10 +354,11 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
         on_replicates(len(replicates))
 
         def stored_replicate(row: Row) -> None:
+            row = Row.from_dict(row)
             try:
                 store.add_replicate(row)
             except sqlite3.Error as exc:
-                raise UserError(f"could not store the replicate of {row['arch_id']} ({exc}); rerun the same command "
+                raise UserError(f"could not store the replicate of {row.arch_id} ({exc}); rerun the same command "
                                 "when the cause is fixed") from None
             on_row(row)
 

@@ -1,6 +1,6 @@
 """How a campaign's jobs get run: one interface, two executors.
 
-An executor takes the jobs (one per architecture: a JSON-able dict for
+An executor takes the jobs (one per architecture: a :class:`~lightning_nas.campaign.train.Job` for
 :func:`~lightning_nas.campaign.train.train_architecture`) and hands every finished row to
 ``on_row`` as it arrives, in any order; a job that could not finish becomes a ``failed`` row.
 
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
-Job = dict[str, Any]
-Row = dict[str, Any]
+from lightning_nas.campaign.train import Job, Row
 TrainFn = Callable[[Job], Row]
 
 

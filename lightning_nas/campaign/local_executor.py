@@ -12,7 +12,6 @@ from typing import Any, Callable, Iterator, Optional
 
 from lightning_nas.campaign.executor import Job, Row, TrainFn
 from lightning_nas.campaign.train import failed_row
-from lightning_nas.space import Architecture
 
 
 class LocalExecutor:
@@ -49,7 +48,7 @@ class LocalExecutor:
                     try:
                         on_row(pool.submit(train, job).result())
                     except BrokenProcessPool:
-                        key = Architecture.from_dict(job["arch"]).id
+                        key = job.arch_id
                         crashes[key] = crashes.get(key, 0) + 1
                         if crashes[key] >= 2:
                             on_row(failed_row(job, "its worker process died (killed or crashed) twice"))

@@ -78,6 +78,6 @@ class RayExecutor:
     def run(self, jobs: list[Job], on_row: Callable[[Row], None]) -> None:
         from lightning_nas.campaign.train import failed_row, train_architecture
 
-        placed = [{**job, "threads": max(1, int(self.opts.num_cpus)), "devices": 1,
-                   "accelerator": "gpu" if self.opts.num_gpus > 0 else "cpu"} for job in jobs]
+        placed = [job.placed(max(1, int(self.opts.num_cpus)), "gpu" if self.opts.num_gpus > 0 else "cpu")
+                  for job in jobs]
         run_tasks(self.train or train_architecture, placed, lambda job, row: on_row(row), self.opts, failed_row)

@@ -13,8 +13,9 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, TextIO
+from typing import Any, Callable, Iterable, Optional, TextIO
 
+from lightning_nas.campaign.train import Row
 from lightning_nas.errors import UserError
 from lightning_nas.files import write_csv
 
@@ -124,16 +125,25 @@ class RowStore:
         self.close()
 
     # -- campaign identity -------------------------------------------------------------
-    def bind(self, identity: dict[str, Any]) -> None:
-        """Record what this store holds (task, analog config, budget); refuse a different one."""
+    def bind(self, identity: dict[str, Any],
+             upgrade: Callable[[dict[str, Any]], dict[str, Any]] = lambda old: old) -> None:
+        """Record what this store holds (task, analog config, training); refuse a different one.
+        ``upgrade`` turns a stored identity of an older format into today's: when that equals
+        ``identity`` the store is migrated (the new identity recorded, the old one kept as
+        ``identity_previous``) and its rows resume."""
         text = json.dumps(identity, sort_keys=True)
         with self.conn:  # two processes binding a fresh store at once: the first identity wins
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('identity', ?)", (text,))
         found = self.conn.execute("SELECT value FROM meta WHERE key='identity'").fetchone()
-        if found[0] != text:
-            old = json.loads(found[0])
+        if found[0] == text:
+            return
+        old = upgrade(json.loads(found[0]))
+        if old != identity:
             raise UserError(f"store {self.path} holds a campaign with a different {describe_difference(old, identity)}; "
                             "use another store path for a new campaign or restore the original config")
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('identity_previous', ?)", (found[0],))
+            self.conn.execute("UPDATE meta SET value = ? WHERE key = 'identity'", (text,))
 
     def set_task(self, task: dict[str, Any]) -> None:
         """Record the task (:class:`lightning_nas.task.TaskInfo` as a dict) the rows were trained on."""
@@ -156,14 +166,16 @@ class RowStore:
         return dm.task_info().to_dict()
 
     # -- rows ----------------------------------------------------------------------------
-    def add(self, row: dict[str, Any]) -> bool:
-        """Store ``row`` atomically; False if its architecture is already stored. A stored
-        ``failed`` row (a retry) is replaced; ``ok`` and ``diverged`` rows never are."""
+    def add(self, row: "Row | dict[str, Any]") -> bool:
+        """Store ``row`` (a :class:`~lightning_nas.campaign.train.Row` or its JSON form) atomically;
+        False if its architecture is already stored. A stored ``failed`` row (a retry) is replaced;
+        ``ok`` and ``diverged`` rows never are."""
+        record = Row.from_dict(row)
         with self.conn:
             cur = self.conn.execute(
                 "INSERT INTO rows VALUES (?, ?, ?) ON CONFLICT(arch_id) DO UPDATE SET "
                 "status = excluded.status, row = excluded.row WHERE rows.status = 'failed'",
-                (row["arch_id"], row["status"], json.dumps(row, sort_keys=True)))
+                (record.arch_id, record.status, record.to_json()))
         return cur.rowcount == 1
 
     def ids(self, statuses: tuple[str, ...] | None = None) -> set[str]:
@@ -180,13 +192,14 @@ class RowStore:
         return self.conn.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
 
     # -- replicates: architectures of the campaign trained again with other seeds ----------
-    def add_replicate(self, row: dict[str, Any]) -> bool:
+    def add_replicate(self, row: "Row | dict[str, Any]") -> bool:
         """Store a replicate row (key: architecture and training seed); a ``failed`` one is replaced."""
+        record = Row.from_dict(row)
         with self.conn:
             cur = self.conn.execute(
                 "INSERT INTO replicates VALUES (?, ?, ?, ?) ON CONFLICT(arch_id, seed) DO UPDATE SET "
                 "status = excluded.status, row = excluded.row WHERE replicates.status = 'failed'",
-                (row["arch_id"], int(row["seed"]), row["status"], json.dumps(row, sort_keys=True)))
+                (record.arch_id, int(record.seed), record.status, record.to_json()))
         return cur.rowcount == 1
 
     def replicate_keys(self, statuses: tuple[str, ...] = ("ok", "diverged")) -> set[tuple[str, int]]:

@@ -1,9 +1,9 @@
 """``python -m lightning_nas build-dataset --config configs/digits/campaign.yaml``.
 
 Samples architectures (seeded uniform or Latin-hypercube, under a parameter budget),
-trains each one hardware-aware with the campaign budget in N worker processes,
-evaluates drift and stores one row per architecture in a crash-safe SQLite store.
-Running the same command again continues where it stopped.
+trains each one hardware-aware with the task's fit config (``fit_config`` + ``fit_args``) and the
+campaign budget's overrides in N worker processes, evaluates drift and stores one row per
+architecture in a crash-safe SQLite store. Running the same command again continues where it stopped.
 """
 
 from __future__ import annotations
@@ -14,22 +14,24 @@ from typing import Any, Optional
 
 from jsonargparse import ActionConfigFile
 
-from lightning_nas.analog import AnalogConfig
 from lightning_nas.campaign.campaign import Campaign, Replicates, Sampling, run_campaign, threads_per_worker
 from lightning_nas.campaign.ray_executor import RayOptions
 from lightning_nas.campaign.store import RowStore, export
-from lightning_nas.campaign.train import Budget
-from lightning_nas.data import TaskDataModule
+from lightning_nas.campaign.train import Budget, Row
 from lightning_nas.errors import UserError
-from lightning_nas.parsing import CommandParser
+from lightning_nas.parsing import CommandParser, take_fit_options
 
 
 def build_parser() -> CommandParser:
     parser = CommandParser(command="build-dataset", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_subclass_arguments(TaskDataModule, "data", required=True,
-                                  help="The task's datamodule (class_path + init_args), as for fit.")
-    parser.add_dataclass_arguments(AnalogConfig, "analog")
+    parser.add_argument("--fit_config", type=Optional[str], default=None,
+                        help="The task's fit config (data, model with its analog hardware, trainer, drift) every "
+                             "row trains with (null: fit's defaults, digits).")
+    parser.add_argument("--fit_args", type=list[str], default=[],
+                        help="More fit options for every row, e.g. ['--model.init_args.lr', '0.1'] (fit's options "
+                             "--data.*, --model.*, --trainer.*, --drift.* on this command line are added to them; "
+                             "the budget's overrides come last).")
     parser.add_dataclass_arguments(Sampling, "sampling")
     parser.add_dataclass_arguments(Budget, "budget")
     parser.add_dataclass_arguments(Replicates, "replicates")
@@ -51,10 +53,11 @@ def build_parser() -> CommandParser:
 
 
 def main(argv: list[str]) -> None:
+    argv, fit_options = take_fit_options(argv)  # --data.*, --model.*, ...: options of the fit config
     cfg = build_parser().parse_args(argv)
-    campaign = Campaign(data=cfg.data.as_dict(), analog=AnalogConfig(**cfg.analog.as_dict()),
-                        budget=Budget(**cfg.budget.as_dict()), sampling=Sampling(**cfg.sampling.as_dict()),
-                        log_dir=cfg.campaign_dir, replicates=Replicates(**cfg.replicates.as_dict()))
+    campaign = Campaign.from_fit_config(cfg.fit_config, [*cfg.fit_args, *fit_options], Budget(**cfg.budget.as_dict()),
+                                        Sampling(**cfg.sampling.as_dict()), cfg.campaign_dir,
+                                        Replicates(**cfg.replicates.as_dict()))
     if cfg.workers is not None and cfg.workers < 0:
         raise UserError(f"workers must be >= 0, got {cfg.workers}")
     if cfg.executor not in ("local", "ray"):
@@ -65,7 +68,7 @@ def main(argv: list[str]) -> None:
     if cfg.accelerator == "gpu" and gpus == 0:
         raise UserError("accelerator=gpu but no CUDA device is visible; use --accelerator cpu")
     workers = cfg.workers if cfg.workers is not None else (gpus or 1)
-    fixed = campaign.budget.threads
+    fixed = campaign.threads
     if fixed and cfg.executor == "local" and cfg.threads_per_worker is not None and cfg.threads_per_worker != fixed:
         print(f"campaign: note: budget.threads ({fixed}) fixes every job's torch threads (the rows depend on "
               f"it); --threads_per_worker {cfg.threads_per_worker} is not used", file=sys.stderr)
@@ -103,9 +106,9 @@ def main(argv: list[str]) -> None:
               file=sys.stderr)
         bar = tqdm(total=n, desc="replicates", unit="run", dynamic_ncols=True)
 
-    def on_row(row: dict[str, Any]) -> None:
-        seen[row["status"]] += 1
-        bar.set_postfix(diverged=seen["diverged"], failed=seen["failed"], last=f"{row['arch_id']} {row['status']}")
+    def on_row(row: Row) -> None:
+        seen[row.status] += 1
+        bar.set_postfix(diverged=seen["diverged"], failed=seen["failed"], last=f"{row.arch_id} {row.status}")
         bar.update(1)
 
     with RowStore(cfg.store) as store:

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
-import yaml
 from jsonargparse import ActionConfigFile
 
 from lightning_nas.campaign.ray_executor import RayOptions
 from lightning_nas.comparison import markdown, write_comparison
 from lightning_nas.errors import UserError
 from lightning_nas.files import check_writable
-from lightning_nas.parsing import CommandParser
+from lightning_nas.parsing import CommandParser, take_fit_options
 from lightning_nas.space import PRESETS, load_architecture
 from lightning_nas.task import TaskInfo
 
@@ -35,7 +34,8 @@ def build_parser() -> CommandParser:
                         help="A preset trained for comparison (null: none).")
     parser.add_argument("--out_dir", type=str, default="runs/retrain")
     parser.add_argument("--fit_args", type=list[str], default=[],
-                        help="Extra fit arguments for every run, e.g. ['--trainer.max_epochs', '20'].")
+                        help="Extra fit arguments for every run, e.g. ['--trainer.max_epochs', '20'] (fit's options "
+                             "--data.*, --model.*, --trainer.*, --drift.* on this command line are added to them).")
     parser.add_argument("--executor", type=str, default="local",
                         help="local (one run after the other) or ray (one Ray task per run).")
     parser.add_dataclass_arguments(RayOptions, "ray")
@@ -53,26 +53,11 @@ def winner_files(path: str, top_k: int) -> list[Path]:
     return files[:top_k]
 
 
-def fit_config_task(path: str, fit_args: Sequence[str] = ()) -> TaskInfo:
-    """The task a fit config trains on (its ``data``, with ``--data.*`` options of ``fit_args`` applied;
-    the CLI's default is digits)."""
+def config_task(config: dict[str, Any]) -> TaskInfo:
+    """The task a resolved fit config trains on."""
     from lightning_nas.classpath import instantiate
-    from lightning_nas.cli import DEFAULT_DATA
-    from lightning_nas.space import read_yaml_file
 
-    config = read_yaml_file(Path(path), "fit config")
-    data = config.get("data") if isinstance(config, dict) else None
-    if isinstance(data, str):
-        data = {"class_path": data}
-    data = data if isinstance(data, dict) else {"class_path": DEFAULT_DATA}
-    class_path, init = data.get("class_path", DEFAULT_DATA), dict(data.get("init_args") or {})
-    args = [part for arg in fit_args for part in (arg.split("=", 1) if arg.startswith("--") else [arg])]
-    for key, value in zip(args, args[1:]):
-        if key == "--data.class_path":
-            class_path, init = value, {}
-        elif key.startswith("--data.init_args."):
-            init[key.removeprefix("--data.init_args.")] = yaml.safe_load(value)
-    return instantiate({"class_path": class_path, "init_args": init}).task_info()
+    return instantiate(config["data"]).task_info()
 
 
 def check_winner_task(spec: str, task: Optional[TaskInfo]) -> None:
@@ -87,21 +72,37 @@ def check_winner_task(spec: str, task: Optional[TaskInfo]) -> None:
             "(--fit_config) or search again for this task")
 
 
-def retrain_run(run: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
-    """Train one ``(name, architecture, settings)`` run; its row of the comparison table."""
-    from lightning_nas.training import from_fit_config
+def retrain_run(run: tuple[str, dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    """Train one ``(name, resolved fit config, settings)`` run; its row of the comparison table."""
+    from lightning_nas.training import train_config
 
-    name, spec, settings = run
-    result = from_fit_config(settings["fit_config"], spec, Path(settings["out_dir"]) / "runs", name,
-                             settings["fit_args"], threads=settings.get("threads"))
+    name, config, settings = run
+    if settings.get("threads"):
+        import torch
+
+        torch.set_num_threads(settings["threads"])
+    result = train_config(config, verbose=True)
     return {"name": name, "arch_id": result.arch_id, "n_params": result.n_params, **result.drift,
             **{k: result.hardware[k] for k in ("tiles", "latency_us", "energy_uj")}}
 
 
+def run_config(base: dict[str, Any], spec: str, log_dir: Path, name: str) -> dict[str, Any]:
+    """``base`` (the resolved fit config) training ``spec`` (a preset or an architecture file), logging
+    to ``log_dir/name``: what ``fit --config FIT_CONFIG --model.init_args.architecture SPEC`` runs."""
+    from lightning_nas.fit_config import with_options
+
+    logger = base["trainer"].get("logger")
+    if not isinstance(logger, dict) or "save_dir" not in (logger.get("init_args") or {}):
+        raise UserError("retrain logs each run with the fit config's trainer.logger: give it a TensorBoardLogger "
+                        "(class_path and init_args with save_dir and name)")
+    arch = spec if spec in PRESETS else load_architecture(spec).to_dict()
+    return with_options(base, {"model.init_args.architecture": arch, "trainer.logger.init_args.save_dir": str(log_dir),
+                               "trainer.logger.init_args.name": name})
+
+
 def main(argv: list[str]) -> None:
+    argv, fit_options = take_fit_options(argv)  # --data.*, --trainer.*, ...: options of the fit config
     cfg = build_parser().parse_args(argv)
-    if not Path(cfg.fit_config).is_file():
-        raise UserError(f"fit config {cfg.fit_config} does not exist; give the task's config with --fit_config")
     if cfg.executor not in ("local", "ray"):
         raise UserError(f"unknown executor {cfg.executor!r}; use local or ray")
     if cfg.top_k < 0 or (cfg.top_k == 0 and not cfg.baseline):
@@ -109,7 +110,10 @@ def main(argv: list[str]) -> None:
                         + ("" if cfg.baseline else " with baseline null: nothing to retrain"))
     runs = [(f"winner_{k}", str(f)) for k, f in enumerate(winner_files(cfg.winners, cfg.top_k), 1)] \
         if cfg.top_k else []
-    task = fit_config_task(cfg.fit_config, cfg.fit_args) if runs else None
+    from lightning_nas.fit_config import resolve
+
+    base = resolve(cfg.fit_config, [*cfg.fit_args, *fit_options])
+    task = config_task(base) if runs else None
     for _, spec in runs:
         load_architecture(spec)  # fail early on a bad file
         check_winner_task(spec, task)
@@ -118,9 +122,7 @@ def main(argv: list[str]) -> None:
             raise UserError(f"unknown baseline {cfg.baseline!r}; use one of {', '.join(PRESETS)} or null")
         runs.append((f"baseline_{cfg.baseline}", cfg.baseline))
     out = check_writable(Path(cfg.out_dir).resolve(), "retrain out_dir")
-    # Absolute paths: Ray workers may run elsewhere.
-    settings = {"fit_config": str(Path(cfg.fit_config).resolve()), "out_dir": str(out), "fit_args": cfg.fit_args}
-    runs = [(name, spec if spec in PRESETS else str(Path(spec).resolve())) for name, spec in runs]
+    configs = {name: run_config(base, spec, out / "runs", name) for name, spec in runs}  # absolute: Ray may run elsewhere
     results: dict[str, dict[str, Any]] = {}
 
     def record(name: str, row: dict[str, Any]) -> None:
@@ -133,12 +135,12 @@ def main(argv: list[str]) -> None:
         def failed(run: tuple, message: str) -> dict[str, Any]:
             raise UserError(f"retrain of {run[0]} failed on Ray: {message}")
 
-        on_ray = {**settings, "threads": max(1, int(cfg.ray.num_cpus))}
-        run_tasks(retrain_run, [(name, spec, on_ray) for name, spec in runs],
+        on_ray = {"threads": max(1, int(cfg.ray.num_cpus))}
+        run_tasks(retrain_run, [(name, configs[name], on_ray) for name, _ in runs],
                   lambda item, row: record(item[0], row), RayOptions(**cfg.ray.as_dict()), failed)
     else:
         for name, spec in runs:
             print(f"retrain: {name} ({spec})", file=sys.stderr)
-            record(name, retrain_run((name, spec, settings)))
+            record(name, retrain_run((name, configs[name], {})))
     print("\n" + markdown([results[name] for name, _ in runs]))
     print(f"wrote {out}/comparison.csv and comparison.md", file=sys.stderr)
