@@ -24,6 +24,7 @@ def test_time_labels():
 def test_drift_slope_is_pp_per_decade_and_labels_invert():
     assert [label_seconds(time_label(t)) for t in (1, 3600, 86400, 2592000, 60, 0.5)] == [1, 3600, 86400, 2592000, 60, 0.5]
     assert drift_slope({1.0: 90.0, 10.0: 89.0, 100.0: 88.0}) == pytest.approx(-1.0)
+    assert drift_slope({1.0: 90.0, 100.0: 86.0}) == pytest.approx(-2.0)  # two times are enough
     assert drift_slope({1.0: 90.0, 3600.0: 90.0, 2592000.0: 90.0}) == 0.0
     # least squares, not the end points: 1 s 90, 10 s 86, 100 s 88 -> slope -1 (ends say -1, middle off the line)
     assert drift_slope({1.0: 90.0, 10.0: 86.0, 100.0: 88.0}) == pytest.approx(-1.0)

@@ -180,6 +180,47 @@ def test_input_range_initialised_from_unfolded_statistics():
     r_fast = next(fast.analog_tiles()).input_range.item()
     assert r_ref == pytest.approx(r_fast, rel=1e-5)
     assert next(fast.analog_tiles()).input_range_update_idx.item() == 3
+    assert next(fast.analog_tiles()).input_range.dtype == torch.float32
+
+
+@pytest.mark.parametrize("shape,kernel", [((2, 1, 1, 1), 1), ((1, 1, 3, 3), 3)])  # 2 and 9 unfolded elements
+def test_input_range_initialisation_with_few_elements_and_a_constant_batch(shape, kernel):
+    """The std is the unbiased one over the unfolded elements (n - 1 matters for few of them), and a
+    batch of zeros (std 0) leaves the range and the update counter alone, as in aihwkit."""
+    digital = nn.Conv2d(1, 2, kernel, bias=False)
+    ref, fast = pair(digital, out_noise=0.0)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(4)).to(DEVICE)
+    for layer in (ref, fast):
+        for tile in layer.analog_tiles():
+            tile.input_range_update_idx.data.fill_(0)
+        run(layer, torch.zeros_like(x), train=True)
+    tiles = [next(layer.analog_tiles()) for layer in (ref, fast)]
+    assert [t.input_range_update_idx.item() for t in tiles] == [0, 0]
+    assert [t.input_range.item() for t in tiles] == [2.5, 2.5]
+    for layer in (ref, fast):
+        run(layer, x, train=True)
+    assert tiles[1].input_range_update_idx.item() == tiles[0].input_range_update_idx.item() == 1
+    assert tiles[1].input_range.item() == pytest.approx(tiles[0].input_range.item(), rel=1e-5)
+    with torch.no_grad():  # two output channels, each with its own scale
+        assert torch.allclose(run(fast, x), run(ref, x), atol=1e-6)
+
+
+def test_input_ranges_of_split_strided_non_square_layers_initialise_as_in_aihwkit():
+    """Every tile's range from data where the unfolded multiplicities are uneven: a tile boundary
+    inside a channel's kernel window (tile_size 100 of 144 inputs), stride 2 on a 10x7 image, and
+    a second geometry in the same process (the multiplicities are cached per geometry)."""
+    for layer_args, tile_size in (((16, 24, 3, 2, 1), 100), ((16, 8, 2, 1, 0), 40)):
+        cin, cout, k, stride, padding = layer_args
+        ref, fast = pair(nn.Conv2d(cin, cout, k, stride=stride, padding=padding, bias=False), out_noise=0.0,
+                         tile_size=tile_size)
+        for layer in (ref, fast):
+            for tile in layer.analog_tiles():
+                tile.input_range_update_idx.data.fill_(0)
+            for seed in range(2):
+                run(layer, X[..., :7] * (seed + 1), train=True)
+        r_ref = [t.input_range.item() for t in ref.analog_tiles()]
+        r_fast = [t.input_range.item() for t in fast.analog_tiles()]
+        assert len(r_fast) > 1 and r_fast == pytest.approx(r_ref, rel=1e-5)
 
 
 def test_unsupported_periphery_is_an_error_not_a_fallback():

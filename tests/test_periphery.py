@@ -3,6 +3,7 @@ statistics of the native kernel's Gaussian noise."""
 
 import inspect
 import math
+import warnings
 
 import pytest
 import torch
@@ -151,6 +152,9 @@ def test_backend_setting_errors_and_fallbacks(monkeypatch):
     monkeypatch.setattr(P, "_warned", set())  # warned once per process: maybe already by an earlier test
     with pytest.warns(UserWarning, match="eager PyTorch backend.*float64"):
         assert P.choose(x.double()) == "eager"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert P.choose(x.double()) == "eager"  # once per reason
 
 
 def test_missing_compiler_is_an_error_or_a_warned_fallback(monkeypatch, tmp_path):
@@ -260,9 +264,13 @@ def test_dac_mask_is_where_the_backward_passes_gradients(backend, step, inp_boun
     y = torch.clamp(x, -1.7, 1.7) / 1.7
     code = torch.round(y / step) * step if step else y
     assert torch.equal(mask, code.abs() < inp_bound)
+    assert torch.equal(P.dac_mask(x, r, step, inp_bound), mask)  # the backend auto picks: same
     if inp_bound <= 1.0:  # the backward's own mask
-        passed = P.dac_backward(torch.ones_like(x), x, r, step, inp_bound, backend=backend)[0] != 0
-        assert torch.equal(mask, passed)
+        g = torch.ones_like(x)
+        grad_x, total = P.dac_backward(g, x, r, step, inp_bound, backend=backend)
+        assert torch.equal(mask, grad_x != 0)
+        assert torch.equal(g, torch.ones_like(x))  # not in place unless permitted
+        assert total.dtype == x.dtype and total.item() == pytest.approx((x * mask).sum().item(), rel=1e-5)
         assert 0.05 < (~mask).float().mean() < 0.95
     else:  # the codes stay within +-1: only the input clip (checked by the fast path itself) masks
         assert mask.all()
@@ -280,7 +288,7 @@ def test_dac_quantises_clips_and_counts_the_inputs_outside_the_range(backend):
 
 def test_weighted_moments_are_the_sums_over_the_unfolded_input(backend):
     x = data(SHAPES[0])
-    counts = torch.randint(0, 5, (5, 49)).double()
+    counts = torch.randint(0, 5, (5, 49)).float()  # float32 counts: a backend converts them itself
     s1, s2 = P.weighted_moments(x, counts, backend=backend)
     weights = counts.view(1, 5, 7, 7).double()
     assert s1.dtype == s2.dtype == torch.float64
@@ -288,10 +296,32 @@ def test_weighted_moments_are_the_sums_over_the_unfolded_input(backend):
     assert s2.item() == pytest.approx((x.double() ** 2 * weights).sum().item(), rel=1e-9)
 
 
-def test_scalar_like_is_a_cached_zero_d_tensor():
-    like = torch.zeros(2, dtype=torch.float64)
+@pytest.mark.gpu
+def test_scalar_like_is_a_cached_zero_d_tensor(device):
+    like = torch.zeros(2, dtype=torch.float64, device=device)
     s = P.scalar_like(0.25, like)
     assert s.dim() == 0 and s.item() == 0.25 and s.dtype == torch.float64 and s.device == like.device
     assert P.scalar_like(0.25, like) is s and P.scalar_like(0.5, like) is not s
     assert P.scalar_like(0.25, like.float()).dtype == torch.float32
     assert not s.is_inference()
+
+
+def test_adc_backward_masks_the_gradient_and_gives_the_scale_its_gradient(backend):
+    """Straight-through inside the bound (0 where the ADC clipped); with a scale, the input gradient is
+    scaled and the scale's gradient is ``sum(g * unscaled output)``, the unscaled output either kept
+    or recovered as ``out / scale``; without either, no scale gradient."""
+    y, g = data(SHAPES[0]), data(SHAPES[0], 1)
+    lim = P.clip_limit(3.0, STEP_OUT)
+    passes = torch.round(y / STEP_OUT).abs() < lim
+    q = torch.clamp(torch.round(y / STEP_OUT), -lim, lim) * STEP_OUT
+    assert 0.01 < (~passes).float().mean() < 0.9
+    _, passed, _ = P.adc(y.clone(), 0.0, STEP_OUT, 3.0, True, backend=backend)
+    grad_y, grad_scale = P.adc_backward(g, passed, None, backend=backend)
+    assert torch.equal(grad_y, torch.where(passes, g, 0.0)) and grad_scale is None
+    scale = torch.rand(5, generator=torch.Generator().manual_seed(3)) + 0.5
+    out, passed, unscaled = P.adc(y.clone(), 0.0, STEP_OUT, 3.0, True, scale, keep_unscaled=False, backend=backend)
+    assert unscaled is None
+    grad_y, grad_scale = P.adc_backward(g, passed, scale, None, out, backend=backend)
+    assert torch.allclose(grad_y, torch.where(passes, g * scale.view(1, -1, 1, 1), 0.0), atol=1e-6)
+    assert torch.allclose(grad_scale, (g * q).sum((0, 2, 3)), rtol=1e-4, atol=1e-4)
+    assert P.adc_backward(g, passed, scale, None, None, backend=backend)[1] is None
