@@ -90,6 +90,7 @@ def test_batchnorm_recalibration_averages_the_programmed_chips_statistics():
     assert bn.momentum == 0.1 and not net.training
     with pytest.raises(UserError, match="recalibration batches are empty"):
         recalibrate_batchnorm(net, [], torch.device("cpu"))
+    assert recalibrate_batchnorm(torch.nn.Linear(4, 3), batches, torch.device("cpu")) == 0  # no BatchNorm
 
 
 def test_drift_evaluation_with_batchnorm_recalibration_is_seeded_and_leaves_the_model():
@@ -215,11 +216,12 @@ def test_drift_evaluation_takes_recalibration_data_from_the_caller_or_refuses():
 
 
 def test_format_table():
-    assert format_table({"analog/acc_1s": 90.0, "analog/avm": 1.5}) == (
-        "metric  value\n"
-        "------  -------\n"
-        "acc_1s    90.00\n"
-        "avm        1.50")
+    assert format_table({"analog/acc_1s": 90.0, "analog/acc_1d_std": 0.25, "analog/avm": 1.5}) == (
+        "metric      value\n"
+        "----------  -------\n"
+        "acc_1s        90.00\n"
+        "acc_1d_std     0.25\n"
+        "avm            1.50")
 
 
 def test_callback_hooks_log_save_and_print_the_drift_evaluation(tmp_path, caplog):

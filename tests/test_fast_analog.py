@@ -156,8 +156,10 @@ def grads(layer, x, g, seed=5):
     return x.grad, tile.tile.weight.grad, tile.input_range.grad, tile.out_scaling_alpha.grad
 
 
+@pytest.mark.parametrize("periphery", ["auto", "eager"])  # native on the CPU (compile on CUDA); eager
 @pytest.mark.parametrize("scale", [0.5, 4.0])  # no input clipping / many inputs clipped
-def test_gradients_match_reference(scale):
+def test_gradients_match_reference(scale, periphery, monkeypatch):
+    monkeypatch.setenv("LIGHTNING_NAS_PERIPHERY", periphery)
     ref, fast = pair(conv(), weight_noise_std=0.0, out_noise=0.0)
     x = X * scale
     g = torch.randn(8, 24, 10, 10, generator=torch.Generator().manual_seed(2)).to(DEVICE)
@@ -166,6 +168,32 @@ def test_gradients_match_reference(scale):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
     assert torch.allclose(gr[3], gf[3], rtol=1e-3, atol=1e-4)  # learned output scales
     assert torch.allclose(gr[2], gf[2], rtol=1e-3, atol=1e-4)  # learned input range
+
+
+@pytest.mark.parametrize("scale", [0.5, 4.0])
+def test_input_range_decay_term_matches_reference(scale):
+    """With a zero output gradient the input range's gradient is the decay term alone: ``decay * r``
+    while at least ``input_min_percentage`` of the unfolded inputs lie inside the range (x 0.5),
+    0 when many are clipped (x 4)."""
+    ref, fast = pair(conv(), weight_noise_std=0.0, out_noise=0.0)
+    g = torch.zeros(8, 24, 10, 10, device=DEVICE)
+    r_ref, r_fast = grads(ref, X * scale, g)[2], grads(fast, X * scale, g)[2]
+    ir = next(fast.analog_tiles()).rpu_config.pre_post.input_range
+    assert torch.allclose(r_fast, r_ref, rtol=1e-6, atol=1e-9)
+    assert r_fast.item() == pytest.approx(ir.decay * 2.5 if scale < 1 else 0.0)
+
+
+def test_input_range_stays_once_initialised():
+    """After ``init_from_data`` batches (the counter exactly there) training forwards leave the range
+    and the counter alone, also on later forwards (the fast path remembers the state)."""
+    ref, fast = pair(conv(), out_noise=0.0)
+    for layer in (ref, fast):
+        tile = next(layer.analog_tiles())
+        tile.input_range_update_idx.data.fill_(tile.rpu_config.pre_post.input_range.init_from_data)
+        for seed in range(3):
+            run(layer, X * (seed + 2), train=True)
+        assert tile.input_range.item() == 2.5
+        assert tile.input_range_update_idx.item() == tile.rpu_config.pre_post.input_range.init_from_data
 
 
 def test_input_range_initialised_from_unfolded_statistics():
