@@ -1,3 +1,4 @@
+import itertools
 import json
 import logging
 import statistics
@@ -236,13 +237,23 @@ def test_callback_hooks_log_save_and_print_the_drift_evaluation(tmp_path, caplog
     skipping = L.Trainer(callbacks=[every_2nd], logger=False, **quiet)
     skipping.validate(model, _data(), verbose=False)
     assert every_2nd.raw == {} and not any(k.startswith("analog") for k in skipping.callback_metrics)
+    warming_up = DriftEvaluation(t_inference=times, n_reps=1, every_n_val_epochs=1, save_json=False)
+    digital = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=2, digital_warmup_epochs=1)
+    L.Trainer(callbacks=[warming_up], logger=False, **quiet).validate(digital, _data(), verbose=False)
+    assert not digital.is_analog and warming_up.raw == {}  # nothing to program during the warm-up
 
     cb = DriftEvaluation(t_inference=times, n_reps=2, every_n_val_epochs=1, seed=5)
-    trainer = L.Trainer(callbacks=[cb], **quiet)
-    expected_raw = evaluate_drift(model.net, _data(), times, n_reps=2, seed=5)
+    trainer = L.Trainer(callbacks=[cb], limit_test_batches=1, **quiet)  # test: the first batch only
+    val_raw = evaluate_drift(model.net, _data(), times, n_reps=2, seed=5)
+
+    class FirstBatch:  # a DataLoader's first batch (iterating a DataLoader draws from torch's RNG: keep that)
+        def __iter__(self):
+            return itertools.islice(iter(_data()), 1)
+
+    expected_raw = evaluate_drift(model.net, FirstBatch(), times, n_reps=2, seed=5)
     trainer.validate(model, _data(), verbose=False)
     logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("analog_val/")}
-    assert logged == pytest.approx(drift_summary(expected_raw, prefix="analog_val/"))
+    assert logged == pytest.approx(drift_summary(val_raw, prefix="analog_val/"))
     with caplog.at_level(logging.INFO):
         trainer.test(model, _data(), verbose=False)
     expected = drift_summary(expected_raw)
@@ -251,8 +262,55 @@ def test_callback_hooks_log_save_and_print_the_drift_evaluation(tmp_path, caplog
         == pytest.approx(expected)
     assert cb.results == pytest.approx({k.split("/")[1]: v for k, v in expected.items()})
     saved = json.loads((tmp_path / "lightning_logs" / "version_0" / METRICS_FILE).read_text())
-    assert saved == {"metrics": pytest.approx(expected), "samples": 64, "t_inference": times, "n_reps": 2,
+    assert saved == {"metrics": pytest.approx(expected), "samples": 32, "t_inference": times, "n_reps": 2,
                      "bn_recalibration": 0, "std_time": 86400.0, "seed": 5,
                      "accuracies": {str(t): accs for t, accs in expected_raw.items()}}
-    assert "Drift evaluation (2 programmings, 64 test samples, accuracy in %):" in caplog.text
+    assert "Drift evaluation (2 programmings, 32 test samples, accuracy in %):" in caplog.text
     assert format_table(cb.metrics) in caplog.text
+
+
+def test_evaluation_batches_are_a_seeded_subset_or_the_first_batches():
+    from lightning_nas.callbacks.drift_evaluation import evaluation_batches
+
+    data = _data()  # 64 samples, batches of 32
+    rows = {tuple(x.flatten().tolist()): i for i, x in enumerate(data.dataset.tensors[0])}
+
+    def picked(batches):
+        return [rows[tuple(x.flatten().tolist())] for xb, _ in batches for x in xb]
+
+    sub = evaluation_batches(data, 40, None, seed=1)
+    assert sub.samples == 40 and [len(y) for _, y in sub] == [32, 8]  # batched like the loader
+    chosen = picked(sub)
+    assert chosen == sorted(chosen) and len(set(chosen)) == 40  # dataset order, no repeats
+    assert picked(evaluation_batches(data, 40, None, seed=1)) == chosen  # seeded
+    assert picked(evaluation_batches(data, 40, None, seed=2)) != chosen
+    shuffled = picked(evaluation_batches(data, 40, None, seed=1, keep_order=False))
+    assert sorted(shuffled) == chosen and shuffled != chosen
+    whole = evaluation_batches(data, 64, None, seed=1)  # all samples: the loader itself
+    assert whole.samples == 64 and picked(whole) == list(range(64))
+    first = evaluation_batches(data, None, 1, seed=0)
+    assert first.samples == 32 and picked(first) == picked(first) == list(range(32))  # re-iterable
+    assert evaluation_batches(data, None, 5, seed=0).samples == 64
+    assert evaluation_batches([(torch.zeros(2, 1), torch.zeros(2))], None, None, seed=0).samples == 0
+
+
+def test_calibration_batches_come_from_the_datamodule_or_the_trainer():
+    from types import SimpleNamespace
+
+    data = _data()
+    callback = DriftEvaluation(bn_recalibration=1, seed=2)
+
+    def no_train_loader():
+        raise AssertionError("the calibration loader comes first")
+
+    sources = [SimpleNamespace(datamodule=SimpleNamespace(calibration_dataloader=lambda: data,
+                                                          train_dataloader=no_train_loader)),
+               SimpleNamespace(datamodule=SimpleNamespace(train_dataloader=lambda: data)),
+               SimpleNamespace(datamodule=None, train_dataloader=data)]
+    picked = []
+    for trainer in sources:
+        batches = callback.calibration_batches(trainer)
+        assert batches.samples == 32 and batches.loader.dataset.dataset is data.dataset
+        picked.append(batches.loader.dataset.indices)
+    assert picked[0] == picked[1] == picked[2] and picked[0] != sorted(picked[0])  # seeded, shuffled
+    assert DriftEvaluation().calibration_batches(sources[0]) is None  # off
