@@ -20,6 +20,7 @@ TINY = Architecture(8, 3, (Stage(1), Stage(1, widenfact=2.0))).to_dict()
 
 def test_time_labels():
     assert [time_label(t) for t in (1, 3600, 86400, 2592000, 60, 0.5)] == ["1s", "1h", "1d", "30d", "1min", "0.5s"]
+    assert [time_label(t) for t in (0, 90, 5400)] == ["0s", "90s", "90min"]  # the largest unit that divides
 
 
 def test_drift_slope_is_pp_per_decade_and_labels_invert():
@@ -52,6 +53,8 @@ def test_summary_names_values_and_avm_sign():
 def test_summary_requires_std_time():
     with pytest.raises(ValueError, match="std_time"):
         drift_summary({1.0: [1.0], 2.0: [2.0]})
+    with pytest.raises(ValueError, match="at least one accuracy"):
+        drift_summary({86400.0: []})
 
 
 @pytest.mark.parametrize("kwargs,msg", [
@@ -61,10 +64,20 @@ def test_summary_requires_std_time():
     ({"every_n_val_epochs": 0}, "every_n_val_epochs"),
     ({"bn_recalibration": -1}, "bn_recalibration must be an integer >= 0"),
     ({"bn_recalibration": True}, "bn_recalibration must be an integer >= 0"),
+    ({"t_inference": [-1, 86400]}, "times >= 0 s"),
+    ({"max_samples": 0}, "max_samples must be an integer >= 1"),
+    ({"max_samples": 1.5}, "max_samples must be an integer >= 1"),
 ])
 def test_callback_argument_errors(kwargs, msg):
     with pytest.raises(UserError, match=msg):
         DriftEvaluation(**kwargs)
+
+
+def test_callback_defaults_and_limits():
+    default = DriftEvaluation()
+    assert (default.t_inference, default.n_reps, default.std_time, default.seed) == ([1.0, 3600.0, 86400.0, 2592000.0],
+                                                                                     5, 86400.0, 0)
+    assert DriftEvaluation(t_inference=[0, 86400], max_samples=1).t_inference == [0.0, 86400.0]  # 0 s is a time
 
 
 def _data(n=64):
@@ -168,6 +181,11 @@ def test_each_repetition_programs_fresh_noise(monkeypatch):
 def test_digital_model_is_rejected():
     with pytest.raises(UserError, match="needs an analog model"):
         evaluate_drift(torch.nn.Linear(2, 2), [], [1], 1)
+    model = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=2).net
+    with pytest.raises(UserError, match="dataloader is empty"):
+        evaluate_drift(model, [], [1], 1)
+    with pytest.raises(UserError, match="n_reps must be >= 1"):
+        evaluate_drift(model, [], [1], 0)
 
 
 @pytest.mark.slow

@@ -155,6 +155,12 @@ def test_backend_setting_errors_and_fallbacks(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert P.choose(x.double()) == "eager"  # once per reason
+    for setting in ("eager", "native", "compile"):  # a setting that can run is what runs
+        monkeypatch.setenv(P.ENV, setting)
+        assert P.choose(x) == setting
+    monkeypatch.setenv(P.ENV, "auto")
+    with pytest.warns(UserWarning, match="eager PyTorch backend .device meta"):  # neither CPU nor CUDA
+        assert P.choose(torch.empty(2, device="meta")) == "eager"
 
 
 def test_missing_compiler_is_an_error_or_a_warned_fallback(monkeypatch, tmp_path):

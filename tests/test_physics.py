@@ -104,6 +104,33 @@ def test_programmed_and_drifted_layer_equals_aihwkit(kind, compensation, split, 
             assert mismatch(*outputs) < 0.01, f"t = {t:g} s"
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("overrides", [{}, {"rpu_overrides": {"forward.inp_res": 30.0, "forward.out_res": 62.0,
+                                                              "forward.inp_bound": 0.8}}],
+                         ids=["preset", "levels_and_inp_bound"])
+def test_programmed_and_drifted_tile_grid_equals_aihwkit(overrides, device):
+    """3 x 2 tiles (144 inputs and 60 outputs, tiles of at most 50), programmed and drifted to 30 days;
+    also with the resolutions given as numbers of levels (> 1) and an input bound below 1."""
+    torch.manual_seed(0)
+    digital = nn.Conv2d(16, 60, 3, padding=1, bias=False)
+    ref = convert(nn.Sequential(digital), AnalogConfig(implementation="aihwkit", tile_size=50, out_noise=0.0,
+                                                       **overrides))[0]
+    fast = convert(nn.Sequential(digital), AnalogConfig(implementation="fast", tile_size=50, out_noise=0.0,
+                                                        **overrides))[0]
+    fast.load_state_dict(ref.state_dict())
+    assert len(list(fast.analog_tiles())) == 6
+    x = torch.randn(2, 16, 5, 5, generator=torch.Generator().manual_seed(1)).to(device)
+    outputs = []
+    with torch.no_grad():
+        for layer in (ref.to(device).eval(), fast.to(device).eval()):
+            torch.manual_seed(11)
+            layer.program_analog_weights()
+            torch.manual_seed(12)
+            layer.drift_analog_weights(TIMES[-1])
+            outputs.append(layer(x))
+    assert mismatch(*outputs) < 0.01
+
+
 def small_network() -> nn.Sequential:
     """Three analog layers (a split conv, a split linear layer); no biases and no pooling, so that the
     ten classes stay close and drift changes predictions."""
