@@ -88,6 +88,7 @@ def block_layers(b: BlockPlan) -> BlockLayers:
     """The convolutions of block ``b``: type A is 3x3 -> 3x3 (the first strides), type B the
     bottleneck 1x1 squeeze -> 3x3 (strides) -> 1x1 expand; a 1x1 projection shortcut where the
     residual changes shape."""
+    branch: tuple[ConvSpec, ...]
     if b.convblock == "A":
         branch = (ConvSpec("conv1", b.in_channels, b.width, 3, b.stride), ConvSpec("conv2", b.width, b.width, 3))
     else:

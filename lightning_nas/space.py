@@ -29,7 +29,7 @@ import random
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NoReturn, Optional, Sequence
 
 from lightning_nas.blocks import (BlockPlan, LinearSpec, block_params, n_params, stage_plan, stage_widths,
                                   stem_layer)
@@ -84,7 +84,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
-def _fail(field_name: str, value: Any, allowed: str) -> None:
+def _fail(field_name: str, value: Any, allowed: str) -> NoReturn:
     raise ArchitectureError(f"architecture field '{field_name}' is {_short(value)}; allowed: {allowed}")
 
 
@@ -257,7 +257,8 @@ class SearchSpace:
                  stage_dims: Sequence[Dimension] = STAGE_DIMS, max_stages: int = MAX_STAGES) -> None:
         self.global_dims, self.depth, self.stage_dims = tuple(global_dims), depth, tuple(stage_dims)
         self.max_stages = max_stages
-        keyed = [(d.name, d, None) for d in self.global_dims] + [(depth.name, depth, None)]
+        keyed: list[tuple[str, Dimension, Optional[int]]] = [(d.name, d, None) for d in self.global_dims]
+        keyed.append((depth.name, depth, None))
         keyed += [(f"stage{i}_{d.name}", d, i) for i in range(max_stages) for d in self.stage_dims]
         self.genome = tuple(Gene(key, d, stage, k) for k, (key, d, stage) in enumerate(keyed))
         self._depth_at = len(self.global_dims)

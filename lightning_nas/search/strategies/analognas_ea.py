@@ -63,7 +63,6 @@ class AnalogNASEvolution(Strategy):
         self.rng = random.Random(seed)
         self.seed = seed
         self.pop: list[Individual] = []
-        self._fresh = None
         self._kept: list[Individual] = []
 
     def setup(self, ctx: SearchContext) -> None:
@@ -72,6 +71,7 @@ class AnalogNASEvolution(Strategy):
         # one mutation step of each feature is about one unit of distance (the table's scales)
         self.scale = np.asarray(ctx.space.feature_scale(), dtype=np.float64)
         self.vectors = np.empty((0, len(self.scale)))
+        self._fresh = ctx.fresh(self.seed + 7919)  # immigrants: one seeded stream under the budget (lazy)
 
     def _scaled(self, arch: Architecture) -> np.ndarray:
         return np.asarray(self.ctx.space.features(arch)) / self.scale
@@ -80,11 +80,6 @@ class AnalogNASEvolution(Strategy):
         return self.pop
 
     # -- proposing --------------------------------------------------------------------------
-    def _fresh_archs(self, n: int, taken: set) -> list[Architecture]:
-        """Immigrants: fresh architectures under the budget from one seeded stream."""
-        if self._fresh is None:
-            self._fresh = self.ctx.fresh(self.seed + 7919)
-        return self.ctx.take_new(self._fresh, n, taken)
 
     def _parent(self, pool: list[Individual]) -> Individual:
         if self.selection == "proportional":
@@ -127,7 +122,7 @@ class AnalogNASEvolution(Strategy):
             seen.add(child)
             children.append(child)
         if self.immigrants and len(children) < n:
-            children += self._fresh_archs(n - len(children), seen)
+            children += self.ctx.take_new(self._fresh, n - len(children), seen)  # immigrants
         return children
 
     def _polish(self, n: int, seen: set) -> list[Architecture]:

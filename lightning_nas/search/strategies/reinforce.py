@@ -61,7 +61,7 @@ class Reinforce(Strategy):
         entropy = torch.zeros(n)
         choices = torch.zeros(n, len(self.genes), dtype=torch.long)
         depth = self.ctx.space.depth
-        m = None
+        m: Any = None
         for step, gene in enumerate(self.genes):
             h, c = self.cell(self.embed(token), (h, c))
             dist = torch.distributions.Categorical(logits=self.heads[step](h))

@@ -22,7 +22,7 @@ budget of 4,100 evaluations took many minutes (README: search quality).
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class TPE(Strategy):
         self.values: list[float] = []
         self.seen: set[int] = set()  # evaluation indices already recorded
         self.best: list[Individual] = []
-        self._fresh: Optional[Iterator[Architecture]] = None
+        self._fresh = ctx.fresh(self.seed + 7919)  # fresh samples under the budget (lazy)
         # groups of genes: the global fields, the depth and stage 0; then each further stage
         self.groups = [[g.position for g in space.genome if g.stage in (None, 0)]]
         self.groups += [[g.position for g in space.stage_genes(i)] for i in range(1, space.max_stages)]
@@ -58,11 +58,6 @@ class TPE(Strategy):
         return self.best
 
     # -- proposing ---------------------------------------------------------------------
-    def _fresh_archs(self, n: int, taken: set) -> list[Architecture]:
-        """Fresh architectures under the budget from one seeded stream."""
-        if self._fresh is None:
-            self._fresh = self.ctx.fresh(self.seed + 7919)
-        return self.ctx.take_new(self._fresh, n, taken)
 
     def _estimators(self, rows: np.ndarray, weights: np.ndarray) -> list[tuple[ParzenEstimator, np.ndarray]]:
         """One estimator per group of genes, over the rows that have that group (and their mask)."""
@@ -106,7 +101,7 @@ class TPE(Strategy):
                     taken.add(arch)
                     out.append(arch)
                     break
-        return out + self._fresh_archs(n - len(out), taken)
+        return out + self.ctx.take_new(self._fresh, n - len(out), taken)
 
     def ask(self) -> list[Architecture]:
         cfg = self.ctx.cfg
@@ -114,7 +109,7 @@ class TPE(Strategy):
             self.first = False
             return self.ctx.initial(cfg.population, "lhs", self.seed)
         if len(self.values) < self.n_startup_trials:
-            return self._fresh_archs(cfg.batch, set())
+            return self.ctx.take_new(self._fresh, cfg.batch, set())
         return self._propose(cfg.batch)
 
     # -- learning ----------------------------------------------------------------------
