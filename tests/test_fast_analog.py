@@ -258,6 +258,13 @@ def test_unsupported_periphery_is_an_error_not_a_fallback():
         convert(nn.Sequential(conv()), AnalogConfig(rpu_overrides={"forward.out_noise_std": 0.5}))
     net = convert(nn.Sequential(conv()), AnalogConfig(preset="pcm_hwa_absmax"))  # its default is aihwkit
     assert type(net[0]) is AnalogConv2d
+    from aihwkit.simulator.configs import QuantizedTorchInferenceRPUConfig
+
+    from lightning_nas.fast_analog import unsupported_reason
+
+    assert unsupported_reason(QuantizedTorchInferenceRPUConfig()) == \
+        "quantized periphery (QuantizedTorchInferenceRPUConfig)"
+    assert unsupported_reason(AnalogConfig().to_rpu_config()) is None
 
 
 def test_default_module_uses_fast_path_and_reference_stays_selectable():

@@ -106,11 +106,12 @@ def test_programmed_and_drifted_layer_equals_aihwkit(kind, compensation, split, 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("overrides", [{}, {"rpu_overrides": {"forward.inp_res": 30.0, "forward.out_res": 62.0,
-                                                              "forward.inp_bound": 0.8}}],
+                                                              "forward.inp_bound": 0.8, "forward.out_scale": 2.0}}],
                          ids=["preset", "levels_and_inp_bound"])
 def test_programmed_and_drifted_tile_grid_equals_aihwkit(overrides, device):
-    """3 x 2 tiles (144 inputs and 60 outputs, tiles of at most 50), programmed and drifted to 30 days;
-    also with the resolutions given as numbers of levels (> 1) and an input bound below 1."""
+    """3 x 2 tiles (144 inputs and 60 outputs, tiles of at most 50: tile boundaries inside kernel
+    windows), programmed and drifted to 30 days; also with the resolutions given as numbers of
+    levels (> 1), an input bound below 1 and an output scale."""
     torch.manual_seed(0)
     digital = nn.Conv2d(16, 60, 3, padding=1, bias=False)
     ref = convert(nn.Sequential(digital), AnalogConfig(implementation="aihwkit", tile_size=50, out_noise=0.0,
