@@ -5,5 +5,6 @@ maps it into the package, so nothing named ``callbacks`` lands in site-packages.
 """
 
 from lightning_nas.callbacks.drift_evaluation import METRICS_FILE, DriftEvaluation
+from lightning_nas.callbacks.learning_curve import LearningCurve
 
-__all__ = ["DriftEvaluation", "METRICS_FILE"]
+__all__ = ["DriftEvaluation", "LearningCurve", "METRICS_FILE"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from lightning_nas.callbacks import DriftEvaluation
+from lightning_nas.callbacks import DriftEvaluation, LearningCurve
 from lightning_nas.conversion import allow_analog_checkpoints
 from lightning_nas.data import TaskDataModule
 from lightning_nas.errors import UserError
@@ -52,7 +52,9 @@ class AnalogNASCLI(LightningCLI):
     * ``model`` and ``data`` are selectable by ``class_path`` (defaults: the analog
       module and the offline digits task); the model's ``input_shape`` and
       ``num_classes`` are linked from the datamodule.
-    * ``drift``: the :class:`~lightning_nas.callbacks.DriftEvaluation` callback, always on.
+    * ``drift``: the :class:`~lightning_nas.callbacks.DriftEvaluation` callback, always on; and the
+      :class:`~lightning_nas.callbacks.LearningCurve` (per-epoch loss, validation accuracy and
+      ``train/hardware_aware``).
     * ``test_after_fit`` (default true): ``fit`` ends with a test run, so the drift
       table and ``drift_metrics.json`` come with every trained model.
     * TensorBoard under ``runs/<name>/version_N`` holds config, checkpoints, events
@@ -118,6 +120,7 @@ class AnalogNASCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(DriftEvaluation, "drift")
+        parser.add_lightning_class_args(LearningCurve, "learning_curve")
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="After fit, run test (drift evaluation) on the trained model.")
         parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}, "data": {"class_path": DEFAULT_DATA}})

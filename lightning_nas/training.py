@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 
 import lightning as L
 
-from lightning_nas.callbacks import DriftEvaluation
+from lightning_nas.callbacks import DriftEvaluation, LearningCurve
 from lightning_nas.errors import UserError
 from lightning_nas.module import AnalogNASModule
 
@@ -37,6 +37,8 @@ class Evaluation:
     """The analog hardware cost of one inference (:meth:`lightning_nas.hardware_cost.HardwareCost.summary`)."""
     drift_samples: int = 0
     """Test samples the drift evaluation measured on."""
+    curves: Optional[dict[str, list[Any]]] = None
+    """The learning curve (:class:`~lightning_nas.callbacks.LearningCurve`), when the trainer records one."""
 
 
 def drift_callback(trainer: L.Trainer) -> DriftEvaluation:
@@ -56,7 +58,8 @@ def fit_and_evaluate(model: AnalogNASModule, datamodule: L.LightningDataModule, 
     return Evaluation(arch_id=model.arch.id, n_params=model.n_params,
                       val_acc=100.0 * float(val) if val is not None else math.nan,
                       test_acc=100.0 * float(result["test/acc"]), drift=drift.results,
-                      hardware=model.hardware_cost().summary(), drift_samples=drift.samples)
+                      hardware=model.hardware_cost().summary(), drift_samples=drift.samples,
+                      curves=next((dict(cb.curve) for cb in trainer.callbacks if isinstance(cb, LearningCurve)), None))
 
 
 def build(config: Mapping[str, Any]) -> tuple[AnalogNASModule, L.LightningDataModule, L.Trainer]:

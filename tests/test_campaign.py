@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -424,6 +425,16 @@ def test_a_campaign_row_is_fit_of_its_saved_config(tmp_path, monkeypatch):
     again = json.loads((tmp_path / "again" / row["arch_id"] / "drift_metrics.json").read_text())
     assert {k.removeprefix("analog/"): v for k, v in again["metrics"].items()} == row["metrics"]
     assert again["samples"] == row["drift_samples"] and again["n_reps"] == 2
+    # The row's learning curve: one entry per epoch, the warm-up epoch digital, then hardware-aware.
+    curves = row["curves"]
+    assert curves["epoch"] == [0, 1] and curves["hardware_aware"] == [False, True]
+    assert all(0 <= v <= 100 for v in curves["val_acc"]) and all(math.isfinite(v) and v > 0 for v in curves["train_loss"])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb" / row["arch_id"])).Reload()
+    marks = [e.value for e in events.Scalars("train/hardware_aware")]
+    vals = [100 * e.value for e in events.Scalars("val/acc")]
+    assert marks == [0.0, 1.0] and vals == pytest.approx(curves["val_acc"])  # fit's TensorBoard log has them too
 
 
 def test_jobs_and_rows_are_typed_records():

@@ -145,6 +145,9 @@ class Row:
     metrics: Optional[dict[str, float]] = None
     """``acc_1s``, ``acc_1h``, ``acc_1d``, ``acc_30d``, ``acc_1d_std``, ``avm`` (%, pp)."""
     drift_samples: Optional[int] = None
+    curves: Optional[dict[str, list[Any]]] = None
+    """Per epoch: ``epoch``, ``train_loss``, ``val_acc`` (%), ``hardware_aware`` (false in the digital
+    warm-up); rows trained before curves were recorded have none."""
     traceback: Optional[str] = None
 
     STATUSES: ClassVar[tuple[str, ...]] = ("ok", "diverged", "failed")
@@ -206,7 +209,7 @@ def train_architecture(job: Job) -> Row:
         row["n_params"] = model.n_params
         result = fit_and_evaluate(model, dm, trainer)
         row["val_acc"], row["acc_eval"], row["metrics"] = result.val_acc, result.test_acc, result.drift
-        row["drift_samples"] = result.drift_samples
+        row["drift_samples"], row["curves"] = result.drift_samples, result.curves
         if not all(math.isfinite(v) for v in row["metrics"].values()):
             row["status"], row["message"] = "diverged", "non-finite drift metrics"
     except FloatingPointError as err:
