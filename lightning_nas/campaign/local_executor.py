@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -80,6 +81,12 @@ class LocalExecutor:
                                    initargs=(counter, self.gpus))
 
 
+STOP_GRACE_S = 1.0
+"""How long stopped workers get to exit after SIGTERM before they are killed: a campaign stops
+within about a second of Ctrl-C or SIGTERM (Lightning's own SIGTERM handler in a worker would
+otherwise let it train to the end of its epoch). Their unfinished rows are trained again next time."""
+
+
 @contextlib.contextmanager
 def _terminate_on_error(pool: ProcessPoolExecutor) -> Iterator[None]:
     """On any exception (``KeyboardInterrupt`` included) stop the pool's workers now: leaving the
@@ -92,8 +99,9 @@ def _terminate_on_error(pool: ProcessPoolExecutor) -> Iterator[None]:
         for process in processes:
             if process.is_alive():
                 process.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S  # a worker in a Lightning loop defers SIGTERM to its epoch's end
         for process in processes:
-            process.join(timeout=10)
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
         raise

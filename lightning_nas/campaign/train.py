@@ -14,6 +14,7 @@ import logging
 import math
 import time
 import traceback
+import warnings
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Optional
 
@@ -201,6 +202,9 @@ def train_architecture(job: Job) -> Row:
     start = time.perf_counter()
     for name in ("lightning.pytorch", "lightning.fabric"):  # one line per architecture is the progress bar
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A small budget has fewer batches than Lightning's logging interval: its warning would repeat
+    # inside the progress bar for every architecture (rows keep no step-level logs anyway).
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval")
     try:
         if job.threads or job.worker_threads:
             torch.set_num_threads(job.threads or job.worker_threads)
