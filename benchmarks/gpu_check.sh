@@ -20,7 +20,7 @@ echo "== a CIFAR-shaped mini campaign with GPU workers (synthetic official-forma
 TMP=$(mktemp -d)
 $PY -c "import sys; sys.path.insert(0, 'tests'); import formats, pathlib; formats.write_cifar10(pathlib.Path('$TMP'), per_class=100)"
 timeout 300 $PY -m lightning_nas build-dataset --config configs/cifar10/campaign.yaml --data.init_args.data_dir "$TMP" \
-  --sampling.n 8 --budget.epochs 2 --budget.digital_warmup_epochs 1 --budget.n_reps 3 --budget.drift_samples 200 \
+  --sampling.n 8 --budget.epochs 2 --budget.n_reps 3 --budget.drift_samples 200 \
   --store "$TMP/rows.sqlite" --campaign_dir null --export "$OUT/gpu_campaign.csv" --accelerator gpu 2>&1 | tail -3
 timeout 200 $PY -m lightning_nas retrain --config configs/cifar10/retrain.yaml \
   --top_k 0 --baseline resnet20 --out_dir "$TMP/retrain" \
