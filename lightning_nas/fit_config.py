@@ -43,12 +43,10 @@ def _resolver():
     from lightning_nas.cli import AnalogNASCLI
 
     class Resolver(AnalogNASCLI):
-        """The fit CLI's parser, parsing only: no seed set, nothing instantiated."""
+        """The fit CLI's parser, parsing only: no seed set, nothing instantiated (an architecture
+        file is read into the config, as ``fit`` does before it builds the model)."""
 
         def _set_seed(self) -> None:
-            pass
-
-        def before_instantiate_classes(self) -> None:
             pass
 
         def instantiate_classes(self) -> None:
@@ -81,14 +79,7 @@ def resolve(fit_config: Optional[str | Path], fit_args: Sequence[str] = ()) -> d
             raise UserError(f"fit config {fit_config} does not exist; give the task's fit config "
                             "(e.g. configs/digits/fit.yaml)")
         args = ["--config", str(fit_config)]
-    resolved = _parse([*args, *map(str, fit_args)])
-    from lightning_nas.space import load_architecture
-
-    init = resolved["model"]["init_args"]
-    arch = init.get("architecture")
-    if isinstance(arch, str) and (arch.endswith((".yaml", ".yml")) or Path(arch).is_file()):
-        init["architecture"] = load_architecture(arch).to_dict()  # the architecture itself, not a path
-    return resolved
+    return _parse([*args, *map(str, fit_args)])
 
 
 def check(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,14 +108,6 @@ def with_options(config: Mapping[str, Any], options: Mapping[str, Any]) -> dict[
             raise UserError(f"{key} is not an option of the fit config{hint}")
         node[leaf] = copy.deepcopy(value)
     return out
-
-
-def get(config: Mapping[str, Any], key: str) -> Any:
-    """The value of a dotted option of ``config``."""
-    node: Any = config
-    for part in key.split("."):
-        node = node[part]
-    return node
 
 
 @functools.lru_cache(maxsize=1)
