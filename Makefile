@@ -2,12 +2,13 @@
 #   make demo   - create .venv, install, then on digits: search with the shipped surrogate,
 #                 retrain the best winner and the ResNet-20 baseline hardware-aware, print the comparison
 #   make test   - create .venv, install, run the test suite
+#   make mutation - mutation testing of the analog physics (mutmut; docs/findings/mutation.md)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean mutation
 
 install: $(STAMP)
 
@@ -23,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# MUTANTS='lightning_nas.drift*' limits the run to some mutants (mutmut's names, globs allowed).
+mutation: $(STAMP)
+	nice -n 10 $(PY) tools/mutation.py $(MUTANTS)
 
 clean:
 	rm -rf $(VENV) runs lightning_logs .pytest_cache
