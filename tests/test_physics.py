@@ -9,10 +9,12 @@ Each change of the issue was applied to the code and these tests failed (then un
   (both parameters) and ``test_accuracy_after_programming_changes_with_drift_time``;
 * the fast path ignoring drift compensation (``tile.alpha``):
   ``test_programmed_and_drifted_layer_equals_aihwkit[...-compensation-...]`` (every conv and
-  linear case with compensation) and ``test_drift_evaluation_equals_an_independent_aihwkit_evaluation
-  [compensation-...]``;
+  linear case with compensation), ``test_programmed_and_drifted_tile_grid_equals_aihwkit``,
+  ``test_drift_evaluation_equals_an_independent_aihwkit_evaluation[compensation-...]`` and
+  ``tests/test_fast_analog.py::test_default_module_uses_fast_path_and_reference_stays_selectable``;
 * the fast path skipping DAC or ADC quantisation when gradients are off:
-  ``test_programmed_and_drifted_layer_equals_aihwkit`` (all cases),
+  ``test_programmed_and_drifted_layer_equals_aihwkit`` and ``..._tile_grid_...`` (all cases),
+  ``test_drift_evaluation_equals_an_independent_aihwkit_evaluation`` (both),
   ``test_quantisation_levels_are_two_to_the_bits[fast-...]`` and
   ``tests/test_fast_analog.py::test_quantised_forward_matches_reference[no_grad-...]``.
 
