@@ -167,7 +167,7 @@ def test_a_row_that_cannot_be_stored_stops_the_campaign_and_is_retrained_next_ru
     real_add, calls = RowStore.add, []
 
     def disk_full_on_second(self, row):
-        calls.append(row["arch_id"])
+        calls.append(row.arch_id)
         if len(calls) == 2:
             raise sqlite3.OperationalError("database or disk is full")
         return real_add(self, row)

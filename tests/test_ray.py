@@ -1,5 +1,6 @@
 """build-dataset on a local Ray instance (2 CPUs): same rows as the local executor, retries."""
 
+import json
 import os
 import signal
 import subprocess
@@ -93,5 +94,21 @@ def test_retrain_runs_winners_as_ray_tasks(tmp_path):
                   '"false"]'])
     table = list(csv.DictReader((tmp_path / "r" / "comparison.csv").open()))
     assert [r["name"] for r in table] == ["winner_1", "winner_2"]  # in the order of the runs
-    assert all(0 <= float(r["acc_1d"]) <= 100 for r in table)
     assert (tmp_path / "r" / "runs" / "winner_2").is_dir()  # each run logged where the driver asked
+    # A Ray task trains what a local retrain trains: the same config, the same thread count (ray.num_cpus 1).
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        retrain.main(["--fit_config", str(ROOT / "configs" / "digits" / "fit.yaml"), "--winners", str(winners / "winner_1.yaml"),
+                      "--baseline", "null", "--out_dir", str(tmp_path / "local"), "--fit_args", '["--trainer.max_epochs", "1", '
+                      '"--trainer.limit_train_batches", "2", "--drift.n_reps", "2", "--trainer.enable_progress_bar", "false"]'])
+    finally:
+        torch.set_num_threads(threads)
+    local = list(csv.DictReader((tmp_path / "local" / "comparison.csv").open()))
+    assert local == table[:1] and table[0]["n_params"] != table[1]["n_params"]
+    for row in table:  # each row is its run's drift evaluation, with the fit_args the driver gave
+        [found] = (tmp_path / "r" / "runs" / row["name"]).glob("*/drift_metrics.json")
+        written = json.loads(found.read_text())
+        assert written["n_reps"] == 2 and float(row["acc_1d"]) == pytest.approx(written["metrics"]["analog/acc_1d"], abs=0.006)
