@@ -23,6 +23,9 @@ CLASSES = {"cifar10": 10, "kws": 12, "vww": 2}
 
 LEARNABLE = {"cifar10": {"per_class": 500}, "kws": {"clips_per_word": 120}, "vww": {"per_class": 250}}
 """Sizes at which two epochs of the shipped config have enough optimizer steps to learn."""
+LEARNED = {"cifar10": (0.5, 40.0), "kws": (0.9, 80.0), "vww": (0.9, 80.0)}
+"""Floors of the test accuracy (fraction) and the 1-day accuracy after programming and drift (%)
+that two epochs reach on the learnable sizes, far above chance."""
 
 
 def write_all(root, sizes):
@@ -65,7 +68,11 @@ def test_the_shipped_fit_config_learns_in_two_epochs(run_cli, tmp_path, learnabl
                    "--data.init_args.num_workers", "0", "--trainer.max_epochs", "2", "--drift.n_reps", "2", "--trainer.enable_progress_bar", "false",
                    "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert printed_test_accuracy(proc.stdout) >= 0.60
+    # Measured 2026-12-05 (2-core CPU): test accuracy 0.70 / 1.00 / 1.00 and 1-day accuracy after
+    # programming and drift 65.0 / 100.0 / 100.0 % for cifar10 / kws / vww (chance: 0.10 / 0.08 / 0.50).
+    assert printed_test_accuracy(proc.stdout) >= LEARNED[task][0]
+    drift = json.loads(next((tmp_path / "runs").rglob("drift_metrics.json")).read_text())["metrics"]
+    assert drift["analog/acc_1d"] >= LEARNED[task][1]  # it learned, and survives the chip
     saved = yaml.safe_load(next((tmp_path / "runs").rglob("config.yaml")).read_text())
     data = saved["data"]["init_args"]
     assert data["data_dir"] == learnable[task]
