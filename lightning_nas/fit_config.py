@@ -46,6 +46,12 @@ def _resolver():
         """The fit CLI's parser, parsing only: no seed set, nothing instantiated (an architecture
         file is read into the config, as ``fit`` does before it builds the model)."""
 
+        def init_parser(self, **kwargs: Any) -> Any:
+            from lightning_nas.parsing import PROG
+
+            kwargs["prog"] = f"{PROG} fit"  # its errors point at the help that lists fit's options
+            return super().init_parser(**kwargs)
+
         def _set_seed(self) -> None:
             pass
 
