@@ -141,7 +141,8 @@ def _plain(value: Any) -> Any:
 
 
 def _changed(values: Mapping[str, Any], default: Mapping[str, Any], skip: frozenset = frozenset()) -> dict:
-    """The entries of ``values`` that differ from ``default`` (numbers as :func:`_plain`), ``skip`` left out."""
+    """The entries of ``values`` that differ from ``default`` (all of them for an empty ``default``;
+    numbers as :func:`_plain`), ``skip`` left out."""
     text = lambda v: json.dumps(_plain(v), sort_keys=True)  # noqa: E731 - True is not 1.0 here
     return {k: _plain(v) for k, v in sorted(values.items())
             if k not in skip and (k not in default or text(v) != text(default[k]))}
@@ -157,19 +158,19 @@ def warmup_epochs(init: Mapping[str, Any], max_epochs: Optional[int]) -> int:
 
 
 def canonical(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``config`` trains, as the options that differ from fit's defaults: ``seed_everything``
-    and the model's, trainer's and drift evaluation's settings, without what only changes logging
-    or output (:data:`NOT_TRAINING`), the per-row model arguments (:data:`MODEL_PER_ROW`) and the
-    data (a campaign identity records the task's arguments itself). The digital warm-up is stated
-    in epochs (a fraction of 0.2 over 15 epochs and 3 epochs are the same training)."""
-    base = defaults()
+    """What ``config`` trains: ``seed_everything``, every model and drift-evaluation setting (this
+    project's own: a changed default is a changed identity), and the trainer options that differ
+    from Lightning's defaults (so a Lightning release that adds an option does not orphan a store);
+    without what only changes logging or output (:data:`NOT_TRAINING`, :data:`DRIFT_NOT_MEASURING`),
+    the per-row model arguments (:data:`MODEL_PER_ROW`) and the data (a campaign identity records
+    the task's arguments itself). The digital warm-up is stated in epochs (a fraction of 0.2 over 15
+    epochs and 3 epochs are the same training)."""
     init = dict(config["model"]["init_args"])
     init["digital_warmup_epochs"] = warmup_epochs(init, config["trainer"].get("max_epochs"))
     init["digital_warmup_fraction"] = 0.0
     return {
         "seed_everything": config.get("seed_everything"),
-        "model": {"class_path": config["model"]["class_path"],
-                  **_changed(init, base["model"]["init_args"], MODEL_PER_ROW)},
-        "trainer": _changed(config["trainer"], base["trainer"], NOT_TRAINING),
-        "drift": _changed(config["drift"], base["drift"], DRIFT_NOT_MEASURING),
+        "model": {"class_path": config["model"]["class_path"], **_changed(init, {}, MODEL_PER_ROW)},
+        "trainer": _changed(config["trainer"], defaults()["trainer"], NOT_TRAINING),
+        "drift": _changed(config["drift"], {}, DRIFT_NOT_MEASURING),
     }

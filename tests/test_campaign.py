@@ -463,3 +463,34 @@ def test_jobs_and_rows_are_typed_records():
     assert "metrics" not in row.to_dict() and train_mod.Row.from_dict(json.loads(row.to_json())) == row
     with pytest.raises(ValueError, match="unknown fields budget"):
         train_mod.Row.from_dict({**row.to_dict(), "budget": {}})
+
+
+def test_a_campaign_needs_an_integer_seed_and_replicates_log_beside_their_row(tmp_path):
+    """seed_everything true would draw an unrecorded seed in every worker: refused. A replicate logs
+    (config.yaml, drift_metrics.json, events) in its own version folder, not over its row's run."""
+    from lightning_nas.campaign.campaign import Campaign, Replicates, Sampling, replicate_jobs
+
+    with pytest.raises(UserError, match="integer seed, got seed_everything True"):
+        tiny_job("--seed_everything", "true")
+    campaign = Campaign.from_fit_config(None, [], train_mod.Budget(epochs=1), Sampling(n=2, max_params=20000),
+                                        str(tmp_path / "tb"), Replicates(n=1, seeds=[1]))
+    archs = campaign.architectures((1, 8, 8), 10)
+    with RowStore(tmp_path / "s.sqlite") as store:
+        [replicate] = replicate_jobs(campaign, archs, store, "digits", 1, "cpu")
+    row = campaign.jobs([replicate.arch], "digits", 1, "cpu")[0]
+    logger = lambda job: job.config["trainer"]["logger"]["init_args"]  # noqa: E731
+    assert (logger(row)["name"], logger(row)["version"]) == (replicate.arch_id, "")
+    assert (logger(replicate)["name"], logger(replicate)["version"]) == (replicate.arch_id, "replicate_seed1")
+    assert replicate.seed == 1 and replicate.config["drift"]["n_reps"] == 10
+
+
+def test_the_identity_records_every_setting_of_the_projects_own_classes():
+    """Model and drift settings are recorded whole (a changed default is another training), trainer
+    options only where they differ from Lightning's defaults."""
+    from lightning_nas.campaign.campaign import Campaign, Sampling
+
+    training = Campaign.from_fit_config(None, [], train_mod.Budget(epochs=2), Sampling()).identity()["training"]
+    assert training["model"]["lr"] == 0.05 and training["model"]["lr_schedule"] == "cosine"
+    assert training["drift"]["n_reps"] == 5 and training["drift"]["t_inference"] == [1, 3600, 86400, 2592000]
+    assert training["trainer"] == {"max_epochs": 2}
+    assert "verbose" not in training["drift"] and "architecture" not in training["model"]

@@ -123,6 +123,10 @@ class Campaign:
 
         options = {**budget.options(), **CAMPAIGN_OPTIONS, "drift.save_json": bool(log_dir)}
         config = check(with_options(resolve(fit_config, fit_args), options))
+        seed = config.get("seed_everything")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise UserError(f"a campaign needs an integer seed, got seed_everything {seed!r}: rows must be "
+                            "reproducible; set budget.seed (or seed_everything in the fit config)")
         return cls(config, sampling, log_dir, replicates or Replicates(), budget.threads)
 
     @property
@@ -254,7 +258,10 @@ def upgrade_identity(old: dict[str, Any]) -> dict[str, Any]:
     task_args, analog, budget, space_version) as the identity of the same training today. Its
     budget's fields were: epochs, digital_warmup_epochs, train_fraction, n_reps, t_inference, lr,
     seed, limit_train_batches, drift_samples, threads; rows used the budget's seed and train
-    fraction for the data too, every other module, trainer and drift setting at its default."""
+    fraction for the data too, every other module, trainer and drift setting at its default.
+    One difference remains: rows are now seeded as ``fit`` seeds (``seed_everything(seed,
+    workers=True)``), which changes only the augmentation streams of data-loader worker processes
+    (tasks with ``num_workers > 0``), not digits (no workers)."""
     from lightning_nas.fit_config import canonical, defaults, with_options
 
     if "version" in old:
@@ -295,6 +302,8 @@ def replicate_jobs(campaign: Campaign, archs: list[Architecture], store: RowStor
         todo = [a for a in chosen if (a.id, seed) not in done]
         for job in campaign.jobs(todo, task, threads, accelerator):
             config = with_options(seeded(job.config, seed), {"drift.n_reps": r.n_reps})
+            if isinstance(config["trainer"]["logger"], dict):  # beside the row's run, not over it
+                config = with_options(config, {"trainer.logger.init_args.version": f"replicate_seed{seed}"})
             jobs.append(replace(job, config=config))  # the same data split as the rows: only training differs
     return jobs
 
