@@ -9,6 +9,7 @@ config of one row: ``fit --config`` of ``job.config`` is the same training.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -16,7 +17,7 @@ import time
 import traceback
 import warnings
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Iterator, Optional
 
 from lightning_nas.errors import UserError
 
@@ -194,28 +195,11 @@ def failed_row(job: Job, message: str) -> Row:
 def train_architecture(job: Job) -> Row:
     """Train and drift-evaluate ``job`` (``fit`` of its config); returns the row (never raises for
     the architecture's own failures: divergence and errors become a status)."""
-    import torch
-
-    from lightning_nas.training import build, fit_and_evaluate
-
     row = base_row(job)
     start = time.perf_counter()
-    for name in ("lightning.pytorch", "lightning.fabric"):  # one line per architecture is the progress bar
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # A small budget has fewer batches than Lightning's logging interval: its warning would repeat
-    # inside the progress bar for every architecture (rows keep no step-level logs anyway).
-    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval")
     try:
-        if job.threads or job.worker_threads:
-            torch.set_num_threads(job.threads or job.worker_threads)
-        row["threads"] = torch.get_num_threads()
-        model, dm, trainer = build(job.config)
-        row["n_params"] = model.n_params
-        result = fit_and_evaluate(model, dm, trainer)
-        row["val_acc"], row["acc_eval"], row["metrics"] = result.val_acc, result.test_acc, result.drift
-        row["drift_samples"], row["curves"] = result.drift_samples, result.curves
-        if not all(math.isfinite(v) for v in row["metrics"].values()):
-            row["status"], row["message"] = "diverged", "non-finite drift metrics"
+        with quiet_job():
+            _train_into(job, row)
     except FloatingPointError as err:
         row["status"], row["message"] = "diverged", str(err)
     except Exception as err:  # noqa: BLE001 - recorded in the row, the campaign goes on
@@ -226,3 +210,39 @@ def train_architecture(job: Job) -> Row:
             row["message"] = "out of memory: " + row["message"]
     row["wall_s"] = time.perf_counter() - start
     return Row(**row)
+
+
+@contextlib.contextmanager
+def quiet_job() -> Iterator[None]:
+    """Lightning's info logs and its logging-interval warning off for one job, restored after it (a
+    job may run in the campaign's own process): one line per architecture is the progress bar, and
+    a small budget has fewer batches than the logging interval (rows keep no step-level logs)."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*smaller than the logging interval")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _train_into(job: Job, row: dict[str, Any]) -> None:
+    """Train ``job`` and fill ``row`` with what it measured (raises what training raises)."""
+    import torch
+
+    from lightning_nas.training import build, fit_and_evaluate
+
+    if job.threads or job.worker_threads:
+        torch.set_num_threads(job.threads or job.worker_threads)
+    row["threads"] = torch.get_num_threads()
+    model, dm, trainer = build(job.config)
+    row["n_params"] = model.n_params
+    result = fit_and_evaluate(model, dm, trainer)
+    row["val_acc"], row["acc_eval"], row["metrics"] = result.val_acc, result.test_acc, result.drift
+    row["drift_samples"], row["curves"] = result.drift_samples, result.curves
+    if not all(math.isfinite(v) for v in row["metrics"].values()):
+        row["status"], row["message"] = "diverged", "non-finite drift metrics"
