@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 
 from lightning_nas.analog import HARDWARE_FEATURES, AnalogConfig
 from lightning_nas.campaign.executor import Executor
+from lightning_nas.campaign.fidelity import Fidelity, label, promoted
 from lightning_nas.campaign.store import RowStore
 from lightning_nas.campaign.train import Budget, Job, Row, seeded
 from lightning_nas.errors import UserError
@@ -114,10 +115,13 @@ class Campaign:
     replicates: Replicates = field(default_factory=Replicates)
     threads: Optional[int] = None
     """torch threads of every job (:attr:`Budget.threads`)."""
+    fidelity: Fidelity = field(default_factory=Fidelity)
+    """Cheaper rungs before the budget's, with successive halving (:mod:`lightning_nas.campaign.fidelity`)."""
 
     @classmethod
     def from_fit_config(cls, fit_config: Optional[str], fit_args: list[str], budget: Budget, sampling: Sampling,
-                        log_dir: Optional[str] = None, replicates: Optional[Replicates] = None) -> "Campaign":
+                        log_dir: Optional[str] = None, replicates: Optional[Replicates] = None,
+                        fidelity: Optional[Fidelity] = None) -> "Campaign":
         """The campaign that trains with ``fit --config FIT_CONFIG FIT_ARGS`` and ``budget``'s overrides."""
         from lightning_nas.fit_config import check, resolve, with_options
 
@@ -127,7 +131,7 @@ class Campaign:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise UserError(f"a campaign needs an integer seed, got seed_everything {seed!r}: rows must be "
                             "reproducible; set budget.seed (or seed_everything in the fit config)")
-        return cls(config, sampling, log_dir, replicates or Replicates(), budget.threads)
+        return cls(config, sampling, log_dir, replicates or Replicates(), budget.threads, fidelity or Fidelity())
 
     @property
     def analog(self) -> AnalogConfig:
@@ -149,21 +153,37 @@ class Campaign:
                 checked_rpu_config(replace(self.analog, **setting))
             except UserError as exc:
                 raise UserError(f"sampling.hardware: {setting}: {exc}") from None
+        self.fidelity.check()
+        if self.fidelity.rungs and self.replicates.first:
+            raise UserError("replicates.first can't be used with fidelity.rungs: the replicated architectures are "
+                            "chosen among those promoted to the full budget; set replicates.first false")
         self.check_recipe()
+        for i, rung in enumerate(self.fidelity.rungs):
+            try:
+                self.check_recipe(self.rung_config(rung))
+            except UserError as exc:
+                raise UserError(f"fidelity.rungs[{i}] ({label(rung)}): {exc}") from None
 
-    def check_recipe(self) -> None:
+    def check_recipe(self, config: Optional[dict[str, Any]] = None) -> None:
         """Refuse a recipe that every row would fail with, before a store is bound to it: drift
         settings, and a digital warm-up that leaves no hardware-aware epoch."""
         from lightning_nas.callbacks import DriftEvaluation
         from lightning_nas.fit_config import warmup_epochs
 
-        DriftEvaluation(**self.config["drift"])  # raises on bad drift settings
-        epochs = self.config["trainer"]["max_epochs"]
-        warmup = warmup_epochs(self.config["model"]["init_args"], epochs)
+        config = config or self.config
+        DriftEvaluation(**config["drift"])  # raises on bad drift settings
+        epochs = config["trainer"]["max_epochs"]
+        warmup = warmup_epochs(config["model"]["init_args"], epochs)
         if epochs is None or epochs < 1 or warmup >= epochs:
             raise UserError(f"the campaign trains {epochs} epochs with {warmup} digital warm-up epochs: it needs "
                             "trainer.max_epochs >= 1 (budget.epochs) and a warm-up that leaves hardware-aware "
                             "epochs (model.init_args.digital_warmup_epochs in fit_args)")
+
+    def rung_config(self, rung: Optional[dict[str, Any]]) -> dict[str, Any]:
+        """The resolved fit config of a cheaper rung: the campaign's with the rung's budget overrides."""
+        from lightning_nas.fit_config import with_options
+
+        return with_options(self.config, Budget(**rung).options()) if rung else self.config
 
     def identity(self) -> dict[str, Any]:
         """What makes rows comparable: task, hardware, the training the fit config describes (its
@@ -192,20 +212,24 @@ class Campaign:
         """The campaign's analog config with the settings drawn for ``arch`` (``sampling.hardware``)."""
         return replace(self.analog, **self.sampling.hardware_for(arch)) if self.sampling.hardware else self.analog
 
-    def job_config(self, arch: Architecture) -> dict[str, Any]:
-        """The resolved fit config of ``arch``'s row: ``fit --config`` of it trains the same row."""
+    def job_config(self, arch: Architecture, rung: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        """The resolved fit config of ``arch``'s row (at a cheaper ``rung``): ``fit --config`` of it
+        trains the same row. A rung's run logs beside the row's, in version folder ``rung-<label>``."""
         from lightning_nas.fit_config import with_options
 
         logger: Any = False
         if self.log_dir:
             logger = {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                      "init_args": {"save_dir": self.log_dir, "name": arch.id, "version": ""}}
-        return with_options(self.config, {"model.init_args.architecture": arch.to_dict(),
-                                          "model.init_args.analog": asdict(self.analog_for(arch)),
-                                          "trainer.logger": logger})
+                      "init_args": {"save_dir": self.log_dir, "name": arch.id,
+                                    "version": f"rung-{label(rung)}" if rung else ""}}
+        return with_options(self.rung_config(rung), {"model.init_args.architecture": arch.to_dict(),
+                                                     "model.init_args.analog": asdict(self.analog_for(arch)),
+                                                     "trainer.logger": logger})
 
-    def jobs(self, archs: list[Architecture], task: str, threads: Optional[int], accelerator: str) -> list[Job]:
-        return [Job(self.job_config(a), task, self.threads).placed(threads, accelerator) for a in archs]
+    def jobs(self, archs: list[Architecture], task: str, threads: Optional[int], accelerator: str,
+             rung: Optional[dict[str, Any]] = None) -> list[Job]:
+        return [Job(self.job_config(a, rung), task, self.threads, fidelity=rung or None).placed(threads, accelerator)
+                for a in archs]
 
 
 CAMPAIGN_OPTIONS: dict[str, Any] = {
@@ -322,15 +346,18 @@ def threads_per_worker(workers: int, gpus: int, requested: Optional[int] = None)
 
 
 def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, threads: Optional[int] = None,
-                 accelerator: str = "cpu", on_start: Callable[[int, int, str], None] = lambda total, done, task: None,
+                 accelerator: str = "cpu", on_start: Callable[..., None] = lambda total, done, task, stage="": None,
                  on_row: Callable[[Row], None] = lambda row: None,
                  on_replicates: Callable[[int], None] = lambda n: None) -> None:
     """Bind ``store`` to the campaign, then train every architecture it lacks with ``executor``.
 
-    ``on_start(total, already_done, task)`` is called before training rows, ``on_row(row)`` (a
-    :class:`Row`) after each row is stored (progress reporting), ``on_replicates(n)`` before the ``n`` replicates still to
-    train (``campaign.replicates``; they come after the rows, or with ``replicates.first`` after the
-    replicated architectures' rows and before the others, which start with ``on_start`` again)."""
+    ``on_start(total, already_done, task, stage)`` is called before training rows (``stage``: the
+    rung's label, ``full`` for the budget's rows when the campaign has rungs, else empty),
+    ``on_row(row)`` (a :class:`Row`) after each row is stored (progress reporting), ``on_replicates(n)``
+    before the ``n`` replicates still to train (``campaign.replicates``; they come after the rows, or
+    with ``replicates.first`` after the replicated architectures' rows and before the others, which
+    start with ``on_start`` again). With ``campaign.fidelity.rungs`` the architectures go through the
+    rungs first (successive halving) and only the promoted ones get rows of the full budget."""
     from lightning_nas.classpath import instantiate
     from lightning_nas.data import task_name
 
@@ -339,13 +366,15 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
     store.bind(campaign.identity(), upgrade=upgrade_identity)
     store.set_task(dm.task_info().to_dict())
     archs = campaign.architectures(dm.input_shape, dm.num_classes)
-    todo = architectures_to_train(archs, store)
     task = task_name(type(dm))
+    archs = run_rungs(campaign, archs, store, executor, task, threads, accelerator, on_start, on_row)
+    todo = architectures_to_train(archs, store)
     later: list[Architecture] = []
     if campaign.replicates.first:
         early = {a.id for a in replicated(campaign, archs)}
         todo, later = [a for a in todo if a.id in early], [a for a in todo if a.id not in early]
-    on_start(len(archs), len(archs) - len(todo) - len(later), task)
+    stage = "full" if campaign.fidelity.rungs else ""
+    on_start(len(archs), len(archs) - len(todo) - len(later), task, stage)
 
     def stored(row: Row) -> None:
         row = Row.from_dict(row)
@@ -373,5 +402,34 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
 
         executor.run(replicates, stored_replicate)
     if later:
-        on_start(len(archs), len(archs) - len(later), task)
+        on_start(len(archs), len(archs) - len(later), task, stage)
         executor.run(campaign.jobs(later, task, threads, accelerator), stored)
+
+
+def run_rungs(campaign: Campaign, archs: list[Architecture], store: RowStore, executor: Executor, task: str,
+              threads: Optional[int], accelerator: str, on_start: Callable[..., None],
+              on_row: Callable[[Row], None]) -> list[Architecture]:
+    """Successive halving over ``campaign.fidelity.rungs``: train the candidates of each rung that
+    the store lacks, then promote the best ``1/eta``. Returns the architectures promoted to the full
+    budget (``archs`` itself without rungs)."""
+    fidelity = campaign.fidelity
+    sizes = fidelity.sizes(len(archs))
+    candidates = archs
+    for rung, n_next in zip(fidelity.rungs, sizes[1:]):
+        done = store.fidelity_ids(rung)
+        todo = [a for a in candidates if a.id not in done]
+        on_start(len(candidates), len(candidates) - len(todo), task, label(rung))
+
+        def stored(row: Row) -> None:
+            row = Row.from_dict(row)
+            try:
+                store.add_fidelity(row)
+            except sqlite3.Error as exc:
+                raise UserError(f"could not store the {label(row.fidelity)} row of {row.arch_id} ({exc}); rerun the "
+                                "same command when the cause is fixed: it trains what the store lacks") from None
+            on_row(row)
+
+        executor.run(campaign.jobs(todo, task, threads, accelerator, rung), stored)
+        rows = {r["arch_id"]: r for r in store.fidelity_rows(rung)}
+        candidates = promoted(candidates, rows, fidelity.promote_by, n_next)
+    return candidates

@@ -2,7 +2,9 @@
 
 A row is written whole or not at all (SQLite's journal), so a campaign killed at any
 moment, ``kill -9`` included, keeps every finished row and no half-written one. The
-architecture id is the primary key: a row can't be stored twice.
+architecture id is the primary key: a row can't be stored twice. Rows of cheaper rungs
+(:mod:`lightning_nas.campaign.fidelity`) and replicates have tables of their own, keyed by
+architecture and fidelity or seed.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ CREATE TABLE IF NOT EXISTS replicates (
     status TEXT NOT NULL,
     row TEXT NOT NULL,
     PRIMARY KEY (arch_id, seed)
+);
+CREATE TABLE IF NOT EXISTS fidelity_rows (
+    arch_id TEXT NOT NULL,
+    fidelity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (arch_id, fidelity)
 );
 """
 
@@ -204,17 +213,52 @@ class RowStore:
 
     def replicate_keys(self, statuses: tuple[str, ...] = ("ok", "diverged")) -> set[tuple[str, int]]:
         marks = ",".join("?" * len(statuses))
-        return {(r[0], r[1]) for r in self._replicates(f"SELECT arch_id, seed FROM replicates WHERE status IN ({marks})",
+        return {(r[0], r[1]) for r in self._optional_table(f"SELECT arch_id, seed FROM replicates WHERE status IN ({marks})",
                                                        statuses)}
 
     def replicate_rows(self, status: str | None = "ok") -> list[dict[str, Any]]:
         query = "SELECT row FROM replicates" + (" WHERE status = ?" if status else "") + " ORDER BY rowid"
-        return [json.loads(r[0]) for r in self._replicates(query, (status,) if status else ())]
+        return [json.loads(r[0]) for r in self._optional_table(query, (status,) if status else ())]
 
-    def _replicates(self, query: str, args: tuple) -> list[tuple]:
+    # -- rows of cheaper rungs (fidelities) -----------------------------------------------
+    def add_fidelity(self, row: "Row | dict[str, Any]") -> bool:
+        """Store a row of a cheaper rung (key: architecture and the row's ``fidelity``); a ``failed``
+        one is replaced."""
+        from lightning_nas.campaign.fidelity import key
+
+        record = Row.from_dict(row)
+        if not record.fidelity:
+            raise ValueError(f"row {record.arch_id} has no fidelity: store it with add()")
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO fidelity_rows VALUES (?, ?, ?, ?) ON CONFLICT(arch_id, fidelity) DO UPDATE SET "
+                "status = excluded.status, row = excluded.row WHERE fidelity_rows.status = 'failed'",
+                (record.arch_id, key(record.fidelity), record.status, record.to_json()))
+        return cur.rowcount == 1
+
+    def fidelity_ids(self, fidelity: dict[str, Any], statuses: tuple[str, ...] = ("ok", "diverged")) -> set[str]:
+        """The architectures with a row of ``fidelity`` of one of ``statuses``."""
+        from lightning_nas.campaign.fidelity import key
+
+        marks = ",".join("?" * len(statuses))
+        return {r[0] for r in self._optional_table(
+            f"SELECT arch_id FROM fidelity_rows WHERE fidelity = ? AND status IN ({marks})", (key(fidelity), *statuses))}
+
+    def fidelity_rows(self, fidelity: Optional[dict[str, Any]] = None, status: Optional[str] = None) -> list[dict[str, Any]]:
+        """Rows of cheaper rungs: of ``fidelity`` (None: all), of ``status`` (None: any)."""
+        from lightning_nas.campaign.fidelity import key
+
+        where = [(c, v) for c, v in (("fidelity", key(fidelity) if fidelity else None), ("status", status)) if v]
+        query = ("SELECT row FROM fidelity_rows" + (" WHERE " + " AND ".join(f"{c} = ?" for c, _ in where) if where
+                                                    else "") + " ORDER BY rowid")
+        return [json.loads(r[0]) for r in self._optional_table(query, tuple(v for _, v in where))]
+
+    def _optional_table(self, query: str, args: tuple) -> list[tuple]:
+        """``query``'s result; none when its table is missing (a store from before replicates or
+        fidelities, opened read-only)."""
         try:
             return self.conn.execute(query, args).fetchall()
-        except sqlite3.OperationalError as exc:  # a store from before replicates, opened read-only
+        except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return []
             raise

@@ -84,8 +84,10 @@ class Job:
     """torch CPU threads fixed by the campaign (:attr:`Budget.threads`; rows depend on it)."""
     worker_threads: Optional[int] = None
     """torch CPU threads of the worker it runs on, when the campaign fixes none (None: torch's choice)."""
+    fidelity: Optional[dict[str, Any]] = None
+    """The rung's budget overrides (:mod:`lightning_nas.campaign.fidelity`; None: the campaign's budget)."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     @property
     def arch(self) -> Any:
@@ -150,6 +152,9 @@ class Row:
     curves: Optional[dict[str, list[Any]]] = None
     """Per epoch: ``epoch``, ``train_loss``, ``val_acc`` (%), ``hardware_aware`` (false in the digital
     warm-up); rows trained before curves were recorded have none."""
+    fidelity: Optional[dict[str, Any]] = None
+    """A cheaper rung's overrides of the campaign's budget (:mod:`lightning_nas.campaign.fidelity`);
+    ``None`` for a row of the budget itself."""
     traceback: Optional[str] = None
 
     STATUSES: ClassVar[tuple[str, ...]] = ("ok", "diverged", "failed")
@@ -184,7 +189,7 @@ def base_row(job: Job, status: str = "ok", message: str = "") -> dict[str, Any]:
     return {"arch_id": arch.id, "arch": arch.to_dict(), "describe": arch.describe(),
             "features": arch.feature_vector(), "analog": analog.hardware_features(),
             "task": job.task, "epochs": job.config["trainer"]["max_epochs"], "seed": job.seed, "status": status,
-            "message": message, "wall_s": 0.0}
+            "message": message, "wall_s": 0.0, "fidelity": job.fidelity}
 
 
 def failed_row(job: Job, message: str) -> Row:

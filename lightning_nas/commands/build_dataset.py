@@ -4,6 +4,8 @@ Samples architectures (seeded uniform or Latin-hypercube, under a parameter budg
 trains each one hardware-aware with the task's fit config (``fit_config`` + ``fit_args``) and the
 campaign budget's overrides in N worker processes, evaluates drift and stores one row per
 architecture in a crash-safe SQLite store. Running the same command again continues where it stopped.
+With ``fidelity.rungs`` the architectures first go through cheaper trainings (successive halving)
+and only the best reach the full budget (:mod:`lightning_nas.campaign.fidelity`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Optional
 from jsonargparse import ActionConfigFile
 
 from lightning_nas.campaign.campaign import Campaign, Replicates, Sampling, run_campaign, threads_per_worker
+from lightning_nas.campaign.fidelity import Fidelity, label
 from lightning_nas.campaign.ray_executor import RayOptions
 from lightning_nas.campaign.store import RowStore, export
 from lightning_nas.campaign.train import Budget, Row
@@ -35,6 +38,7 @@ def build_parser() -> CommandParser:
     parser.add_dataclass_arguments(Sampling, "sampling")
     parser.add_dataclass_arguments(Budget, "budget")
     parser.add_dataclass_arguments(Replicates, "replicates")
+    parser.add_dataclass_arguments(Fidelity, "fidelity")
     parser.add_argument("--store", type=str, default="runs/campaign/rows.sqlite",
                         help="SQLite file of the rows (created, or continued when it exists).")
     parser.add_argument("--campaign_dir", type=Optional[str], default="runs/campaign",
@@ -57,7 +61,7 @@ def main(argv: list[str]) -> None:
     cfg = build_parser().parse_args(argv)
     campaign = Campaign.from_fit_config(cfg.fit_config, [*cfg.fit_args, *fit_options], Budget(**cfg.budget.as_dict()),
                                         Sampling(**cfg.sampling.as_dict()), cfg.campaign_dir,
-                                        Replicates(**cfg.replicates.as_dict()))
+                                        Replicates(**cfg.replicates.as_dict()), Fidelity(**cfg.fidelity.as_dict()))
     if cfg.workers is not None and cfg.workers < 0:
         raise UserError(f"workers must be >= 0, got {cfg.workers}")
     if cfg.executor not in ("local", "ray"):
@@ -91,13 +95,15 @@ def main(argv: list[str]) -> None:
     bar: Any = None
     seen: Counter[str] = Counter()  # statuses of the rows trained by this run
 
-    def on_start(total: int, done: int, task: str) -> None:
+    def on_start(total: int, done: int, task: str, stage: str = "") -> None:
         nonlocal bar
-        if bar is not None:  # the rows after the replicates (replicates.first)
+        if bar is not None:  # the next rung, or the rows after the replicates (replicates.first)
             bar.close()
-        print(f"campaign: {total} architectures of task {task}, {done} already in {cfg.store}, "
+        at = f" at fidelity {stage}" if stage else ""
+        print(f"campaign: {total} architectures of task {task}{at}, {done} already in {cfg.store}, "
               f"{total - done} to train with {where}", file=sys.stderr)
-        bar = tqdm(total=total, initial=done, desc="architectures", unit="arch", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=done, desc=f"rung {stage}" if stage else "architectures", unit="arch",
+                   dynamic_ncols=True)
 
     def on_replicates(n: int) -> None:
         nonlocal bar
@@ -125,5 +131,20 @@ def main(argv: list[str]) -> None:
         print(f"done: {len(store)} rows in {cfg.store} ({counts['ok']} ok, {counts['diverged']} diverged: kept as "
               f"'did not learn', {counts['failed']} failed: trained again when the command is run again)"
               + (f", {replicated} ok replicates" if replicated else ""), file=sys.stderr)
+        cheap = store.fidelity_rows()
+        if cheap:
+            per_rung = Counter(label(r["fidelity"]) for r in cheap)
+            print(f"      {len(cheap)} rows of cheaper rungs ({', '.join(f'{n} {k}' for k, n in sorted(per_rung.items()))})",
+                  file=sys.stderr)
         if cfg.export:
             print(f"exported {export(store.rows(), cfg.export)}", file=sys.stderr)
+            if cheap:
+                print(f"exported {export(cheap, fidelity_export(cfg.export))}", file=sys.stderr)
+
+
+def fidelity_export(path: str) -> str:
+    """Where the rows of cheaper rungs are exported beside ``path``: ``rows.csv`` -> ``rows.fidelities.csv``."""
+    from pathlib import Path
+
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}.fidelities{p.suffix}"))

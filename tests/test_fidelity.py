@@ -1,0 +1,184 @@
+"""Cheaper rungs and successive halving in build-dataset (lightning_nas.campaign.fidelity)."""
+
+import hashlib
+import json
+import sqlite3
+
+import pytest
+
+from lightning_nas.campaign import train as train_mod
+from lightning_nas.campaign.fidelity import Fidelity, label, promoted
+from lightning_nas.campaign.store import RowStore
+from lightning_nas.commands import build_dataset
+from lightning_nas.errors import UserError
+
+RUNGS = '[{epochs: 1, n_reps: 1}, {epochs: 2, n_reps: 1}]'
+
+
+def args(tmp_path, n=9, *extra, store="rows.sqlite"):
+    return ["--data.class_path", "lightning_nas.data.DigitsDataModule", "--data.init_args.batch_size", "64",
+            "--sampling.n", str(n), "--sampling.max_params", "20000", "--sampling.method", "uniform",
+            "--store", str(tmp_path / store), "--campaign_dir", "null", "--workers", "0",
+            "--budget.epochs", "3", "--budget.limit_train_batches", "2", "--budget.n_reps", "2",
+            "--fidelity.rungs", RUNGS, "--fidelity.eta", "3", *extra]
+
+
+def fake_accuracy(arch_id, epochs):
+    """A made-up accuracy that depends on the architecture and the rung (so promotions differ per rung)."""
+    return int(hashlib.sha256(f"{arch_id}:{epochs}".encode()).hexdigest()[:6], 16) % 1000 / 10
+
+
+class Recorder:
+    """Stands in for training: records each job, returns a row with the fake accuracy; with
+    ``stop_after`` it interrupts the campaign (as Ctrl-C or a kill would) at that call."""
+
+    def __init__(self, stop_after=None):
+        self.calls, self.stop_after = [], stop_after
+
+    def __call__(self, job):
+        if self.stop_after is not None and len(self.calls) == self.stop_after:
+            raise KeyboardInterrupt
+        epochs = job.config["trainer"]["max_epochs"]
+        self.calls.append((job.arch_id, epochs, job.config["drift"]["n_reps"], json.dumps(job.fidelity)))
+        row = train_mod.base_row(job)
+        row["metrics"] = {"acc_1d": fake_accuracy(job.arch_id, epochs), "avm": 0.0}
+        return train_mod.Row(**row)
+
+
+def stored(path):
+    with RowStore(path, readonly=True) as store:
+        return ({(r["arch_id"], label(r["fidelity"])): r for r in store.fidelity_rows()},
+                {r["arch_id"]: r for r in store.rows()})
+
+
+def test_successive_halving_promotes_the_best_third_of_each_rung(tmp_path, monkeypatch, capsys):
+    recorder = Recorder()
+    monkeypatch.setattr(train_mod, "train_architecture", recorder)
+    build_dataset.main(args(tmp_path, 9, "--export", str(tmp_path / "rows.csv")))
+    cheap, full = stored(tmp_path / "rows.sqlite")
+    rung0 = {a for a, f in cheap if f == "epochs1-n_reps1"}
+    rung1 = {a for a, f in cheap if f == "epochs2-n_reps1"}
+    assert len(rung0) == 9 and len(rung1) == 3 and len(full) == 1 and len(recorder.calls) == 13
+    # each rung's best third by its own acc_1d goes on; the rung's overrides reached the training
+    assert rung1 == set(sorted(rung0, key=lambda a: -fake_accuracy(a, 1))[:3])
+    assert set(full) == {max(rung1, key=lambda a: fake_accuracy(a, 2))}
+    assert {(e, r) for _, e, r, _ in recorder.calls} == {(1, 1), (2, 1), (3, 2)}
+    for (arch_id, name), row in cheap.items():
+        assert row["fidelity"] == {"epochs1-n_reps1": {"epochs": 1, "n_reps": 1},
+                                   "epochs2-n_reps1": {"epochs": 2, "n_reps": 1}}[name]
+        assert row["epochs"] == row["fidelity"]["epochs"]
+    assert "fidelity" not in next(iter(full.values())) and next(iter(full.values()))["epochs"] == 3
+    err = capsys.readouterr().err
+    assert "9 architectures of task digits at fidelity epochs1-n_reps1" in err
+    assert "3 architectures of task digits at fidelity epochs2-n_reps1" in err
+    assert "1 architectures of task digits at fidelity full" in err and "12 rows of cheaper rungs" in err
+    fidelities_csv = (tmp_path / "rows.fidelities.csv").read_text().splitlines()
+    assert len(fidelities_csv) == 13 and "fidelity.epochs" in fidelities_csv[0]
+    # Again: nothing to train.
+    recorder.calls.clear()
+    build_dataset.main(args(tmp_path, 9))
+    assert recorder.calls == []
+
+
+def test_a_campaign_stopped_at_any_point_of_any_rung_resumes_to_the_same_rows(tmp_path, monkeypatch):
+    """Interrupted before each of its 13 trainings in turn, then run again: the same rows as an
+    uninterrupted campaign, and no finished training is done twice."""
+    monkeypatch.setattr(train_mod, "train_architecture", Recorder())
+    build_dataset.main(args(tmp_path, 9, store="reference.sqlite"))
+    reference = stored(tmp_path / "reference.sqlite")
+    for stop in range(13):
+        store = f"stopped{stop}.sqlite"
+        first = Recorder(stop_after=stop)
+        monkeypatch.setattr(train_mod, "train_architecture", first)
+        with pytest.raises(KeyboardInterrupt):
+            build_dataset.main(args(tmp_path, 9, store=store))
+        second = Recorder()
+        monkeypatch.setattr(train_mod, "train_architecture", second)
+        build_dataset.main(args(tmp_path, 9, store=store))
+        assert not set(first.calls) & set(second.calls) and len(first.calls) + len(second.calls) == 13, stop
+        cheap, full = stored(tmp_path / store)
+        assert set(cheap) == set(reference[0]) and set(full) == set(reference[1]), stop
+
+
+def test_eta_1_trains_every_architecture_at_every_fidelity(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod, "train_architecture", Recorder())
+    build_dataset.main(args(tmp_path, 4, "--fidelity.eta", "1"))
+    cheap, full = stored(tmp_path / "rows.sqlite")
+    assert len(cheap) == 8 and len(full) == 4
+
+
+def test_promotion_ranks_unfinished_rows_last_and_is_deterministic():
+    class A:
+        def __init__(self, id):
+            self.id = id
+
+    archs = [A("d"), A("a"), A("c"), A("b")]
+    rows = {"a": {"status": "ok", "metrics": {"acc_1d": 50.0}}, "b": {"status": "diverged", "metrics": {"acc_1d": 99.0}},
+            "c": {"status": "ok", "metrics": {"acc_1d": 50.0}, "val_acc": 10.0},
+            "d": {"status": "ok", "metrics": {"acc_1d": float("nan")}}}
+    assert [a.id for a in promoted(archs, rows, "acc_1d", 2)] == ["a", "c"]  # the tie by id; input order kept
+    assert [a.id for a in promoted(archs, rows, "acc_1d", 3)] == ["a", "c", "b"]  # nan ranks with the unfinished (b < d)
+    assert [a.id for a in promoted(archs, rows, "val_acc", 1)] == ["c"]
+    assert Fidelity(rungs=[{"epochs": 1}, {"epochs": 2}], eta=3).sizes(10) == [10, 3, 1]
+    assert Fidelity(rungs=[{"epochs": 1}], eta=2.5).sizes(5) == [5, 2]
+    assert Fidelity(rungs=[{"epochs": 1}], eta=1).sizes(7) == [7, 7]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--fidelity.rungs", "[{seed: 3}]"], r"rungs\[0\]: seed can't vary between rungs"),
+    (["--fidelity.rungs", "[{epochs: 1}, {epochs: 1}]"], r"rungs\[1\] repeats an earlier rung \(epochs1\)"),
+    (["--fidelity.eta", "0.5"], "fidelity.eta must be a number >= 1"),
+    (["--fidelity.promote_by", "avm"], "unknown metric 'avm'"),
+    (["--fidelity.rungs", "[{epochs: 2}]", "--model.init_args.digital_warmup_epochs", "2"],
+     r"rungs\[0\] \(epochs2\): the campaign trains 2 epochs with 2 digital warm-up"),
+    (["--replicates.n", "1", "--replicates.first", "true"], "replicates.first can't be used with fidelity.rungs"),
+])
+def test_bad_fidelity_settings_are_refused_before_training(tmp_path, extra, message):
+    with pytest.raises(UserError, match=message):
+        build_dataset.main(args(tmp_path, 3, *extra))
+    assert not (tmp_path / "rows.sqlite").exists()
+
+
+def test_stores_without_cheaper_rungs_still_load(tmp_path):
+    """A store written before fidelities (no fidelity_rows table), read-only: no cheaper rows; its
+    rows (no fidelity field) load."""
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                       "CREATE TABLE rows (arch_id TEXT PRIMARY KEY, status TEXT NOT NULL, row TEXT NOT NULL);")
+    conn.execute("INSERT INTO rows VALUES ('x', 'ok', ?)", (json.dumps({"arch_id": "x", "status": "ok"}),))
+    conn.commit()
+    conn.close()
+    with RowStore(path, readonly=True) as store:
+        assert store.fidelity_rows() == [] and store.fidelity_ids({"epochs": 1}) == set()
+        assert train_mod.Row.from_dict(store.rows()[0]).fidelity is None
+    with RowStore(path) as store:  # opened for a campaign: the table is added, the rows kept
+        assert store.add_fidelity({"arch_id": "x", "status": "ok", "fidelity": {"epochs": 1}})
+        assert not store.add_fidelity({"arch_id": "x", "status": "ok", "fidelity": {"epochs": 1}})
+        assert store.fidelity_ids({"epochs": 1}) == {"x"} and len(store) == 1
+        with pytest.raises(ValueError, match="no fidelity"):
+            store.add_fidelity({"arch_id": "y", "status": "ok"})
+
+
+@pytest.mark.slow
+def test_a_rung_row_is_the_training_its_fidelity_names(tmp_path):
+    """Real trainings: a rung's row trains and programs as its overrides say and logs beside the
+    full row's run; the promoted architecture's full row is the budget's training."""
+    build_dataset.main(["--data.class_path", "lightning_nas.data.DigitsDataModule", "--data.init_args.batch_size", "64",
+                        "--sampling.n", "2", "--sampling.max_params", "20000", "--sampling.method", "uniform",
+                        "--store", str(tmp_path / "rows.sqlite"), "--campaign_dir", str(tmp_path / "tb"),
+                        "--workers", "0", "--budget.epochs", "2", "--budget.limit_train_batches", "2",
+                        "--budget.n_reps", "2", "--fidelity.rungs", "[{epochs: 1, n_reps: 1, drift_samples: 50}]",
+                        "--fidelity.eta", "2"])
+    cheap, full = stored(tmp_path / "rows.sqlite")
+    assert len(cheap) == 2 and len(full) == 1
+    for (arch_id, name), row in cheap.items():
+        assert row["status"] == "ok" and row["epochs"] == 1 and row["drift_samples"] == 50
+        assert len(row["curves"]["epoch"]) == 1
+        written = json.loads((tmp_path / "tb" / arch_id / "rung-drift_samples50-epochs1-n_reps1" /
+                              "drift_metrics.json").read_text())
+        assert written["n_reps"] == 1 and written["metrics"]["analog/acc_1d"] == row["metrics"]["acc_1d"]
+    (arch_id, row), = full.items()
+    assert row["epochs"] == 2 and len(row["curves"]["epoch"]) == 2 and row["drift_samples"] == 270
+    assert json.loads((tmp_path / "tb" / arch_id / "drift_metrics.json").read_text())["n_reps"] == 2
+    assert row["metrics"]["acc_1d"] != cheap[(arch_id, "drift_samples50-epochs1-n_reps1")]["metrics"]["acc_1d"]
