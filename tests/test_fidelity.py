@@ -182,3 +182,99 @@ def test_a_rung_row_is_the_training_its_fidelity_names(tmp_path):
     assert row["epochs"] == 2 and len(row["curves"]["epoch"]) == 2 and row["drift_samples"] == 270
     assert json.loads((tmp_path / "tb" / arch_id / "drift_metrics.json").read_text())["n_reps"] == 2
     assert row["metrics"]["acc_1d"] != cheap[(arch_id, "drift_samples50-epochs1-n_reps1")]["metrics"]["acc_1d"]
+
+
+# -- predictors that use cheap information (lightning_nas.surrogate.fidelity) ---------------------
+
+def synthetic(n=400, seed=0, informative=True):
+    """Features, a full label and a cheap label that (when ``informative``) is a distorted,
+    offset copy of the full one's signal."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(n, 8)).astype("float32")
+    signal = np.sin(3 * x[:, 0]) + x[:, 1] * x[:, 2] + 0.5 * x[:, 3]
+    full = 80 + 10 * signal + rng.normal(0, 0.3, n)
+    cheap = (30 + 15 * signal if informative else 30 + 15 * rng.normal(size=n)) + rng.normal(0, 0.5, n)
+    return x, full, cheap
+
+
+def test_models_with_cheap_labels_rank_better_than_few_full_labels_alone():
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    from lightning_nas.surrogate.fidelity import FidelityInputModel, StackedModel
+    from lightning_nas.surrogate.models import XGBParams, fit_xgb_ranker
+
+    x, full, cheap = synthetic()
+    test, few, many = np.arange(300, 400), np.arange(0, 25), np.arange(0, 300)
+    params = XGBParams(n_estimators=150)
+    alone = kendalltau(fit_xgb_ranker(x[few], full[few], params, 0).predict(x[test]), full[test]).statistic
+    fid = np.vstack([np.tile([0.2, 1.0, 0.2], (len(many), 1)), np.ones((len(few), 3))]).astype("float32")
+    inp = FidelityInputModel(True, params).fit(np.vstack([x[many], x[few]]), fid,
+                                               np.concatenate([cheap[many], full[few]]))
+    stacked = StackedModel(True, params).fit(x[many], cheap[many], x[few], full[few])
+    for model in (inp, stacked):
+        assert kendalltau(model.predict(x[test]), full[test]).statistic > alone + 0.1, type(model).__name__
+    # Regression (AVM-like labels): the stacked model predicts on the full label's scale.
+    reg = StackedModel(False, params).fit(x[many], cheap[many], x[few], full[few]).predict(x[test])
+    assert abs(np.mean(reg) - np.mean(full[test])) < 3 and abs(np.mean(reg) - np.mean(cheap[test])) > 20
+    # A cheap label that carries no signal gives the stacked model nothing to use.
+    x, full, noise = synthetic(informative=False)
+    useless = StackedModel(True, params).fit(x[many], noise[many], x[few], full[few])
+    assert kendalltau(useless.predict(x[test]), full[test]).statistic < alone + 0.1
+
+
+def test_fidelity_vector_and_curve_features():
+    import math
+
+    from lightning_nas.surrogate.fidelity import curve_features, fidelity_vector
+
+    full = {"epochs": 15, "n_reps": 10, "train_fraction": 1.0}
+    assert fidelity_vector({"epochs": 3, "n_reps": 2}, full) == [0.2, 1.0, 0.2]
+    assert fidelity_vector(None, full) == [1.0, 1.0, 1.0]
+    row = {"curves": {"val_acc": [40.0, 70.0], "train_loss": [2.0, 1.2]},
+           "metrics": {"acc_1s": 60.0, "acc_1d": 58.0, "acc_30d": 55.0, "avm": 5.0, "acc_1d_std": 1.0}}
+    assert curve_features(row, 2) == [40.0, 70.0, 30.0, 2.0, 1.2, -0.8, 60.0, 58.0, 55.0, 5.0, 1.0]
+    assert curve_features(row, 3)[:4] == [40.0, 70.0, 70.0, 0.0]  # a short curve: its last value repeated
+    missing = curve_features({"metrics": row["metrics"]}, 2)  # a row without a curve (the shipped store's)
+    assert all(math.isnan(v) for v in missing[:6]) and missing[6:] == [60.0, 58.0, 55.0, 5.0, 1.0]
+
+
+def test_curve_extrapolation_learns_the_final_accuracy_from_the_first_epochs():
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    from lightning_nas.surrogate.fidelity import CurveExtrapolator, curve_features
+
+    rng = np.random.default_rng(1)
+    n = 300
+    x = rng.uniform(size=(n, 4)).astype("float32")
+    skill = rng.uniform(size=n)  # what the curve reveals and the features do not
+    rows = [{"curves": {"val_acc": [20 + 30 * s, 30 + 50 * s], "train_loss": [2.0 - s, 1.5 - s]},
+             "metrics": {"acc_1d": 25 + 45 * s + rng.normal(0, 2)}} for s in skill]
+    curves = np.array([curve_features(r, 2) for r in rows], dtype="float32")
+    final = 60 + 35 * skill + rng.normal(0, 0.5, n)
+    model = CurveExtrapolator().fit(x[:200], curves[:200], final[:200])
+    assert kendalltau(model.predict(x[200:], curves[200:]), final[200:]).statistic > 0.8
+
+
+def test_the_noise_robustness_proxy_is_seeded_and_measures_what_noise_removes():
+    import numpy as np
+
+    from lightning_nas.data import DigitsDataModule
+    from lightning_nas.space import Architecture
+    from lightning_nas.surrogate.fidelity import noise_robustness_proxy
+
+    dm = DigitsDataModule()
+    dm.setup()
+    data = (dm.train_set.tensors, dm.test_set.tensors)
+    archs = [Architecture(), Architecture.from_dict({**Architecture().to_dict(), "out_channel0": 8})]
+    a = noise_robustness_proxy(archs, dm.input_shape, dm.num_classes, *data, steps=160)
+    assert np.array_equal(a["clean"], noise_robustness_proxy(archs, dm.input_shape, dm.num_classes, *data,
+                                                             steps=160)["clean"])
+    assert (a["clean"] > 50).all() and (a["clean"] <= 100).all()  # 160 steps learn digits well above chance
+    assert np.allclose(noise_robustness_proxy(archs, dm.input_shape, dm.num_classes, *data, steps=160,
+                                              noise=0.0)["kept"], 1.0)
+    heavy = noise_robustness_proxy(archs, dm.input_shape, dm.num_classes, *data, steps=160, noise=1.0)["kept"]
+    assert (heavy < a["kept"]).all() and (heavy < 0.6).all()  # weights drowned in noise lose most of it

@@ -1,0 +1,297 @@
+"""Cheap labels that rank like full ones? The digits multi-fidelity study (issue 31, items 4-5).
+
+Ground truth: the shipped full-budget campaign (``datasets/digits_surrogate.sqlite``: 15 epochs, 10
+programmings). Cheap labels: the same architectures trained at a cheaper fidelity (a store made by
+``build-dataset`` with the budget's overrides, e.g. ``build/fidelity/e2r2.yaml``: 2 epochs, 2
+programmings). The architectures with both (the universe) are split as ``fit-surrogate`` splits:
+20 % held out by the hash of their id; the rest is the pool a pipeline may train.
+
+At each worker time W (a share of what the full budget costs for the whole pool), over several
+seeded resamplings of the pool's order:
+
+* ``baseline``: full-budget rows of the first architectures W buys; the project's surrogate models
+  (pairwise XGBoost ranker for acc_1d, regressor for AVM) fitted on them;
+* ``sh<eta>/<predictor>``: successive halving: the cheap fidelity for the first n architectures, the
+  best 1/eta of them (by their cheap acc_1d) at the full budget, n as large as W allows;
+* ``mf<eta>/<predictor>``: the same costs, but the full-budget rows go to a random 1/eta of the cheap
+  ones (an unbiased sample of the full labels);
+
+with the predictors ``full`` (the baseline's models on the pipeline's full rows only), ``input``
+(:class:`~lightning_nas.surrogate.fidelity.FidelityInputModel`) and ``stacked``
+(:class:`~lightning_nas.surrogate.fidelity.StackedModel`). Score: Kendall tau of the predictions on
+the held-out architectures against their full-budget acc_1d and AVM (mean and spread over the
+resamplings).
+
+Independent of W it also scores, on the held-out architectures, what needs no surrogate: the cheap
+rows' own acc_1d and AVM, the learning-curve extrapolator fitted on the pool, and the training-free
+noise-robustness proxy (:func:`~lightning_nas.surrogate.fidelity.noise_robustness_proxy`)::
+
+    .venv/bin/python benchmarks/fidelity_study.py --cheap build/fidelity/e2r2.sqlite \\
+        --cheap_fidelity '{"epochs": 2, "n_reps": 2}' --json docs/findings/fidelity_study.json \\
+        --plot docs/findings/fidelity_study.png
+
+Costs: a full row costs its recorded ``wall_s``; a cheap row ``cost_ratio`` times its
+architecture's full cost (default: the ratio of the cheap rows' total wall time to the full rows'
+over the universe; the two stores may come from different machines, so give one measured on one
+machine with ``--cost_ratio`` when you have it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread: a busy 2-core machine (README "threads")
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lightning_nas.campaign.store import RowStore  # noqa: E402
+from lightning_nas.surrogate.data import inputs  # noqa: E402
+from lightning_nas.surrogate.fidelity import (CurveExtrapolator, FidelityInputModel, StackedModel,  # noqa: E402
+                                              curve_features, fidelity_vector, noise_robustness_proxy)
+from lightning_nas.surrogate.fitting import split  # noqa: E402
+from lightning_nas.surrogate.models import XGBParams, fit_xgb_ranker, fit_xgb_regressor  # noqa: E402
+
+TARGETS = {"acc_1d": True, "avm": False}  # label -> ranked (pairwise ranker) or regressed
+FULL_BUDGET = {"epochs": 15, "n_reps": 10, "train_fraction": 1.0}
+
+
+def tau(pred, true) -> float:
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(pred, true).statistic)
+
+
+def load(path: str, fidelity: dict | None) -> dict[str, dict]:
+    """``ok`` rows by architecture id: a cheaper rung's rows of ``fidelity`` when the store has them,
+    else the store's own rows (a campaign run at that budget)."""
+    with RowStore(path, readonly=True) as store:
+        rows = store.fidelity_rows(fidelity, "ok") if fidelity and store.fidelity_rows(fidelity) else store.rows("ok")
+    return {r["arch_id"]: r for r in rows}
+
+
+class Data:
+    def __init__(self, full: dict[str, dict], cheap: dict[str, dict], fidelity: dict, cost_ratio: float | None):
+        ids = sorted(set(full) & set(cheap))
+        self.ids = ids
+        self.full = [full[i] for i in ids]
+        self.cheap = [cheap[i] for i in ids]
+        _, self.x = inputs(self.full)
+        self.y = {t: np.array([r["metrics"][t] for r in self.full]) for t in TARGETS}
+        self.y_cheap = {t: np.array([r["metrics"][t] for r in self.cheap]) for t in TARGETS}
+        self.cost_full = np.array([r["wall_s"] for r in self.full])
+        measured = sum(r["wall_s"] for r in self.cheap) / self.cost_full.sum()
+        self.cost_ratio = cost_ratio if cost_ratio is not None else measured
+        self.measured_ratio = measured
+        self.fid_cheap = np.array(fidelity_vector(fidelity, FULL_BUDGET), dtype=np.float32)
+        train, test = split(ids, 0.2, 0)
+        self.pool, self.test = train, test
+
+
+def fit_predict(kind: str, rank: bool, d: Data, cheap_idx: np.ndarray, full_idx: np.ndarray, target: str,
+                seed: int) -> np.ndarray:
+    """Predictions on the held-out architectures of one predictor fitted on one pipeline's rows."""
+    params, x_test = XGBParams(), d.x[d.test]
+    if kind == "full":
+        if len(full_idx) < 2:
+            return np.zeros(len(d.test))
+        fit = fit_xgb_ranker if rank else fit_xgb_regressor
+        return fit(d.x[full_idx], d.y[target][full_idx], params, seed).predict(x_test)
+    if kind == "input":
+        x = np.vstack([d.x[cheap_idx], d.x[full_idx]])
+        fid = np.vstack([np.tile(d.fid_cheap, (len(cheap_idx), 1)), np.ones((len(full_idx), len(d.fid_cheap)))])
+        y = np.concatenate([d.y_cheap[target][cheap_idx], d.y[target][full_idx]])
+        return FidelityInputModel(rank, params, seed).fit(x, fid.astype(np.float32), y).predict(x_test)
+    if kind == "stacked":
+        model = StackedModel(rank, params, seed).fit(d.x[cheap_idx], d.y_cheap[target][cheap_idx],
+                                                      d.x[full_idx], d.y[target][full_idx])
+        return model.predict(x_test)
+    raise ValueError(kind)
+
+
+def pipeline(d: Data, order: np.ndarray, budget: float, eta: float, promote: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(cheap, full) row indices of successive halving (``promote``) or a random full subset, the
+    largest that ``budget`` buys."""
+    def rows_for(n: int) -> tuple[np.ndarray, np.ndarray]:
+        cheap = order[:n]
+        k = max(1, math.floor(n / eta))
+        if promote:
+            full = cheap[np.argsort(-d.y_cheap["acc_1d"][cheap], kind="stable")[:k]]
+        else:
+            full = cheap[:k]  # the order is random: a random subset
+        return cheap, full
+
+    def cost(n: int) -> float:
+        cheap, full = rows_for(n)
+        return d.cost_ratio * d.cost_full[cheap].sum() + d.cost_full[full].sum()
+
+    lo, hi = 1, len(order)  # the largest n within budget (cost grows with n)
+    if cost(lo) > budget:
+        return order[:0], order[:0]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if cost(mid) <= budget else (lo, mid - 1)
+    return rows_for(lo)
+
+
+def study(d: Data, shares: list[float], resamplings: int, etas: list[float], predictors: list[str]) -> list[dict]:
+    results = []
+    total = d.cost_full[d.pool].sum()
+    for share in shares:
+        budget = share * total
+        for seed in range(resamplings):
+            order = np.random.default_rng(seed).permutation(d.pool)
+            n_base = int(np.searchsorted(np.cumsum(d.cost_full[order]), budget, side="right"))
+            base = order[:n_base]
+            record = {"share": share, "seed": seed, "name": "baseline", "cheap": 0, "full": int(n_base)}
+            for target, rank in TARGETS.items():
+                record[target] = tau(fit_predict("full", rank, d, base[:0], base, target, seed), d.y[target][d.test])
+            results.append(record)
+            for eta in etas:
+                for promote in (True, False):
+                    cheap, full = pipeline(d, order, budget, eta, promote)
+                    for kind in predictors:
+                        name = f"{'sh' if promote else 'mf'}{eta:g}/{kind}"
+                        record = {"share": share, "seed": seed, "name": name, "cheap": int(len(cheap)),
+                                  "full": int(len(full))}
+                        for target, rank in TARGETS.items():
+                            pred = fit_predict(kind, rank, d, cheap, full, target, seed)
+                            record[target] = tau(pred, d.y[target][d.test])
+                        results.append(record)
+            print(f"W {share:.0%} seed {seed}: done ({len(results)} results)", file=sys.stderr, flush=True)
+    return results
+
+
+def summary(results: list[dict]) -> list[dict]:
+    out = []
+    keys = sorted({(r["share"], r["name"]) for r in results}, key=lambda k: (k[0], k[1] != "baseline", k[1]))
+    for share, name in keys:
+        rs = [r for r in results if r["share"] == share and r["name"] == name]
+        row = {"share": share, "name": name, "cheap": statistics.mean(r["cheap"] for r in rs),
+               "full": statistics.mean(r["full"] for r in rs)}
+        for target in TARGETS:
+            values = np.array([r[target] for r in rs], dtype=float)  # NaN: constant predictions (too few rows)
+            row[target] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+            row[f"{target}_sd"] = float(np.nanstd(values, ddof=1)) if np.isfinite(values).sum() > 1 else 0.0
+        out.append(row)
+    return out
+
+
+def standalone(d: Data, proxy_limit: int) -> dict[str, dict[str, float]]:
+    """Scores that need no pipeline, on the held-out architectures: the cheap labels themselves, the
+    learning-curve extrapolator (fitted on the pool) and the training-free proxy."""
+    test = d.test
+    out = {"cheap labels": {t: tau(d.y_cheap[t][test], d.y[t][test]) for t in TARGETS}}
+    epochs = 2
+    curves = np.array([curve_features(r, epochs) for r in d.cheap], dtype=np.float32)
+    out["curve extrapolation"] = {
+        t: tau(CurveExtrapolator().fit(d.x[d.pool], curves[d.pool], d.y[t][d.pool]).predict(d.x[test], curves[test]),
+               d.y[t][test]) for t in TARGETS}
+    if proxy_limit:
+        from lightning_nas.data import DigitsDataModule
+        from lightning_nas.space import Architecture
+
+        dm = DigitsDataModule()
+        dm.setup()
+        train = dm.train_set.tensors if hasattr(dm.train_set, "tensors") else None
+        test_set = dm.test_set.tensors if hasattr(dm.test_set, "tensors") else None
+        if train is None or test_set is None:
+            raise SystemExit("the digits datamodule's splits are not tensors; update the proxy's data loading")
+        chosen = test[:proxy_limit]
+        archs = [Architecture.from_dict(d.full[i]["arch"]) for i in chosen]
+        start = time.perf_counter()
+        proxy = noise_robustness_proxy(archs, dm.input_shape, dm.num_classes, train, test_set)
+        seconds = (time.perf_counter() - start) / len(archs)
+        out["proxy: brief digital accuracy"] = {t: tau(proxy["clean"] * (1 if t == "acc_1d" else -1), d.y[t][chosen])
+                                                for t in TARGETS}
+        out["proxy: share kept under weight noise"] = {t: tau(proxy["kept"] * (1 if t == "acc_1d" else -1),
+                                                              d.y[t][chosen]) for t in TARGETS}
+        out["proxy: s per architecture"] = {t: seconds for t in TARGETS}
+        out["proxy: architectures"] = {t: len(chosen) for t in TARGETS}
+    return out
+
+
+def markdown(d: Data, rows: list[dict], alone: dict, resamplings: int) -> str:
+    lines = [f"Universe {len(d.ids)} architectures (pool {len(d.pool)}, held out {len(d.test)}); cheap row cost "
+             f"{d.cost_ratio:.3f} x full (measured from the stores: {d.measured_ratio:.3f}); {resamplings} resamplings.",
+             "", "| W | pipeline | cheap rows | full rows | acc_1d tau | AVM tau |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['share']:.0%} | {r['name']} | {r['cheap']:.0f} | {r['full']:.0f} | "
+                     f"{r['acc_1d']:.3f} ± {r['acc_1d_sd']:.3f} | {r['avm']:.3f} ± {r['avm_sd']:.3f} |")
+    lines += ["", "| without a pipeline (held-out architectures) | acc_1d tau | AVM tau (proxies signed: higher proxy = lower AVM) |",
+              "|---|---|---|"]
+    for name, v in alone.items():
+        lines.append(f"| {name} | {v['acc_1d']:.3f} | {v['avm']:.3f} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    names = sorted({r["name"] for r in rows}, key=lambda n: (n != "baseline", n))
+    for ax, target in zip(axes, TARGETS):
+        for name in names:
+            rs = sorted((r for r in rows if r["name"] == name), key=lambda r: r["share"])
+            ax.errorbar([r["share"] * 100 for r in rs], [r[target] for r in rs], [r[f"{target}_sd"] for r in rs],
+                        label=name, capsize=3, lw=2.5 if name == "baseline" else 1,
+                        color="black" if name == "baseline" else None)
+        ax.set_xlabel("worker time W (% of the full budget for the pool)")
+        ax.set_ylabel(f"held-out Kendall tau, {target}")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--full", default="datasets/digits_surrogate.sqlite")
+    parser.add_argument("--cheap", required=True, help="store with the cheap rows")
+    parser.add_argument("--cheap_fidelity", type=json.loads, required=True,
+                        help="the cheap rows' budget overrides, JSON, e.g. '{\"epochs\": 2, \"n_reps\": 2}'")
+    parser.add_argument("--cost_ratio", type=float, default=None)
+    parser.add_argument("--shares", type=float, nargs="+", default=[0.10, 0.25, 0.50])
+    parser.add_argument("--etas", type=float, nargs="+", default=[2, 4])
+    parser.add_argument("--predictors", nargs="+", default=["full", "input", "stacked"])
+    parser.add_argument("--resamplings", type=int, default=5)
+    parser.add_argument("--proxy_limit", type=int, default=100, help="held-out architectures the proxy runs on")
+    parser.add_argument("--min_universe", type=int, default=100, help="fewest architectures with both labels")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--plot", default=None)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    d = Data(load(args.full, None), load(args.cheap, args.cheap_fidelity), args.cheap_fidelity, args.cost_ratio)
+    if len(d.ids) < args.min_universe:
+        raise SystemExit(f"only {len(d.ids)} architectures have both labels; train more cheap rows first")
+    start = time.perf_counter()
+    rows = summary(study(d, args.shares, args.resamplings, args.etas, args.predictors))
+    alone = standalone(d, args.proxy_limit)
+    text = markdown(d, rows, alone, args.resamplings)
+    print(text)
+    print(f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"universe": len(d.ids), "pool": len(d.pool), "held_out": len(d.test),
+                                               "cost_ratio": d.cost_ratio, "measured_ratio": d.measured_ratio,
+                                               "cheap_fidelity": args.cheap_fidelity, "summary": rows,
+                                               "standalone": alone}, indent=1))
+    if args.plot:
+        plot(rows, args.plot)
+
+
+if __name__ == "__main__":
+    main()
