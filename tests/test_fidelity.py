@@ -100,6 +100,24 @@ def test_a_campaign_stopped_at_any_point_of_any_rung_resumes_to_the_same_rows(tm
         assert set(cheap) == set(reference[0]) and set(full) == set(reference[1]), stop
 
 
+def test_a_surrogate_can_rank_a_rungs_architectures_for_promotion(tmp_path, monkeypatch):
+    """promote_by a fit-surrogate directory: its predicted full-budget acc_1d picks the promoted ones
+    among those whose rung row finished ok."""
+    from lightning_nas.space import Architecture
+    from lightning_nas.surrogate import SurrogatePredictor
+
+    monkeypatch.setattr(train_mod, "train_architecture", Recorder())
+    build_dataset.main(args(tmp_path, 9, "--fidelity.rungs", "[{epochs: 1, n_reps: 1}]",
+                            "--fidelity.promote_by", "surrogates/digits"))
+    cheap, full = stored(tmp_path / "rows.sqlite")
+    archs = [Architecture.from_dict(r["arch"]) for r in cheap.values()]
+    predicted = SurrogatePredictor.load("surrogates/digits").predict(archs, next(iter(cheap.values()))["analog"])
+    best = sorted(zip(predicted["acc_1d"], [a.id for a in archs]), reverse=True)[:3]
+    assert set(full) == {i for _, i in best}
+    by_rung = {a for a, _ in sorted(cheap, key=lambda k: -cheap[k]["metrics"]["acc_1d"])[:3]}
+    assert set(full) != by_rung  # not the rung's own ranking
+
+
 def test_eta_1_trains_every_architecture_at_every_fidelity(tmp_path, monkeypatch):
     monkeypatch.setattr(train_mod, "train_architecture", Recorder())
     build_dataset.main(args(tmp_path, 4, "--fidelity.eta", "1"))
@@ -116,9 +134,13 @@ def test_promotion_ranks_unfinished_rows_last_and_is_deterministic():
     rows = {"a": {"status": "ok", "metrics": {"acc_1d": 50.0}}, "b": {"status": "diverged", "metrics": {"acc_1d": 99.0}},
             "c": {"status": "ok", "metrics": {"acc_1d": 50.0}, "val_acc": 10.0},
             "d": {"status": "ok", "metrics": {"acc_1d": float("nan")}}}
-    assert [a.id for a in promoted(archs, rows, "acc_1d", 2)] == ["a", "c"]  # the tie by id; input order kept
-    assert [a.id for a in promoted(archs, rows, "acc_1d", 3)] == ["a", "c", "b"]  # nan ranks with the unfinished (b < d)
-    assert [a.id for a in promoted(archs, rows, "val_acc", 1)] == ["c"]
+    def best(metric, n):
+        scores = Fidelity(rungs=[{"epochs": 1}], promote_by=metric).scores(archs, rows, lambda a: {})
+        return [a.id for a in promoted(archs, scores, n)]
+
+    assert best("acc_1d", 2) == ["a", "c"]  # the tie by id; input order kept
+    assert best("acc_1d", 3) == ["a", "c", "b"]  # nan ranks with the unfinished (b < d)
+    assert best("val_acc", 1) == ["c"]
     assert Fidelity(rungs=[{"epochs": 1}, {"epochs": 2}], eta=3).sizes(10) == [10, 3, 1]
     assert Fidelity(rungs=[{"epochs": 1}], eta=2.5).sizes(5) == [5, 2]
     assert Fidelity(rungs=[{"epochs": 1}], eta=1).sizes(7) == [7, 7]
@@ -128,7 +150,7 @@ def test_promotion_ranks_unfinished_rows_last_and_is_deterministic():
     (["--fidelity.rungs", "[{seed: 3}]"], r"rungs\[0\]: seed can't vary between rungs"),
     (["--fidelity.rungs", "[{epochs: 1}, {epochs: 1}]"], r"rungs\[1\] repeats an earlier rung \(epochs1\)"),
     (["--fidelity.eta", "0.5"], "fidelity.eta must be a number >= 1"),
-    (["--fidelity.promote_by", "avm"], "unknown metric 'avm'"),
+    (["--fidelity.promote_by", "avm"], "'avm' is neither a metric .* nor a fit-surrogate directory"),
     (["--fidelity.rungs", "[{epochs: 2}]", "--model.init_args.digital_warmup_epochs", "2"],
      r"rungs\[0\] \(epochs2\): the campaign trains 2 epochs with 2 digital warm-up"),
     (["--replicates.n", "1", "--replicates.first", "true"], "replicates.first can't be used with fidelity.rungs"),

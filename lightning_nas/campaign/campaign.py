@@ -431,5 +431,6 @@ def run_rungs(campaign: Campaign, archs: list[Architecture], store: RowStore, ex
 
         executor.run(campaign.jobs(todo, task, threads, accelerator, rung), stored)
         rows = {r["arch_id"]: r for r in store.fidelity_rows(rung)}
-        candidates = promoted(candidates, rows, fidelity.promote_by, n_next)
+        scores = fidelity.scores(candidates, rows, lambda a: campaign.analog_for(a).hardware_features())
+        candidates = promoted(candidates, scores, n_next)
     return candidates

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from lightning_nas.errors import UserError
 
@@ -42,17 +42,19 @@ class Fidelity:
     eta: float = 3.0
     """Each rung promotes its best ``1/eta`` (rounded down, at least one) to the next; 1 promotes all."""
     promote_by: str = "acc_1d"
-    """The rung's row metric that ranks architectures for promotion (higher is better): acc_1d,
-    acc_1s, acc_1h, acc_30d, acc_eval or val_acc. Diverged and failed rows rank last."""
+    """What ranks a rung's architectures for promotion (higher is better): a metric of the rung's
+    rows (acc_1d, acc_1s, acc_1h, acc_30d, acc_eval or val_acc), or a ``fit-surrogate`` directory
+    whose predicted full-budget acc_1d ranks them. Either way, architectures whose rung row did not
+    finish ``ok`` (diverged, failed) rank last."""
 
     def check(self) -> None:
         if not self.rungs:
             return
         if not (isinstance(self.eta, (int, float)) and not isinstance(self.eta, bool) and self.eta >= 1):
             raise UserError(f"fidelity.eta must be a number >= 1 (1 promotes every architecture), got {self.eta!r}")
-        if self.promote_by not in PROMOTION_METRICS:
-            raise UserError(f"fidelity.promote_by: unknown metric {self.promote_by!r}; use one of "
-                            f"{', '.join(PROMOTION_METRICS)}")
+        if self.promote_by not in PROMOTION_METRICS and not self.surrogate:
+            raise UserError(f"fidelity.promote_by: {self.promote_by!r} is neither a metric ({', '.join(PROMOTION_METRICS)}) "
+                            "nor a fit-surrogate directory (with metadata.json)")
         seen = set()
         for i, rung in enumerate(self.rungs):
             if not isinstance(rung, dict) or not rung:
@@ -65,6 +67,35 @@ class Fidelity:
             if key(rung) in seen:
                 raise UserError(f"fidelity.rungs[{i}] repeats an earlier rung ({label(rung)})")
             seen.add(key(rung))
+
+    @property
+    def surrogate(self) -> Optional[str]:
+        """``promote_by`` when it names a fit-surrogate directory."""
+        from pathlib import Path
+
+        return self.promote_by if (Path(self.promote_by) / "metadata.json").is_file() else None
+
+    def scores(self, candidates: list[Any], rows: dict[str, dict[str, Any]],
+               hardware: Callable[[Any], dict[str, float]]) -> dict[str, float]:
+        """Promotion scores of the candidates whose rung row finished ``ok`` (higher is better):
+        the metric of their rows, or the surrogate's predicted acc_1d on each one's ``hardware``."""
+        ok = [a for a in candidates if (rows.get(a.id) or {}).get("status") == "ok"]
+        if not self.surrogate:
+            metric = self.promote_by
+            values = {a.id: rows[a.id].get(metric) if metric in ("acc_eval", "val_acc")
+                      else (rows[a.id].get("metrics") or {}).get(metric) for a in ok}
+        else:
+            from lightning_nas.search.outputs import load_predictor
+
+            predictor = load_predictor(self.surrogate)
+            values = {}
+            by_hardware: dict[str, list[Any]] = {}
+            for a in ok:
+                by_hardware.setdefault(json.dumps(hardware(a), sort_keys=True), []).append(a)
+            for text, archs in by_hardware.items():
+                predicted = predictor.predict(archs, json.loads(text))["acc_1d"]
+                values.update({a.id: float(v) for a, v in zip(archs, predicted)})
+        return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
     def sizes(self, n: int) -> list[int]:
         """Architectures trained at each rung and (last) at the full budget, for ``n`` sampled ones."""
@@ -83,17 +114,9 @@ def label(rung: Optional[dict[str, Any]]) -> str:
     return "-".join(f"{k}{v}" for k, v in sorted(rung.items()))
 
 
-def promoted(candidates: list[Any], rows: dict[str, dict[str, Any]], metric: str, n: int) -> list[Any]:
-    """The ``n`` best of ``candidates`` (architectures) by their rung rows' ``metric`` (ties and
-    missing values broken by architecture id, so a promotion is the same on every run); rows that
-    did not finish ``ok`` rank last. Keeps the candidates' order."""
-
-    def score(arch: Any) -> tuple[float, str]:
-        row = rows.get(arch.id)
-        value = None
-        if row is not None and row.get("status") == "ok":
-            value = row.get(metric) if metric in ("acc_eval", "val_acc") else (row.get("metrics") or {}).get(metric)
-        return (-value if isinstance(value, (int, float)) and math.isfinite(value) else math.inf, arch.id)
-
-    chosen = {a.id for a in sorted(candidates, key=score)[:n]}
+def promoted(candidates: list[Any], scores: dict[str, float], n: int) -> list[Any]:
+    """The ``n`` best of ``candidates`` (architectures) by ``scores`` (:meth:`Fidelity.scores`;
+    ties broken by architecture id, so a promotion is the same on every run); candidates without a
+    score rank last. Keeps the candidates' order."""
+    chosen = {a.id for a in sorted(candidates, key=lambda a: (-scores.get(a.id, -math.inf), a.id))[:n]}
     return [a for a in candidates if a.id in chosen]
