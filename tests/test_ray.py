@@ -42,6 +42,16 @@ def test_ray_campaign_gives_the_same_rows_as_the_local_executor(tmp_path):
     # Resume through Ray: only the new architectures are trained.
     build_dataset.main(args(tmp_path / "ray.sqlite", 4, 2, *RAY))
     assert len(rows(tmp_path / "ray.sqlite")) == 4
+    # Rungs (successive halving) run through Ray as locally: the same rung rows and promotion.
+    rungs = ["--budget.epochs", "2", "--fidelity.rungs", "[{epochs: 1, n_reps: 1}]", "--fidelity.eta", "3"]
+    build_dataset.main(args(tmp_path / "local_rungs.sqlite", 3, 2, "--workers", "1", *rungs))
+    build_dataset.main(args(tmp_path / "ray_rungs.sqlite", 3, 2, *RAY, *rungs))
+    stored = []
+    for name in ("local_rungs.sqlite", "ray_rungs.sqlite"):
+        with RowStore(tmp_path / name) as s:
+            stored.append(({r["arch_id"]: {k: r[k] for k in (*COMPARED, "fidelity")} for r in s.fidelity_rows()},
+                           {r["arch_id"]: {k: r[k] for k in COMPARED} for r in s.rows()}))
+    assert stored[0] == stored[1] and len(stored[0][0]) == 3 and len(stored[0][1]) == 1
 
 
 def ray_worker_pids():
