@@ -428,3 +428,32 @@ def test_tpe_finishes_the_default_budget_within_a_minute():
     result = run(build_strategy("tpe", 0), Target(), cfg, SHAPE, CLASSES)
     assert result.evaluations == 4100 and result.rejected_params == 0
     assert result.total_s < 60
+
+
+def test_the_shipped_surrogates_top_is_ordered_by_its_ranker_not_tied(tmp_path, capsys):
+    """The calibrated acc_1d caps beyond the campaign's best, so many architectures tie at the top;
+    a search with fitness acc_1d ranks by the ranker's own score: distinct winners, in its order,
+    while acc_1d stays what is shown and constrained."""
+    from lightning_nas.surrogate import SurrogatePredictor
+
+    predictor = SurrogatePredictor.load("surrogates/digits")
+    archs = sample(3000, seed=1, max_params=100_000, in_shape=(1, 8, 8), n_classes=10)
+    p = predictor.predict(archs)
+    cap = predictor.meta.acc_1d_calibration["values"][-1]  # the campaign's best measured acc_1d
+    top = p["acc_1d"] >= cap
+    assert top.sum() >= 5 and np.ptp(p["acc_1d"][top]) < 1e-3  # tied to the third decimal at the cap
+    assert len(set(np.round(p["acc_1d_score"][top], 3))) == top.sum()  # the ranker tells them apart
+    assert np.all(np.diff(p["acc_1d"][np.argsort(p["acc_1d_score"])]) >= -1e-9)  # the same order
+    args = ["--predictor", "surrogates/digits", "--task", "digits", "--out_dir", str(tmp_path / "s"),
+            "--search.population", "40", "--search.iterations", "10", "--search.survivors", "30",
+            "--search.max_params", "100000", "--search.objectives", "[acc_1d, avm]", "--baseline_random", "false",
+            "--top_k", "5"]
+    search_cmd.main(args)
+    history = [r for r in csv.DictReader((tmp_path / "s" / "history.csv").open()) if r["feasible"] == "True"]
+    best = sorted(history, key=lambda r: -float(r["acc_1d_score"]))[:5]
+    winners = [yaml.safe_load(p.read_text()) for p in sorted((tmp_path / "s" / "winners").glob("winner_*.yaml"))]
+    assert [w["arch_id"] for w in winners] == [r["arch_id"] for r in best]
+    fitness = [w["fitness"] for w in winners]
+    assert fitness == sorted(fitness, reverse=True) and len(set(fitness)) == 5
+    assert [w["fitness"] for w in winners] == [round(float(r["acc_1d_score"]), 6) for r in best]
+    assert "fitness: acc_1d ranker score" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from lightning_nas.errors import UserError
 from lightning_nas.files import check_writable
 from lightning_nas.parsing import CommandParser, split_init_args, with_init_args
 from lightning_nas.search.core import Individual, SearchConfig, SearchResult, run
+from lightning_nas.search.objectives import RANK_SCORE
 from lightning_nas.search.outputs import load_predictor, summary_table, write_outputs
 from lightning_nas.search.pareto import pareto_front
 from lightning_nas.search.strategies import build_strategy
@@ -130,6 +131,8 @@ def run_search(cfg: Any) -> dict[str, Any]:
           f"({result.rejected_params} proposals over max_params not predicted), {result.total_s:.2f} s "
           f"({result.predict_s:.2f} s in the predictor)", file=sys.stderr)
     print(summary_table(winners, result.evaluator))
+    print(f"fitness: {result.evaluator.objectives.fitness_description(any(RANK_SCORE in w.values for w in winners))}",
+          file=sys.stderr)
     for c in result.evaluator.objectives.constraints:
         if c.name in errors:
             over = "" if c.name == "acc_1d" else ", over held-out architectures that learned"

@@ -31,7 +31,11 @@ from lightning_nas.errors import UserError
 from lightning_nas.hardware_cost import COST_FIELDS
 
 PREDICTOR_OUTPUTS = ("acc_1d", "avm", "std")
-OPTIONAL_PREDICTOR_OUTPUTS = ("p_learned",)
+RANK_SCORE = "acc_1d_score"
+"""A predictor's optional score that orders acc_1d without ties (the surrogate's raw ranker score,
+of which its acc_1d is a calibration that caps beyond the campaign's range): with fitness acc_1d a
+search ranks by it, while acc_1d stays what is displayed and what constraints use."""
+OPTIONAL_PREDICTOR_OUTPUTS = ("p_learned", "acc_1d_score")
 """Outputs of the shipped predictor that a plug-in predictor need not return (unless used)."""
 SOURCES = ("predictor", "n_params", "hardware")
 UNITS = {"acc_1d": "%", "avm": "pp", "std": "pp", "p_learned": "probability", "n_params": "parameters", "tiles": "tiles",
@@ -224,6 +228,8 @@ class ObjectiveSet:
             return lambda archs, v: np.asarray(function(archs, v), dtype=np.float64)
         objective = parse_objective(name) if not isinstance(name, Objective) else name
         self_name = objective.name
+        if self_name == "acc_1d" and objective.sign > 0:
+            return lambda archs, v: v[RANK_SCORE] if RANK_SCORE in v else v["acc_1d"]
         return lambda archs, v: objective.sign * v[self_name]
 
     def compute(self, archs: Sequence[Any], predictions: Mapping[str, Any], n_params: Sequence[int],
@@ -261,10 +267,13 @@ class ObjectiveSet:
         """The objectives of one individual as "lower is better" numbers (for Pareto sorting)."""
         return [-o.sign * float(values[o.name]) for o in self.objectives]
 
-    def fitness_description(self) -> str:
+    def fitness_description(self, ranked: bool = False) -> str:
+        """What the fitness is; ``ranked``: the predictor returned :data:`RANK_SCORE`."""
         if self.fitness_name == "acc_over_std":
             return f"acc_1d / max(std, {self.std_floor:g})"
         o = default_source(self.fitness_name) and parse_objective(self.fitness_name)
+        if o and o.name == "acc_1d" and o.sign > 0 and ranked:
+            return "acc_1d ranker score: orders acc_1d without its ties at the top"
         if o:
             return f"{'' if o.sign > 0 else '-'}{o.name}" + (f", {UNITS[o.name]}" if UNITS.get(o.name) else "")
         return self.fitness_name

@@ -22,7 +22,7 @@ from lightning_nas.errors import UserError
 from lightning_nas.files import staged_directory, write_csv, write_text
 from lightning_nas.task import TaskInfo
 from lightning_nas.search.core import Individual, SearchConfig, SearchResult, as_row
-from lightning_nas.search.objectives import label
+from lightning_nas.search.objectives import RANK_SCORE, label
 from lightning_nas.search.pareto import hypervolume
 
 
@@ -67,7 +67,8 @@ def plot(result: SearchResult, winners: list[Individual], front: list[Individual
     import matplotlib.pyplot as plt
 
     objectives = result.evaluator.objectives
-    fitness_label = f"best feasible fitness ({objectives.fitness_description()})"
+    ranked = any(RANK_SCORE in i.values for i in result.history[:1])
+    fitness_label = f"best feasible fitness ({objectives.fitness_description(ranked)})"
     fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=100)
     for res, name in ((result, result.strategy), (baseline, "random search")):
         if res and res.best_so_far:

@@ -73,12 +73,14 @@ class SurrogatePredictor:
 
     def predict(self, archs: Sequence[Architecture], analog: Optional[dict[str, float]] = None) -> dict[str, np.ndarray]:
         if not archs:
-            return {"acc_1d": np.empty(0), "avm": np.empty(0), "std": np.empty(0), "p_learned": np.empty(0)}
+            return {"acc_1d": np.empty(0), "acc_1d_score": np.empty(0), "avm": np.empty(0), "std": np.empty(0),
+                    "p_learned": np.empty(0)}
         x = feature_matrix(archs, analog or self.meta.analog)
         classifier = self.models.get("learned")
         p_learned = (classifier.predict_proba(x)[:, 1].astype(np.float64) if classifier is not None
                      else np.full(len(archs), float(self.meta.learned.constant)))
-        return {"acc_1d": calibrate(self.models["acc_1d"].predict(x), self.meta.acc_1d_calibration),
+        score = self.models["acc_1d"].predict(x).astype(np.float64)
+        return {"acc_1d": calibrate(score, self.meta.acc_1d_calibration), "acc_1d_score": score,
                 "avm": self.models["avm"].predict(x).astype(np.float64),
                 "std": np.clip(self.models["std"].predict(x).astype(np.float64), self.std_floor, None),
                 "p_learned": p_learned}
