@@ -379,7 +379,8 @@ def test_the_shipped_metadata_loads_as_a_typed_record_and_writes_back_unchanged(
 
 
 @pytest.mark.parametrize("key, value", [("std_floor", "low"), ("task", [1, 8, 8]), ("rows", 1.5), ("metrics", "x"),
-                                        ("data", 3), ("learned", {"constant": 2.0})])
+                                        ("data", 3), ("learned", {"constant": 2.0}),
+                                        ("intervals", {"avm": {"level": 0.8, "edges": [1.0], "low": [-1.0], "high": [1.0]}})])
 def test_a_malformed_metadata_field_is_one_clear_error(tmp_path, key, value):
     from lightning_nas.surrogate.meta import SurrogateMeta
 
@@ -431,3 +432,75 @@ def test_comparison_of_learners_rows():
                          "| LightGBM regressors (held out) | 0.50 | 0.50 / 0.25 | 0.50 / 0.25 |"]
     holdout["xgb_avm_from_drift_slope"] = {"kendall_tau": 0.6, "r2": 0.5}
     assert comparison_table(holdout).splitlines()[-1].endswith("AVM as -slope x decades (held out) | - | 0.60 / 0.50 | - |")
+
+
+# -- prediction intervals (lightning_nas.surrogate.intervals) ---------------------------------------
+
+def test_conformal_intervals_cover_new_rows_at_their_level_and_follow_the_predictions_bias():
+    """Held-out residuals calibrate the intervals; on fresh rows from the same distribution they hold
+    about 80 % of the measured labels. Per bin of the prediction: where predictions run low (the
+    low-prediction bin here, as AVM in the selected region), the interval is shifted up."""
+    from lightning_nas.surrogate.intervals import calibrate_intervals, interval, measured_coverage
+
+    rng = np.random.default_rng(0)
+
+    def draw(n):
+        predicted = rng.uniform(0, 10, n)
+        bias = np.where(predicted < 3.3, 1.5, 0.0)  # underpredicted at low predictions
+        return predicted, predicted + bias + rng.normal(0, 0.3 + 0.2 * predicted, n)  # noisier higher up
+
+    p, y = draw(300)
+    cal = calibrate_intervals(p, y)
+    assert len(cal["edges"]) == 2 and cal["level"] == 0.8
+    centre = [(lo + hi) / 2 for lo, hi in zip(cal["low"], cal["high"])]
+    assert centre[0] > centre[1] + 0.7 and cal["high"][0] > 1.5  # the low bin's interval is shifted up
+    assert cal["high"][2] - cal["low"][2] > 2 * (cal["high"][0] - cal["low"][0])  # wider where noisier
+    fresh_p, fresh_y = draw(20000)
+    lo, hi = interval(fresh_p, cal)
+    assert 0.75 < np.mean((fresh_y >= lo) & (fresh_y <= hi)) < 0.87
+    measured = measured_coverage(p, y, [str(i) for i in range(len(p))])
+    assert 0.7 < measured["coverage"] < 0.9 and measured["rows"] == 300 and measured["width"] > 0
+    few = calibrate_intervals(p[:30], y[:30])  # too few rows for three bins: one
+    assert few["edges"] == [] and len(few["low"]) == 1
+
+
+def test_the_shipped_surrogate_predicts_intervals_and_the_search_can_constrain_and_pick_by_them(tmp_path, capsys):
+    from lightning_nas.commands import search as search_cmd
+    from lightning_nas.surrogate.meta import SurrogateMeta
+
+    predictor = SurrogatePredictor.load(SHIPPED)
+    archs = sample(200, seed=3, max_params=100_000, in_shape=(1, 8, 8), n_classes=10)
+    p = predictor.predict(archs)
+    for label in ("acc_1d", "avm", "std"):
+        assert np.all(p[f"{label}_low"] <= p[f"{label}_high"]) and np.ptp(p[f"{label}_high"] - p[f"{label}_low"]) > 0
+    meta = SurrogateMeta.read(SHIPPED)
+    assert all(0.7 < meta.intervals[t]["coverage"] < 0.9 for t in ("acc_1d", "avm", "std"))
+    args = ["--predictor", str(SHIPPED), "--task", "digits", "--out_dir", str(tmp_path / "s"),
+            "--search.population", "40", "--search.iterations", "8", "--search.survivors", "30",
+            "--search.max_params", "100000", "--search.objectives", "[acc_1d, avm]", "--baseline_random", "false",
+            "--search.constraints", "[{name: avm_high, max: 2.0}]", "--search.pick_by", "acc_1d_low"]
+    search_cmd.main(args)
+    import csv
+
+    history = list(csv.DictReader((tmp_path / "s" / "history.csv").open()))
+    feasible = [r for r in history if r["feasible"] == "True"]
+    assert feasible and all(float(r["avm_high"]) <= 2.0 for r in feasible)
+    assert any(float(r["avm_high"]) > 2.0 >= float(r["pred_avm"]) for r in history)  # the bound, not the point, decided
+    import yaml
+
+    winners = [yaml.safe_load(f.read_text()) for f in sorted((tmp_path / "s" / "winners").glob("winner_*.yaml"))]
+    best_low = sorted(feasible, key=lambda r: -float(r["acc_1d_low"]))[:3]
+    assert [w["arch_id"] for w in winners] == [r["arch_id"] for r in best_low]
+    # A surrogate fitted before intervals: a constraint on a bound says to refit it.
+    old = tmp_path / "old"
+    old.mkdir()
+    for f in SHIPPED.iterdir():
+        if f.suffix in (".json", ".pt"):
+            (old / f.name).write_bytes(f.read_bytes())
+    data = json.loads((old / "metadata.json").read_text())
+    del data["intervals"]
+    (old / "metadata.json").write_text(json.dumps(data))
+    assert "avm_high" not in SurrogatePredictor.load(old).predict(archs[:2])
+    args[1] = str(old)
+    with pytest.raises(UserError, match="no such output .*refit it with fit-surrogate"):
+        search_cmd.main(args)

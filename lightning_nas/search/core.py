@@ -51,6 +51,10 @@ class SearchConfig:
     ``acc_over_std`` or a dotted path ``function(archs, values) -> array``."""
     std_floor: Optional[float] = None
     """Floor (pp) of the predicted std in ``acc_over_std``; ``None`` = the surrogate's recorded floor."""
+    pick_by: Optional[str] = None
+    """Rank the winners by this objective instead of the fitness, e.g. ``acc_1d_low`` (the lower
+    bound of the surrogate's 80 % interval: a pessimistic final pick after a search whose fitness
+    may be optimistic, ``acc_1d_high``); None: by the fitness."""
     strategy: Any = "analognas_ea"
     """A strategy name (:data:`lightning_nas.search.strategies.STRATEGIES`) or ``{class_path, init_args}``."""
     chip: dict[str, Any] = field(default_factory=dict)
@@ -113,6 +117,10 @@ class SearchResult:
         the same top accuracy for many architectures) is broken by the search's objectives in
         their order (e.g. lower AVM, then lower energy), then by the order of evaluation."""
         tie_break = self.evaluator.objectives.oriented_of if self.evaluator is not None else (lambda i: [])
+        pick = self.evaluator.objectives.pick if self.evaluator is not None else None
+        if pick is not None:  # search.pick_by
+            return sorted((i for i in self.history if i.feasible),
+                          key=lambda i: (-pick.sign * i.values[pick.name], -i.fitness, *tie_break(i)))
         return sorted((i for i in self.history if i.feasible), key=lambda i: (-i.fitness, *tie_break(i)))
 
     @property
@@ -132,7 +140,7 @@ class Evaluator:
         self.chip: ChipConfig = chip_from(cfg.chip)
         self.objectives = ObjectiveSet(cfg.objectives, cfg.constraints, cfg.fitness,
                                        cfg.std_floor if cfg.std_floor is not None else std_floor,
-                                       cfg.max_params, cfg.max_avm)
+                                       cfg.max_params, cfg.max_avm, cfg.pick_by)
         self.steering = self.objectives  # run() narrows it to what its strategy needs while searching
         self.cache: dict[Architecture, Individual] = {}
         self._params: dict[Architecture, int] = {}

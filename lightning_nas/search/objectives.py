@@ -35,7 +35,10 @@ RANK_SCORE = "acc_1d_score"
 """A predictor's optional score that orders acc_1d without ties (the surrogate's raw ranker score,
 of which its acc_1d is a calibration that caps beyond the campaign's range): with fitness acc_1d a
 search ranks by it, while acc_1d stays what is displayed and what constraints use."""
-OPTIONAL_PREDICTOR_OUTPUTS = ("p_learned", "acc_1d_score")
+INTERVAL_OUTPUTS = tuple(f"{label}_{side}" for label in PREDICTOR_OUTPUTS for side in ("low", "high"))
+"""The bounds of a surrogate's prediction intervals (:mod:`lightning_nas.surrogate.intervals`):
+constraints and objectives can use them instead of the point predictions (``avm_high < 2``)."""
+OPTIONAL_PREDICTOR_OUTPUTS = ("p_learned", "acc_1d_score", *INTERVAL_OUTPUTS)
 """Outputs of the shipped predictor that a plug-in predictor need not return (unless used)."""
 SOURCES = ("predictor", "n_params", "hardware")
 UNITS = {"acc_1d": "%", "avm": "pp", "std": "pp", "p_learned": "probability", "n_params": "parameters", "tiles": "tiles",
@@ -46,7 +49,11 @@ LABELS = {"acc_1d": "predicted 1-day accuracy", "avm": "predicted AVM", "std": "
           "p_learned": "predicted probability of learning",
           "n_params": "parameters", "tiles": "analog tiles", "utilisation": "tile utilisation",
           "mvms": "tile MVMs", "adc_conversions": "ADC conversions", "latency_us": "estimated latency",
-          "energy_uj": "estimated energy"}
+          "energy_uj": "estimated energy",
+          **{f"{k}_{side}": f"{'lower' if side == 'low' else 'upper'} bound of the {LABEL} (80 % interval)"
+             for k, LABEL in (("acc_1d", "predicted 1-day accuracy"), ("avm", "predicted AVM"),
+                              ("std", "predicted 1-day std")) for side in ("low", "high")}}
+UNITS.update({name: UNITS[name.rsplit("_", 1)[0]] for name in INTERVAL_OUTPUTS})
 
 
 def label(name: str) -> str:
@@ -157,7 +164,8 @@ class ObjectiveSet:
     """Computes the values of objectives, constraints and the fitness for a batch of architectures."""
 
     def __init__(self, objectives: Sequence[Any], constraints: Sequence[Any], fitness: str,
-                 std_floor: Optional[float], max_params: Optional[int], max_avm: Optional[float]) -> None:
+                 std_floor: Optional[float], max_params: Optional[int], max_avm: Optional[float],
+                 pick_by: Optional[str] = None) -> None:
         self.objectives = [parse_objective(o) for o in objectives]
         if not self.objectives:
             raise UserError("search.objectives must name at least one objective, e.g. [acc_1d, avm, energy_uj]")
@@ -173,6 +181,10 @@ class ObjectiveSet:
         self.std_floor = std_floor
         self._fitness = self._fitness_function(self.fitness_name)
         self.extra = {c.name: parse_objective(c.name) for c in self.constraints}
+        self.pick = parse_objective(pick_by) if pick_by is not None else None
+        """``search.pick_by``: what ranks the winners instead of the fitness."""
+        if self.pick is not None:
+            self.extra.setdefault(self.pick.name, self.pick)
         self.needed = {o.name: o for o in [*self.objectives, *self.extra.values()]}
         for name in ("acc_1d", "avm", "std"):  # always reported
             self.needed.setdefault(name, Objective(name, default_direction(name), "predictor"))
@@ -254,8 +266,10 @@ class ObjectiveSet:
 
                 values[o.name] = np.asarray(resolve(o.source)(archs, values), dtype=np.float64).reshape(n)
             elif o.name not in values:
+                hint = ("; a fit-surrogate directory fitted before prediction intervals has none: refit it with "
+                        "fit-surrogate" if o.name in INTERVAL_OUTPUTS else "")
                 raise UserError(f"objective {o.name!r}: the predictor returned no such output "
-                                f"(it returned {', '.join(sorted(predictions))})")
+                                f"(it returned {', '.join(sorted(predictions))}){hint}")
         fitness = np.asarray(self._fitness(archs, values), dtype=np.float64).reshape(n)
         feasible = np.ones(n, dtype=bool)
         for c in self.constraints:

@@ -15,6 +15,7 @@ from lightning_nas.files import staged_directory
 from lightning_nas.surrogate.ceiling import label_ceiling, with_ratios
 from lightning_nas.surrogate.data import (LEARNED_METRIC, TrainingSet, comparison_targets, default_learned_threshold,
                                          inputs, learned_mask, training_set)
+from lightning_nas.surrogate.intervals import calibrate_intervals, measured_coverage
 from lightning_nas.surrogate.meta import Learned, SurrogateMeta
 from lightning_nas.surrogate.mlp import MLPParams, fit_mlp_ranker
 from lightning_nas.surrogate.models import (XGBParams, calibrate, calibration, fit_learned_classifier,
@@ -229,6 +230,19 @@ class SurrogateFit:
         return [directory / p.name for p in written]
 
 
+def prediction_intervals(fitted: dict[str, Fitted], data: TrainingSet, floor: float) -> dict[str, Any]:
+    """The shipped models' interval calibrations (:mod:`lightning_nas.surrogate.intervals`) from their
+    held-out predictions, as the predictor makes them (std above its floor), with measured coverage."""
+    out = {}
+    for target in ("acc_1d", "avm", "std"):
+        one = fitted[PREDICTOR_MODELS[target].name]
+        predicted = np.maximum(one.predicted, floor) if target == "std" else np.asarray(one.predicted)
+        measured = data.y[target][one.rows]
+        keys = [data.archs[i].id for i in one.rows]
+        out[target] = {**calibrate_intervals(predicted, measured), **measured_coverage(predicted, measured, keys)}
+    return out
+
+
 STD_FLOOR_PERCENTILE = 5
 
 
@@ -284,14 +298,18 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
     if kfold:
         report["kfold"] = kfold_metrics(data.x, y, learned, kfold, xgb, mlp, seed, not_learned)
         report["kfold_k"] = kfold
+    floor = std_floor(data.y["std"][learned])
+    intervals = prediction_intervals(fitted, data, floor)
+    report["intervals"] = intervals
     analogs = sorted({json.dumps(r["analog"], sort_keys=True) for r in rows})
     classifier = fitted[PREDICTOR_MODELS["learned"].name]
     constant = None if classifier.model is not None else classifier.settings["share"]
-    meta = SurrogateMeta(std_floor=std_floor(data.y["std"][learned]), learned=Learned(threshold, LEARNED_METRIC, constant),
+    meta = SurrogateMeta(std_floor=floor, learned=Learned(threshold, LEARNED_METRIC, constant),
                          rows=len(rows), n_train=int(len(train)), data=source, seed=seed, split=SPLIT,
                          analog=json.loads(analogs[0]), analog_configs=len(analogs),
                          acc_1d_calibration=fitted[PREDICTOR_MODELS["acc_1d"].name].settings["calibration"],
-                         xgb=asdict(xgb), mlp=asdict(mlp), mlp_hidden=mlp.hidden, metrics=report, task=task)
+                         xgb=asdict(xgb), mlp=asdict(mlp), mlp_hidden=mlp.hidden, metrics=report, task=task,
+                         intervals=intervals)
     predictor = SurrogatePredictor({target: fitted[spec.name].model for target, spec in PREDICTOR_MODELS.items()},
                                    meta, mlp=fitted[MLP_MODEL.name].model)
     report["comparison"] = comparison_table(report["holdout"], report.get("kfold"))

@@ -60,6 +60,10 @@ class SurrogateMeta:
     """The fit's quality report (what ``report.json`` holds)."""
     task: Optional[dict[str, Any]] = None
     """:class:`lightning_nas.task.TaskInfo` as a dict; ``None`` when the rows recorded none."""
+    intervals: Optional[dict[str, Any]] = None
+    """Per label (acc_1d, avm, std): the calibration of its prediction intervals
+    (:mod:`lightning_nas.surrogate.intervals`: ``level``, ``edges``, ``low``, ``high``) and their
+    measured ``coverage``; ``None`` for surrogates fitted before intervals."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Keys of the file this version does not know, kept as read."""
 
@@ -167,6 +171,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_interval(cal: Any) -> bool:
+    return (isinstance(cal, dict) and _is_number(cal.get("level"))
+            and all(isinstance(cal.get(k), list) and all(map(_is_number, cal[k])) for k in ("edges", "low", "high"))
+            and len(cal["low"]) == len(cal["high"]) == len(cal["edges"]) + 1)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -180,5 +190,7 @@ FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "n_train": (_is_int, "a number of rows"), "data": (_of_type(str), "a path"), "seed": (_is_int, "an integer"),
     "split": (_of_type(str), "a text"), "analog_configs": (_is_int, "a count"), "xgb": (_of_type(dict), "an object"),
     "mlp": (_of_type(dict), "an object"), "mlp_hidden": (_of_type(list), "a list"),
-    "metrics": (_of_type(dict), "an object"), "task": (_of_type(dict), "an object")}
+    "metrics": (_of_type(dict), "an object"), "task": (_of_type(dict), "an object"),
+    "intervals": (lambda v: isinstance(v, dict) and all(_is_interval(c) for c in v.values()),
+                  "per label {level, edges, low, high} with one more offset than edges")}
 """The other fields' JSON types (``null`` is allowed for each: a field the fit did not record)."""

@@ -15,6 +15,7 @@ from lightning_nas.errors import UserError
 from lightning_nas.space import Architecture
 from lightning_nas.surrogate.data import feature_matrix
 from lightning_nas.surrogate.meta import REBUILD, SurrogateMeta
+from lightning_nas.surrogate.intervals import interval
 from lightning_nas.surrogate.models import calibrate
 from lightning_nas.surrogate.specs import MLP_MODEL, PREDICTOR_MODELS, ModelSpec
 
@@ -73,17 +74,26 @@ class SurrogatePredictor:
 
     def predict(self, archs: Sequence[Architecture], analog: Optional[dict[str, float]] = None) -> dict[str, np.ndarray]:
         if not archs:
-            return {"acc_1d": np.empty(0), "acc_1d_score": np.empty(0), "avm": np.empty(0), "std": np.empty(0),
-                    "p_learned": np.empty(0)}
+            return {k: np.empty(0) for k in self.outputs}
         x = feature_matrix(archs, analog or self.meta.analog)
         classifier = self.models.get("learned")
         p_learned = (classifier.predict_proba(x)[:, 1].astype(np.float64) if classifier is not None
                      else np.full(len(archs), float(self.meta.learned.constant)))
         score = self.models["acc_1d"].predict(x).astype(np.float64)
-        return {"acc_1d": calibrate(score, self.meta.acc_1d_calibration), "acc_1d_score": score,
-                "avm": self.models["avm"].predict(x).astype(np.float64),
-                "std": np.clip(self.models["std"].predict(x).astype(np.float64), self.std_floor, None),
-                "p_learned": p_learned}
+        out = {"acc_1d": calibrate(score, self.meta.acc_1d_calibration), "acc_1d_score": score,
+               "avm": self.models["avm"].predict(x).astype(np.float64),
+               "std": np.clip(self.models["std"].predict(x).astype(np.float64), self.std_floor, None),
+               "p_learned": p_learned}
+        for target, cal in (self.meta.intervals or {}).items():  # the bounds of each label's interval
+            out[f"{target}_low"], out[f"{target}_high"] = interval(out[target], cal)
+        return out
+
+    @property
+    def outputs(self) -> list[str]:
+        """What :meth:`predict` returns: the labels, the ranker's score, ``p_learned`` and, for a
+        surrogate with intervals, ``<label>_low`` and ``<label>_high``."""
+        bounds = [f"{t}_{side}" for t in (self.meta.intervals or {}) for side in ("low", "high")]
+        return ["acc_1d", "acc_1d_score", "avm", "std", "p_learned", *bounds]
 
     @property
     def std_floor(self) -> float:

@@ -181,10 +181,29 @@ def markdown_report(report: dict[str, Any], std_floor: float, source: str) -> st
              "of the learned rows' 1-day stds).",
              "", "## Models", "", models_table(report["holdout"], report.get("kfold")),
              "", "## Comparison of learners", "", report["comparison"],
+             "", "## Prediction intervals", "", intervals_table(report.get("intervals") or {}),
              "", "## Label-noise ceiling", "", format_ceiling(report.get("ceiling") or {}),
              "", "## Figures", "",
              "| coverage (t-SNE) | 1-day accuracy ranker | MLP ranker | AVM regressor | 1-day std regressor |",
              "|---|---|---|---|---|",
              "| ![coverage](coverage.png) | ![acc_1d](scatter_acc_1d.png) | ![mlp](scatter_mlp.png) "
              "| ![avm](scatter_avm.png) | ![std](scatter_std.png) |", ""]
+    return "\n".join(lines)
+
+
+def intervals_table(intervals: dict[str, Any]) -> str:
+    """The prediction intervals (:mod:`lightning_nas.surrogate.intervals`) as a Markdown table."""
+    if not intervals:
+        return "None recorded."
+    level = next(iter(intervals.values()))["level"]
+    lines = [f"Nominal {level:.0%} intervals, Mondrian split-conformal on the held-out rows (by the prediction's "
+             "level: bins split at `edges`, each with its residual offsets). Coverage and width measured on "
+             "held-out rows the intervals were not calibrated on (two halves, each checked with the other's).", "",
+             "| label | rows | bins split at | offsets (low, high) per bin | measured coverage | mean width |",
+             "|---|---|---|---|---|---|"]
+    for target, c in intervals.items():
+        offsets = "; ".join(f"{lo:+.2f}, {hi:+.2f}" for lo, hi in zip(c["low"], c["high"]))
+        edges = ", ".join(f"{e:.2f}" for e in c["edges"]) or "-"
+        lines.append(f"| {target} | {c.get('rows', '')} | {edges} | {offsets} | {c.get('coverage', float('nan')):.3f} "
+                     f"| {c.get('width', float('nan')):.2f} pp |")
     return "\n".join(lines)
