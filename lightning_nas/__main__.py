@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "build-dataset": "lightning_nas.commands.build_dataset",
     "fit-surrogate": "lightning_nas.commands.fit_surrogate",
     "search": "lightning_nas.commands.search",
+    "search-loop": "lightning_nas.commands.search_loop",
     "retrain": "lightning_nas.commands.retrain",
 }
 
@@ -36,6 +37,7 @@ USAGE = (
     "  build-dataset              train sampled architectures into a surrogate dataset (resumable)\n"
     "  fit-surrogate              train and evaluate the XGBoost (and MLP) surrogates\n"
     "  search                     evolutionary search with a surrogate under constraints\n"
+    "  search-loop                search, train the top candidates, refit the surrogate, again (resumable)\n"
     "  retrain                    train the search winners and a baseline fully, compare them"
 )
 

@@ -345,6 +345,19 @@ def threads_per_worker(workers: int, gpus: int, requested: Optional[int] = None)
     return None if gpus else max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
+def prepare_store(campaign: Campaign, store: RowStore) -> tuple[Any, str]:
+    """Check the campaign's task (its datamodule set up: a missing dataset fails here), bind ``store``
+    to the campaign and record the task; returns the datamodule and the task's name."""
+    from lightning_nas.classpath import instantiate
+    from lightning_nas.data import task_name
+
+    dm = instantiate(campaign.config["data"])  # validates the task arguments and gives the input shape
+    dm.setup()  # the split sizes, for the task record (a missing dataset fails here, before the store is bound)
+    store.bind(campaign.identity(), upgrade=upgrade_identity)
+    store.set_task(dm.task_info().to_dict())
+    return dm, task_name(type(dm))
+
+
 def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, threads: Optional[int] = None,
                  accelerator: str = "cpu", on_start: Callable[..., None] = lambda total, done, task, stage="": None,
                  on_row: Callable[[Row], None] = lambda row: None,
@@ -358,15 +371,8 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
     with ``replicates.first`` after the replicated architectures' rows and before the others, which
     start with ``on_start`` again). With ``campaign.fidelity.rungs`` the architectures go through the
     rungs first (successive halving) and only the promoted ones get rows of the full budget."""
-    from lightning_nas.classpath import instantiate
-    from lightning_nas.data import task_name
-
-    dm = instantiate(campaign.config["data"])  # validates the task arguments and gives the input shape
-    dm.setup()  # the split sizes, for the task record (a missing dataset fails here, before the store is bound)
-    store.bind(campaign.identity(), upgrade=upgrade_identity)
-    store.set_task(dm.task_info().to_dict())
+    dm, task = prepare_store(campaign, store)
     archs = campaign.architectures(dm.input_shape, dm.num_classes)
-    task = task_name(type(dm))
     archs = run_rungs(campaign, archs, store, executor, task, threads, accelerator, on_start, on_row)
     todo = architectures_to_train(archs, store)
     later: list[Architecture] = []

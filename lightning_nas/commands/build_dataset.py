@@ -56,12 +56,18 @@ def build_parser() -> CommandParser:
     return parser
 
 
-def main(argv: list[str]) -> None:
+def load(argv: list[str]) -> tuple[Any, Campaign]:
+    """The parsed options and the campaign of a build-dataset command line (``--config FILE ...``)."""
     argv, fit_options = take_fit_options(argv)  # --data.*, --model.*, ...: options of the fit config
     cfg = build_parser().parse_args(argv)
     campaign = Campaign.from_fit_config(cfg.fit_config, [*cfg.fit_args, *fit_options], Budget(**cfg.budget.as_dict()),
                                         Sampling(**cfg.sampling.as_dict()), cfg.campaign_dir,
                                         Replicates(**cfg.replicates.as_dict()), Fidelity(**cfg.fidelity.as_dict()))
+    return cfg, campaign
+
+
+def main(argv: list[str]) -> None:
+    cfg, campaign = load(argv)
     if cfg.workers is not None and cfg.workers < 0:
         raise UserError(f"workers must be >= 0, got {cfg.workers}")
     if cfg.executor not in ("local", "ray"):

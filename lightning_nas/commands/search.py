@@ -92,6 +92,12 @@ def prediction_errors_of(predictor: Any) -> dict[str, float]:
 
 
 def run_search(cfg: Any) -> dict[str, Any]:
+    """Search, write the outputs to ``cfg.out_dir``, print the winners; returns the summary."""
+    return search_and_write(cfg)[0]
+
+
+def search_and_write(cfg: Any) -> tuple[dict[str, Any], SearchResult]:
+    """:func:`run_search`, also returning the search's result (its feasible architectures, ranked)."""
     search = SearchConfig(**cfg.search.as_dict()) if hasattr(cfg.search, "as_dict") else cfg.search
     if cfg.top_k < 1:
         raise UserError(f"top_k must be >= 1 (winners to write), got {cfg.top_k}")
@@ -145,7 +151,7 @@ def run_search(cfg: Any) -> dict[str, Any]:
     print(f"wrote {out}/winners/, pareto.csv ({len(front)} architectures over "
           f"{result.evaluator.objectives.describe()}; hypervolume {summary['hypervolume']:.4f}), history.csv, "
           "summary.json, best_so_far.png, pareto.png", file=sys.stderr)
-    return summary
+    return summary, result
 
 
 def search_task(predictor: Any, spec: Any, task: Optional[str], input_shape: Optional[tuple],
