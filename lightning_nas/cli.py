@@ -96,6 +96,12 @@ class AnalogNASCLI(LightningCLI):
         spec = init.get("architecture") if init else None
         if isinstance(spec, str) and (spec.endswith((".yaml", ".yml")) or Path(spec).is_file()):
             init["architecture"] = load_architecture(spec).to_dict()
+        if subcommand == "fit" and init:  # a run length the recipe can't train: before any model is built
+            from lightning_nas.module import AnalogNASModule
+
+            AnalogNASModule.check_epochs(init.get("digital_warmup_epochs", 0) or 0,
+                                         init.get("digital_warmup_fraction", 0.0) or 0.0,
+                                         section.get("trainer", {}).get("max_epochs"))
 
     def _parse_ckpt_path(self) -> None:
         """Check ``--ckpt_path`` first (one error line for a missing or damaged file), and say when the

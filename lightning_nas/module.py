@@ -133,6 +133,20 @@ class AnalogNASModule(L.LightningModule):
         return self.warmup_for(self.hparams.digital_warmup_epochs, self.hparams.get("digital_warmup_fraction", 0.0),
                                self.trainer.max_epochs if self._trainer is not None else None)
 
+    @classmethod
+    def check_epochs(cls, epochs: int, fraction: float, max_epochs: Optional[int]) -> None:
+        """Refuse a run length the recipe can't train: a warm-up fraction without a positive
+        ``max_epochs``, or a warm-up that leaves no hardware-aware epoch (``fit`` checks this before
+        it builds anything; the module again when fitting starts)."""
+        if fraction and (max_epochs is None or max_epochs < 1):
+            raise UserError(f"digital_warmup_fraction needs a positive trainer.max_epochs (the run's length), got "
+                            f"{max_epochs}; give --trainer.max_epochs N (N >= 2), or digital_warmup_epochs instead")
+        warmup = cls.warmup_for(epochs, fraction, max_epochs)
+        if max_epochs is not None and 0 <= max_epochs <= warmup:
+            raise UserError(f"model.digital_warmup_epochs ({warmup}) must be smaller than trainer.max_epochs "
+                            f"({max_epochs}), or the network never trains hardware-aware; lower "
+                            f"--model.init_args.digital_warmup_epochs (0 = analog from the first step)")
+
     @staticmethod
     def warmup_for(epochs: int, fraction: float, max_epochs: Optional[int]) -> int:
         """The rule of :attr:`warmup_epochs` for given arguments and run length."""
@@ -234,14 +248,9 @@ class AnalogNASModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_fit_start(self) -> None:
-        warmup, max_epochs = self.warmup_epochs, self.trainer.max_epochs
-        if not self.is_analog and self.hparams.get("digital_warmup_fraction", 0.0) and (max_epochs or -1) < 0:
-            raise UserError("digital_warmup_fraction needs trainer.max_epochs (the run's length); give "
-                            "digital_warmup_epochs instead (or digital_warmup_fraction 0)")
-        if not self.is_analog and max_epochs is not None and 0 <= max_epochs <= warmup:
-            raise UserError(f"model.digital_warmup_epochs ({warmup}) must be smaller than trainer.max_epochs "
-                            f"({max_epochs}), or the network never trains hardware-aware; lower "
-                            f"--model.init_args.digital_warmup_epochs (0 = analog from the first step)")
+        if not self.is_analog:
+            self.check_epochs(self.hparams.get("digital_warmup_epochs", 0),
+                              self.hparams.get("digital_warmup_fraction", 0.0), self.trainer.max_epochs)
         rank_zero_info(f"architecture {self.arch.id} {self.arch.describe()}: {self.n_params:,} parameters, "
                    f"analog preset {self.analog_config.preset!r}")
 

@@ -72,6 +72,15 @@ def test_bad_input_is_one_clear_line_and_exit_2(run_cli, args, fragments):
     assert_one_line_error(run_cli("fit", "--config", DIGITS, *args), *fragments)
 
 
+@pytest.mark.parametrize("epochs", ["0", "-1"])
+def test_a_run_length_the_recipe_cant_train_is_refused_before_any_model_is_built(run_cli, tmp_path, epochs):
+    proc = run_cli("fit", "--config", DIGITS, "--trainer.max_epochs", epochs)
+    assert_one_line_error(proc, f"digital_warmup_fraction needs a positive trainer.max_epochs (the run's length), "
+                                f"got {epochs}")
+    assert "parameters" not in proc.stdout + proc.stderr and "Total params" not in proc.stdout  # no model summary
+    assert not list(tmp_path.iterdir())  # nothing written (no run folder)
+
+
 def test_missing_dataset_error_names_the_place_and_the_fix(run_cli, tmp_path):
     proc = run_cli("fit", "--config", str(ROOT / "configs" / "cifar10" / "fit.yaml"),
                    "--data.init_args.data_dir", str(tmp_path / "nowhere"))
