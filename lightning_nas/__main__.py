@@ -107,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         elif command in SUBCOMMANDS:
             importlib.import_module(SUBCOMMANDS[command]).main(rest)
         else:
-            print(f"error: unknown subcommand {command!r}\n{USAGE}", file=sys.stderr)
+            import difflib
+
+            near = difflib.get_close_matches(command, LIGHTNING_SUBCOMMANDS + tuple(SUBCOMMANDS), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            print(f"error: unknown subcommand {command!r}{hint}\n{USAGE}", file=sys.stderr)
             return 2
     except BrokenPipeError:
         if not _stdout_closed():  # a pipe to a worker, not `python -m lightning_nas space | head`

@@ -89,7 +89,10 @@ def test_missing_dataset_error_names_the_place_and_the_fix(run_cli, tmp_path):
 
 def test_unknown_subcommand_and_space_command(run_cli):
     proc = run_cli("bogus")
-    assert proc.returncode == 2 and "unknown subcommand 'bogus'" in proc.stderr
+    assert proc.returncode == 2 and "unknown subcommand 'bogus'\n" in proc.stderr  # nothing close: no guess
+    proc = run_cli("fitt")
+    assert proc.returncode == 2 and "error: unknown subcommand 'fitt'; did you mean fit?" in proc.stderr
+    assert "did you mean search-loop?" in run_cli("search_loop").stderr
     proc = run_cli("space", "--sample", "3", "--max_params", "50000", "--seed", "1")
     assert proc.returncode == 0
     assert "distinct architectures: 388286007948448512" in proc.stdout
