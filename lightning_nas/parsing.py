@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from typing import Any, NoReturn, Optional
 
 from jsonargparse import ArgumentParser, set_parsing_settings
@@ -65,10 +66,19 @@ class OneLineErrors:
         prog = self.prog.replace(" [options]", "")  # type: ignore[attr-defined]
         if cause is not None:
             raise ParserError(str(cause))
+        sub = re.search(r"Subcommand '([^']+)'", message)
+        if sub and not prog.endswith(f" {sub.group(1)}"):
+            prog = f"{prog} {sub.group(1)}"  # the help that lists the subcommand's options
         raise ParserError(f"{one_line(message)}{self._suggestion(message)} (see {prog} --help)")
 
+    def parse_args(self, args: Any = None, *pargs: Any, **kwargs: Any) -> Any:
+        self._args = list(args) if args is not None else sys.argv[1:]  # for errors: which config file said it
+        return super().parse_args(args, *pargs, **kwargs)  # type: ignore[misc]
+
     def _suggestion(self, message: str) -> str:
-        """``; did you mean --trainer.max_epochs?`` for a mistyped option."""
+        """The one did-you-mean of every parser: ``; did you mean --trainer.max_epochs?`` for a
+        mistyped option on the command line, and for a mistyped key of a config file the file and
+        line it is on with the nearest known key."""
         import difflib
 
         unknown = re.findall(r"(--[\w.\-]+)", message) if "nrecognized arguments" in message else []
@@ -77,7 +87,52 @@ class OneLineErrors:
             close = difflib.get_close_matches(option, known, n=1, cutoff=0.75)
             if close:
                 return f"; did you mean {close[0]}?"
-        return ""
+        key, parser = unknown_key(message, self)
+        if key is None:
+            return ""
+        options = [o[2:] for o in getattr(parser, "_option_string_actions", {}) if o.startswith("--")]
+        close = difflib.get_close_matches(key, options, n=1, cutoff=0.75)
+        where = config_file_of(key, getattr(self, "_args", []))
+        return (f"; did you mean {close[0]}?" if close else "") + (f" ({where})" if where else "")
+
+
+def unknown_key(message: str, parser: Any) -> tuple[Optional[str], Any]:
+    """The dotted key a jsonargparse "does not accept option" / "is not accepted" message names, and
+    the parser whose options it should have been (a subcommand's own, for LightningCLI)."""
+    found = re.search(r"(Group|Subcommand) '([^']+)' does not accept option '([^']+)'", message)
+    if found:
+        kind, name, key = found.groups()
+        if kind == "Group":
+            return f"{name}.{key}", parser
+        action = getattr(parser, "_subcommands_action", None)
+        return key, (getattr(action, "choices", {}) or {}).get(name, parser)
+    found = re.search(r"Option '([^']+)' is not accepted", message)
+    return (found.group(1), parser) if found else (None, parser)
+
+
+def config_file_of(key: str, args: list[str]) -> str:
+    """``FILE line N`` of the last ``--config FILE`` in ``args`` that sets the dotted ``key``, or ""."""
+    import yaml
+
+    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
+    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for path in reversed(files):
+        try:
+            node = yaml.compose(open(path).read())
+        except (OSError, yaml.YAMLError):
+            continue
+        for part in key.split("."):
+            if not isinstance(node, yaml.MappingNode):
+                node = None
+                break
+            node_for = {k.value: (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+            if part not in node_for:
+                node = None
+                break
+            key_node, node = node_for[part]
+        if node is not None:
+            return f"{path} line {key_node.start_mark.line + 1}"
+    return ""
 
 
 class CommandParser(OneLineErrors, ArgumentParser):

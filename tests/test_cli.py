@@ -81,6 +81,18 @@ def test_a_run_length_the_recipe_cant_train_is_refused_before_any_model_is_built
     assert not list(tmp_path.iterdir())  # nothing written (no run folder)
 
 
+def test_a_mistyped_key_in_a_config_file_names_the_file_line_and_the_nearest_key(run_cli, tmp_path):
+    (tmp_path / "bad.yaml").write_text("seed_everything: 1\ntrainer:\n  max_epoch: 3\n")
+    proc = run_cli("fit", "--config", DIGITS, "--config", "bad.yaml")
+    assert_one_line_error(proc, "'trainer.max_epoch'", "did you mean trainer.max_epochs?", "(bad.yaml line 3)",
+                          "(see python -m lightning_nas fit --help)")
+    (tmp_path / "s.yaml").write_text("search:\n  populaton: 3\n")
+    proc = run_cli("search", "--config", str(ROOT / "configs" / "digits" / "search.yaml"), "--config=s.yaml")
+    assert_one_line_error(proc, "did you mean search.population?", "(s.yaml line 2)")
+    (tmp_path / "l.yaml").write_text("rounds: 2\ncandidats: 3\n")
+    assert_one_line_error(run_cli("search-loop", "--config", "l.yaml"), "did you mean candidates?", "(l.yaml line 2)")
+
+
 def test_missing_dataset_error_names_the_place_and_the_fix(run_cli, tmp_path):
     proc = run_cli("fit", "--config", str(ROOT / "configs" / "cifar10" / "fit.yaml"),
                    "--data.init_args.data_dir", str(tmp_path / "nowhere"))
