@@ -440,7 +440,7 @@ def test_conformal_intervals_cover_new_rows_at_their_level_and_follow_the_predic
     """Held-out residuals calibrate the intervals; on fresh rows from the same distribution they hold
     about 80 % of the measured labels. Per bin of the prediction: where predictions run low (the
     low-prediction bin here, as AVM in the selected region), the interval is shifted up."""
-    from lightning_nas.surrogate.intervals import calibrate_intervals, interval, measured_coverage
+    from lightning_nas.surrogate.intervals import calibrate_intervals, interval, measured_coverage, recentred
 
     rng = np.random.default_rng(0)
 
@@ -458,6 +458,10 @@ def test_conformal_intervals_cover_new_rows_at_their_level_and_follow_the_predic
     fresh_p, fresh_y = draw(20000)
     lo, hi = interval(fresh_p, cal)
     assert 0.75 < np.mean((fresh_y >= lo) & (fresh_y <= hi)) < 0.87
+    low_bin = fresh_p < cal["edges"][0]
+    assert np.mean(fresh_y[low_bin] - fresh_p[low_bin]) > 1.2  # the model's own points: biased there
+    assert abs(np.mean(fresh_y[low_bin] - recentred(fresh_p, cal)[low_bin])) < 0.35  # recentred: not any more
+    assert np.array_equal(recentred(fresh_p, {k: v for k, v in cal.items() if k != "shift"}), fresh_p)  # older
     measured = measured_coverage(p, y, [str(i) for i in range(len(p))])
     assert 0.7 < measured["coverage"] < 0.9 and measured["rows"] == 300 and measured["width"] > 0
     few = calibrate_intervals(p[:30], y[:30])  # too few rows for three bins: one
@@ -474,6 +478,13 @@ def test_the_shipped_surrogate_predicts_intervals_and_the_search_can_constrain_a
     for label in ("acc_1d", "avm", "std"):
         assert np.all(p[f"{label}_low"] <= p[f"{label}_high"]) and np.ptp(p[f"{label}_high"] - p[f"{label}_low"]) > 0
     meta = SurrogateMeta.read(SHIPPED)
+    from lightning_nas.surrogate.data import feature_matrix
+    from lightning_nas.surrogate.intervals import recentred
+
+    raw = predictor.models["avm"].predict(feature_matrix(archs, meta.analog)).astype(float)
+    assert np.allclose(p["avm"], recentred(raw, meta.intervals["avm"])) and not np.allclose(p["avm"], raw)
+    assert meta.intervals["avm"]["shift"][0] > 0.3  # low predicted AVM measures higher: moved up
+    assert meta.intervals["avm"]["mae_recentred"] < meta.intervals["avm"]["mae_raw"]
     assert all(0.7 < meta.intervals[t]["coverage"] < 0.9 for t in ("acc_1d", "avm", "std"))
     args = ["--predictor", str(SHIPPED), "--task", "digits", "--out_dir", str(tmp_path / "s"),
             "--search.population", "40", "--search.iterations", "8", "--search.survivors", "30",

@@ -174,7 +174,10 @@ def _is_number(value: Any) -> bool:
 def _is_interval(cal: Any) -> bool:
     return (isinstance(cal, dict) and _is_number(cal.get("level"))
             and all(isinstance(cal.get(k), list) and all(map(_is_number, cal[k])) for k in ("edges", "low", "high"))
-            and len(cal["low"]) == len(cal["high"]) == len(cal["edges"]) + 1)
+            and len(cal["low"]) == len(cal["high"]) == len(cal["edges"]) + 1
+            and all(k not in cal or isinstance(cal[k], list) and len(cal[k]) == len(cal["low"])
+                    and all(map(_is_number, cal[k])) for k in ("shift", "centre"))
+            and ("shift" in cal) == ("centre" in cal))
 
 
 def _is_int(value: Any) -> bool:

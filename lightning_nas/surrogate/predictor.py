@@ -15,7 +15,7 @@ from lightning_nas.errors import UserError
 from lightning_nas.space import Architecture
 from lightning_nas.surrogate.data import feature_matrix
 from lightning_nas.surrogate.meta import REBUILD, SurrogateMeta
-from lightning_nas.surrogate.intervals import interval
+from lightning_nas.surrogate.intervals import interval, recentred
 from lightning_nas.surrogate.models import calibrate
 from lightning_nas.surrogate.specs import MLP_MODEL, PREDICTOR_MODELS, ModelSpec
 
@@ -86,6 +86,8 @@ class SurrogatePredictor:
                "p_learned": p_learned}
         for target, cal in (self.meta.intervals or {}).items():  # the bounds of each label's interval
             out[f"{target}_low"], out[f"{target}_high"] = interval(out[target], cal)
+            out[target] = recentred(out[target], cal)  # the point on its bin's median held-out residual
+        out["std"] = np.clip(out["std"], self.std_floor, None)
         return out
 
     @property

@@ -199,11 +199,15 @@ def intervals_table(intervals: dict[str, Any]) -> str:
     lines = [f"Nominal {level:.0%} intervals, Mondrian split-conformal on the held-out rows (by the prediction's "
              "level: bins split at `edges`, each with its residual offsets). Coverage and width measured on "
              "held-out rows the intervals were not calibrated on (two halves, each checked with the other's).", "",
-             "| label | rows | bins split at | offsets (low, high) per bin | measured coverage | mean width |",
-             "|---|---|---|---|---|---|"]
+             "The point prediction is recentred on its bin's median residual (`shift`); its mean absolute error "
+             "on the other half, recentred and raw, is in the last column.", "",
+             "| label | rows | bins split at | offsets (low, high; shift) per bin | measured coverage | mean width "
+             "| MAE recentred / raw |", "|---|---|---|---|---|---|---|"]
     for target, c in intervals.items():
-        offsets = "; ".join(f"{lo:+.2f}, {hi:+.2f}" for lo, hi in zip(c["low"], c["high"]))
+        shifts = c.get("shift", [float("nan")] * len(c["low"]))
+        offsets = "; ".join(f"{lo:+.2f}, {hi:+.2f}; {sh:+.2f}" for lo, hi, sh in zip(c["low"], c["high"], shifts))
         edges = ", ".join(f"{e:.2f}" for e in c["edges"]) or "-"
         lines.append(f"| {target} | {c.get('rows', '')} | {edges} | {offsets} | {c.get('coverage', float('nan')):.3f} "
-                     f"| {c.get('width', float('nan')):.2f} pp |")
+                     f"| {c.get('width', float('nan')):.2f} pp | {c.get('mae_recentred', float('nan')):.2f} / "
+                     f"{c.get('mae_raw', float('nan')):.2f} pp |")
     return "\n".join(lines)
