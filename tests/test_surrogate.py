@@ -365,7 +365,7 @@ def test_the_shipped_metadata_loads_as_a_typed_record_and_writes_back_unchanged(
     meta = SurrogateMeta.read(SHIPPED)
     assert meta.learned == Learned(32.5, "acc_1s", None) and meta.std_floor == 0.3924 and meta.split == fitting.SPLIT
     assert meta.task["name"] == "digits" and meta.tile_size == 512 and meta.extra == {}
-    assert set(meta.prediction_errors()) == {"acc_1d", "avm", "std"} and 1.9 < meta.prediction_errors()["avm"] < 2.0
+    assert set(meta.prediction_errors()) == {"acc_1d", "avm", "std"} and 1.8 < meta.prediction_errors()["avm"] < 1.9  # recentred
     text = (SHIPPED / "metadata.json").read_text()
     assert json.dumps(meta.to_json(), indent=2) == json.dumps(json.loads(text), indent=2)
     assert meta.write(tmp_path).read_text() == text

@@ -155,13 +155,18 @@ class SurrogateMeta:
 
     def prediction_errors(self) -> dict[str, float]:
         """The held-out mean absolute error (pp) of the predictions ``acc_1d``, ``avm`` and ``std`` as the
-        fit's report recorded them (AVM and std: over held-out architectures that learned); a
-        prediction without a (numeric) one is left out."""
+        fit's report recorded them (AVM and std: over held-out architectures that learned; for a
+        surrogate whose points are recentred, :mod:`~lightning_nas.surrogate.intervals`, the error of the
+        recentred points on held-out rows they were not calibrated on); a prediction without a
+        (numeric) one is left out."""
         holdout = (self.metrics or {}).get("holdout")
         errors = {}
         for target, model in PREDICTOR_MODELS.items():
             scores = holdout.get(model.name) if isinstance(holdout, dict) and model.error else None
             value = scores.get(model.error) if isinstance(scores, dict) else None
+            recentred = ((self.intervals or {}).get(target) or {}).get("mae_recentred")
+            if _is_number(recentred) and recentred == recentred:  # the points it predicts are recentred
+                value = recentred
             if _is_number(value) and value == value:
                 errors[target] = float(value)
         return errors
