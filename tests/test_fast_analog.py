@@ -14,6 +14,8 @@ from lightning_nas.errors import UserError
 from lightning_nas.fast_analog import FastAnalogConv2d
 from lightning_nas.module import AnalogNASModule
 
+from clamp_rules import RULES, emulated_torch, pinned_reference, torch_rule
+
 # Every test here runs on the CPU and, where one is visible, on CUDA (both paths on the device):
 # the `gpu` marker parametrizes `device` (conftest.py) and `_on_device` points DEVICE and X at it.
 pytestmark = pytest.mark.gpu
@@ -149,6 +151,7 @@ def test_weight_noise_matches_reference():
 
 def grads(layer, x, g, seed=5):
     layer.train()
+    layer.zero_grad(set_to_none=True)  # a second call measures afresh, not on top of the first
     x = x.clone().requires_grad_(True)
     torch.manual_seed(seed)
     (layer(x) * g).sum().backward()
@@ -163,11 +166,44 @@ def test_gradients_match_reference(scale, periphery, monkeypatch):
     ref, fast = pair(conv(), weight_noise_std=0.0, out_noise=0.0)
     x = X * scale
     g = torch.randn(8, 24, 10, 10, generator=torch.Generator().manual_seed(2)).to(DEVICE)
-    gr, gf = grads(ref, x, g), grads(fast, x, g)
-    for name, a, b in zip(("input", "weight"), gr[:2], gf[:2]):
-        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), name
-    assert torch.allclose(gr[3], gf[3], rtol=1e-3, atol=1e-4)  # learned output scales
-    assert torch.allclose(gr[2], gf[2], rtol=1e-3, atol=1e-4)  # learned input range
+    with pinned_reference():  # the reference under the fast path's boundary rule, whatever torch is installed
+        gr = grads(ref, x, g)
+    assert differing(gr, grads(fast, x, g)) == []
+
+
+GRADIENTS = ("input", "weight", "input range", "output scales")
+
+
+def differing(reference, fast) -> list[str]:
+    """The gradients (of :data:`GRADIENTS`) that differ: all four are checked before a test fails."""
+    return [name for name, a, b in zip(GRADIENTS, reference, fast)
+            if not torch.allclose(a, b, rtol=1e-3, atol=1e-4)]
+
+
+@pytest.mark.parametrize("periphery", ["auto", "eager"])
+@pytest.mark.parametrize("rule", RULES)
+def test_gradients_on_the_bounds_follow_the_pinned_rule_on_either_torch(rule, periphery, monkeypatch):
+    """Inputs exactly on the DAC bound (the input range) and outputs exactly on the ADC bound: the
+    fast path passes gradients strictly inside the bounds only; aihwkit's reference does whatever
+    the installed torch's clamp does there (``rule``, emulated). Pinned to the fast path's rule, the
+    reference matches it in all four gradients on either torch; unpinned on a torch that lets the
+    bound through, it does not (so these inputs do sit on the bounds)."""
+    monkeypatch.setenv("LIGHTNING_NAS_PERIPHERY", periphery)
+    ref, fast = pair(conv(), weight_noise_std=0.0, out_noise=0.0)
+    x = (X * 4).clone()
+    x[:, :, ::3, ::2] = 2.5 * torch.sign(x[:, :, ::3, ::2])  # exactly on the input range (2.5)
+    g = torch.randn(8, 24, 10, 10, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    with emulated_torch(rule):
+        with pinned_reference():
+            pinned = grads(ref, x, g)
+        as_torch_does = grads(ref, x, g)
+    fast_grads = grads(fast, x, g)
+    assert differing(pinned, fast_grads) == []
+    if rule == "inclusive":
+        assert {"input", "weight"} <= set(differing(as_torch_does, fast_grads))
+    else:
+        assert differing(as_torch_does, fast_grads) == []
+    assert torch_rule() in RULES  # the probe reads the installed torch's rule (documented in clamp_rules)
 
 
 @pytest.mark.parametrize("scale", [0.5, 4.0])
