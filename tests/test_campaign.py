@@ -392,6 +392,20 @@ def test_a_store_of_the_previous_format_resumes_and_is_migrated(tmp_path, monkey
         build_dataset.main([*args, "--store", str(other)])
 
 
+def test_replicates_first_without_replicates_announces_the_campaign_once(tmp_path, monkeypatch, capsys):
+    """``replicates.first`` with ``replicates.n 0`` (the shipped config with replicates off) is one
+    phase: one "campaign:" line and one progress bar, every architecture trained once."""
+    trained = []
+    monkeypatch.setattr(train_mod, "train_architecture",
+                        lambda job: trained.append(job.arch_id) or train_mod.base_row(job) | {"metrics": {"acc_1d": 1.0}})
+    build_dataset.main(["--budget.epochs", "1", "--budget.n_reps", "1", "--budget.threads", "1", "--sampling.n", "3",
+                        "--sampling.max_params", "20000", "--replicates.first", "true", "--replicates.n", "0",
+                        "--store", str(tmp_path / "s.sqlite"), "--campaign_dir", "null", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert err.count("campaign: 3 architectures") == 1 and "0 already in" in err
+    assert len(trained) == 3 == len(set(trained))
+
+
 def test_the_shipped_store_resumes_with_the_shipped_campaign_config():
     """configs/digits/campaign.yaml (a fit config and a budget) is the campaign the shipped store was
     built with: its identity (or the upgrade of the identity it was written with) is that config's."""

@@ -23,6 +23,24 @@ def args(store, n=3, limit=2, *extra):
 
 
 RAY = ["--executor", "ray", "--ray.local_cpus", "2", "--ray.num_cpus", "1"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_home(tmp_path_factory):
+    """Ray's home for these tests: a local instance turns token authentication on and writes its
+    token to ~/.ray/auth_token; that goes to a temporary home, not the user's (and a token left
+    there would switch later clusters of the user to token authentication)."""
+    saved = os.environ.get("HOME")
+    os.environ["HOME"] = str(tmp_path_factory.mktemp("home"))
+    try:
+        yield
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        if saved is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = saved
 COMPARED = ("arch_id", "status", "n_params", "metrics", "val_acc", "acc_eval", "features", "analog", "seed")
 
 

@@ -376,8 +376,8 @@ def run_campaign(campaign: Campaign, store: RowStore, executor: Executor, *, thr
     archs = run_rungs(campaign, archs, store, executor, task, threads, accelerator, on_start, on_row)
     todo = architectures_to_train(archs, store)
     later: list[Architecture] = []
-    if campaign.replicates.first:
-        early = {a.id for a in replicated(campaign, archs)}
+    early = {a.id for a in replicated(campaign, archs)} if campaign.replicates.first else set()
+    if early:  # the replicated architectures first (none chosen: one phase, announced once)
         todo, later = [a for a in todo if a.id in early], [a for a in todo if a.id not in early]
     stage = "full" if campaign.fidelity.rungs else ""
     on_start(len(archs), len(archs) - len(todo) - len(later), task, stage)
