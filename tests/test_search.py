@@ -254,7 +254,7 @@ def test_search_command_writes_reloadable_outputs(tmp_path, capsys):
 
 def test_infeasible_constraints_are_a_clear_message(tmp_path):
     with pytest.raises(UserError, match=r"none of the \d+ evaluated architectures satisfies the constraints "
-                                        r"\(n_params < 200000; avm < 0.5\)"):
+                                        r"\(n_params < 200000; avm < 0.5; tiles <= 64\)"):
         search_cmd.main(search_args(tmp_path, "--search.max_avm", "0.5"))
     with pytest.raises(UserError, match="raise search.max_params"):
         search_cmd.main(search_args(tmp_path, "--search.max_params", "100"))
@@ -297,13 +297,50 @@ def test_search_outputs_show_hardware_cost_objectives_and_hypervolume(tmp_path, 
         assert int(r["tiles"]) == cost.tiles and float(r["energy_uj"]) == pytest.approx(cost.energy_uj, rel=1e-3)
         assert (r["feasible"] == "True") == (cost.latency_us <= 200 and int(r["n_params"]) < 200_000)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["constraints"] == ["n_params < 200000", "latency_us <= 200"]
+    assert summary["constraints"] == ["n_params < 200000", "latency_us <= 200", "tiles <= 64"]  # + the chip
     assert 0 < summary["hypervolume"] <= 1 and summary["hypervolume_box"]["objectives"] == ["acc_1d", "avm", "tiles"]
     winner = yaml.safe_load((out / "winners" / "winner_1.yaml").read_text())
     assert winner["hardware"]["tiles"] == hardware_cost(load_architecture(str(out / "winners" / "winner_1.yaml")),
                                                         SHAPE, CLASSES, 512).tiles
     printed = capsys.readouterr().out
     assert "tiles" in printed and "latency_us" in printed and "energy_uj" in printed
+
+
+def test_winners_fit_the_chip_unless_the_bound_is_lifted(tmp_path):
+    """search.fit_chip (default true): an architecture needing more tiles than chip.n_tiles is
+    infeasible; false lifts the bound; a tiles constraint of the user's replaces it."""
+    chip = ["--search.chip", "{n_tiles: 40}", "--search.objectives", "[acc_1d, avm, tiles]"]
+    search_cmd.main(search_args(tmp_path, *chip))
+    history = list(csv.DictReader((tmp_path / "s" / "history.csv").open()))
+    assert any(int(r["tiles"]) > 40 for r in history)  # the stub landscape proposes bigger ones
+    assert all((r["feasible"] == "True") == (int(r["tiles"]) <= 40 and int(r["n_params"]) < 200_000) for r in history)
+    assert json.loads((tmp_path / "s" / "summary.json").read_text())["constraints"] == ["n_params < 200000", "tiles <= 40"]
+    search_cmd.main(search_args(tmp_path, *chip, "--search.fit_chip", "false", "--out_dir", str(tmp_path / "lifted")))
+    lifted = list(csv.DictReader((tmp_path / "lifted" / "history.csv").open()))
+    assert any(r["feasible"] == "True" and int(r["tiles"]) > 40 for r in lifted)
+    winners = [yaml.safe_load(p.read_text()) for p in (tmp_path / "lifted" / "winners").glob("winner_*.yaml")]
+    assert any(w["hardware"]["fits_chip"] is False for w in winners)  # said in the winner files
+    search_cmd.main(search_args(tmp_path, *chip, "--search.constraints", "[{name: tiles, max: 60}]",
+                                "--out_dir", str(tmp_path / "own")))
+    assert json.loads((tmp_path / "own" / "summary.json").read_text())["constraints"] == ["n_params < 200000", "tiles <= 60"]
+    with pytest.raises(UserError, match=r"search.fit_chip false or a larger search.chip.n_tiles"):
+        search_cmd.main(search_args(tmp_path, "--search.chip", "{n_tiles: 1}", "--search.max_params", "200000",
+                                    "--out_dir", str(tmp_path / "none")))
+
+
+@pytest.mark.parametrize("task", ["digits", "cifar10", "kws", "vww"])
+def test_every_tasks_search_config_bounds_avm_learning_and_the_chip(task):
+    """Each shipped search config carries the digits one's constraints: an AVM bound, p_learned >= 0.5
+    and the chip bound (search.fit_chip with the chip's tiles)."""
+    from conftest import ROOT
+    from lightning_nas.search.core import Evaluator
+
+    cfg = yaml.safe_load((ROOT / "configs" / task / "search.yaml").read_text())["search"]
+    search = SearchConfig(**cfg)
+    assert search.max_avm is not None and search.fit_chip is True and search.chip.get("n_tiles")
+    described = [c.describe() for c in Evaluator(TargetPredictor(), search, SHAPE, CLASSES).objectives.constraints]
+    assert f"avm < {search.max_avm:g}" in described and "p_learned >= 0.5" in described
+    assert f"tiles <= {search.chip['n_tiles']}" in described
 
 
 def test_predictor_and_strategy_arguments_from_the_command_line(tmp_path):

@@ -127,7 +127,8 @@ def search_and_write(cfg: Any) -> tuple[dict[str, Any], SearchResult]:
     if not feasible:
         bounds = "; ".join(c.describe() for c in result.evaluator.objectives.constraints)
         raise UserError(f"none of the {result.evaluations} evaluated architectures satisfies the constraints ({bounds}); "
-                        "relax them (search.max_avm, search.max_params, search.constraints)")
+                        "relax them (search.max_avm, search.max_params, search.constraints, search.fit_chip false "
+                        "or a larger search.chip.n_tiles for the chip bound)")
     out = Path(cfg.out_dir)
     winners = feasible[: cfg.top_k]
     front = pareto_front(feasible, result.evaluator.objectives.oriented_of)

@@ -59,6 +59,9 @@ class SearchConfig:
     """A strategy name (:data:`lightning_nas.search.strategies.STRATEGIES`) or ``{class_path, init_args}``."""
     chip: dict[str, Any] = field(default_factory=dict)
     """The chip of the hardware cost (:class:`lightning_nas.hardware_cost.ChipConfig` fields)."""
+    fit_chip: bool = True
+    """Constraint: an architecture's tiles fit the chip (``tiles <= chip.n_tiles``); ``false`` lifts
+    it (winners may then need more tiles than the chip has: ``fits_chip`` in the outputs says so)."""
     seed: int = 0
 
     @property
@@ -140,7 +143,8 @@ class Evaluator:
         self.chip: ChipConfig = chip_from(cfg.chip)
         self.objectives = ObjectiveSet(cfg.objectives, cfg.constraints, cfg.fitness,
                                        cfg.std_floor if cfg.std_floor is not None else std_floor,
-                                       cfg.max_params, cfg.max_avm, cfg.pick_by)
+                                       cfg.max_params, cfg.max_avm, cfg.pick_by,
+                                       max_tiles=self.chip.n_tiles if cfg.fit_chip else None)
         self.steering = self.objectives  # run() narrows it to what its strategy needs while searching
         self.cache: dict[Architecture, Individual] = {}
         self._params: dict[Architecture, int] = {}

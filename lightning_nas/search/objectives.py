@@ -165,7 +165,7 @@ class ObjectiveSet:
 
     def __init__(self, objectives: Sequence[Any], constraints: Sequence[Any], fitness: str,
                  std_floor: Optional[float], max_params: Optional[int], max_avm: Optional[float],
-                 pick_by: Optional[str] = None) -> None:
+                 pick_by: Optional[str] = None, max_tiles: Optional[int] = None) -> None:
         self.objectives = [parse_objective(o) for o in objectives]
         if not self.objectives:
             raise UserError("search.objectives must name at least one objective, e.g. [acc_1d, avm, energy_uj]")
@@ -177,6 +177,8 @@ class ObjectiveSet:
             self.constraints.insert(0, Constraint("n_params", max=max_params, strict=True))
         if max_avm is not None:
             self.constraints.append(Constraint("avm", max=max_avm, strict=True))
+        if max_tiles is not None and not any(c.name == "tiles" and c.max is not None for c in self.constraints):
+            self.constraints.append(Constraint("tiles", max=max_tiles))  # search.fit_chip: the chip's tiles
         self.fitness_name = "acc_1d" if fitness == "acc" else fitness  # "acc": the AnalogNAS name
         self.std_floor = std_floor
         self._fitness = self._fitness_function(self.fitness_name)
