@@ -110,6 +110,30 @@ def test_training_errors_become_statuses(tmp_path, monkeypatch):
     assert row.status == "failed" and "val_fraction" in row.message and row.traceback
 
 
+def test_rows_count_their_optimizer_steps_and_a_starved_budget_is_warned_once(tmp_path, monkeypatch, capsys):
+    """A row records the optimizer steps of its training, digital warm-up included (2 epochs of 3
+    batches: 6); a campaign whose rows train fewer than the recipe needs warns once, with the numbers."""
+    from lightning_nas.training import MIN_OPTIMIZER_STEPS
+
+    monkeypatch.chdir(tmp_path)
+    row = train_mod.train_architecture(tiny_job("--model.init_args.digital_warmup_epochs", "1", epochs=2,
+                                                limit_train_batches=3))
+    assert row.status == "ok" and row.steps == 6
+    assert [c for c in row.curves["hardware_aware"]] == [False, True]  # one warm-up epoch, one hardware-aware
+    steps = {"n": 40}
+    monkeypatch.setattr(train_mod, "train_architecture",
+                        lambda job: train_mod.base_row(job) | {"metrics": {"acc_1d": 1.0}, "steps": steps["n"]})
+    args = ["--budget.epochs", "2", "--budget.n_reps", "1", "--budget.threads", "1", "--sampling.n", "3",
+            "--sampling.max_params", "20000", "--campaign_dir", "null", "--workers", "0"]
+    build_dataset.main([*args, "--store", str(tmp_path / "a.sqlite")])
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "40 optimizer steps (2 epochs of 20 batches)" in warned[0]
+    assert f"fewer than the {MIN_OPTIMIZER_STEPS}" in warned[0] and "batch_size" in warned[0]
+    steps["n"] = MIN_OPTIMIZER_STEPS
+    build_dataset.main([*args, "--store", str(tmp_path / "b.sqlite")])
+    assert "warning:" not in capsys.readouterr().err
+
+
 def test_store_refuses_a_different_campaign_and_keeps_rows_once(tmp_path):
     with RowStore(tmp_path / "s.sqlite") as store:
         store.bind({"task": "a", "budget": {"epochs": 1}})

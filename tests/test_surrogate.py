@@ -119,6 +119,55 @@ def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
     assert wide["std"].min() >= meta["std_floor"]  # never below the floor the labels showed
 
 
+def test_a_small_campaign_is_fitted_with_a_warning_progress_and_no_library_warnings(tmp_path, capfd):
+    """12 rows hold out 2: the command says, in one line with the numbers, that the held-out metrics
+    can't be trusted (also in report.md and report.json), shows its steps in a progress bar, and no
+    library warning (scipy's constant-input one, xgboost's, scikit-learn's) reaches the user."""
+    import warnings
+
+    path = tmp_path / "small.sqlite"
+    with RowStore(path) as store:
+        for row in synthetic_rows(12):
+            store.add(row)
+    out = tmp_path / "sur"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning a user would see fails the test
+        warnings.simplefilter("ignore", DeprecationWarning)  # hidden outside __main__ (Python's default)
+        fit_surrogate.main(["--data", str(path), "--out_dir", str(out), "--mlp.epochs", "5", "--learned_threshold", "0"])
+    captured = capfd.readouterr()
+    text = captured.out + captured.err
+    warned = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "only 2 held-out rows" in warned[0] and "standard error of 1.00" in warned[0]
+    assert f"at least {fitting.MIN_HELD_OUT}" in warned[0] and "about 100 campaign rows at test_fraction 0.2" in warned[0]
+    assert "Warning" not in text.replace("**Warning:**", "") and "ConstantInput" not in text
+    steps = fitting.fit_steps(0)
+    assert f"{steps}/{steps}" in captured.err and "coverage plot (t-SNE)" in captured.err  # the bar, to its end
+    report = json.loads((out / "report.json").read_text())
+    assert report["warnings"] == [warned[0][len("warning: "):]]
+    assert f"**Warning:** {report['warnings'][0]}." in (out / "report.md").read_text()
+
+
+def test_held_out_sets_of_trustworthy_size_give_no_warning():
+    report = {"n_test": 20, "learned": {"n_test": 20}}
+    assert fitting.small_held_out(report, 0.2) == []
+    report["learned"]["n_test"] = 8  # enough rows, too few that learned
+    (warning,) = fitting.small_held_out(report, 0.2)
+    assert warning.startswith("only 8 held-out rows that learned (AVM, std)")
+    assert fitting.tau_standard_error(20) == pytest.approx(0.162, abs=1e-3)
+    assert fitting.tau_standard_error(2) == pytest.approx(1.0) and fitting.tau_standard_error(1) == float("inf")
+
+
+def test_rank_correlations_of_constant_values_are_undefined_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for pred, true in (([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]), ([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]), ([1.0], [2.0])):
+            q = ranking_quality(np.asarray(pred), np.asarray(true))
+            assert np.isnan(q["kendall_tau"]) and np.isnan(q["spearman_rho"])
+    assert ranking_quality(np.asarray([1.0, 2.0, 3.0]), np.asarray([3.0, 2.0, 1.0]))["kendall_tau"] == pytest.approx(-1)
+
+
 def test_csv_export_is_accepted_as_surrogate_data(store_path, tmp_path):
     with RowStore(store_path) as store:
         csv_path = export(store.rows(), tmp_path / "rows.csv")

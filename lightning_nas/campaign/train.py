@@ -149,6 +149,8 @@ class Row:
     metrics: Optional[dict[str, float]] = None
     """``acc_1s``, ``acc_1h``, ``acc_1d``, ``acc_30d``, ``acc_1d_std``, ``avm`` (%, pp)."""
     drift_samples: Optional[int] = None
+    steps: Optional[int] = None
+    """Optimizer steps of the training (rows trained before it was recorded have none)."""
     curves: Optional[dict[str, list[Any]]] = None
     """Per epoch: ``epoch``, ``train_loss``, ``val_acc`` (%), ``hardware_aware`` (false in the digital
     warm-up); rows trained before curves were recorded have none."""
@@ -248,6 +250,6 @@ def _train_into(job: Job, row: dict[str, Any]) -> None:
     row["n_params"] = model.n_params
     result = fit_and_evaluate(model, dm, trainer)
     row["val_acc"], row["acc_eval"], row["metrics"] = result.val_acc, result.test_acc, result.drift
-    row["drift_samples"], row["curves"] = result.drift_samples, result.curves
+    row["drift_samples"], row["curves"], row["steps"] = result.drift_samples, result.curves, result.steps
     if not all(math.isfinite(v) for v in row["metrics"].values()):
         row["status"], row["message"] = "diverged", "non-finite drift metrics"

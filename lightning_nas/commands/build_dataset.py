@@ -119,6 +119,12 @@ def main(argv: list[str]) -> None:
         bar = tqdm(total=n, desc="replicates", unit="run", dynamic_ncols=True)
 
     def on_row(row: Row) -> None:
+        from lightning_nas.training import few_steps
+
+        warning = few_steps(row.steps, row.epochs) if not seen["few_steps"] else None
+        if warning:  # once a run, from the first row that trained (the budget is the same for all)
+            seen["few_steps"] += 1
+            tqdm.write(f"warning: {warning}", file=sys.stderr)
         seen[row.status] += 1
         bar.set_postfix(diverged=seen["diverged"], failed=seen["failed"], last=f"{row.arch_id} {row.status}")
         bar.update(1)

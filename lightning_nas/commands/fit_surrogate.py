@@ -13,11 +13,12 @@ import sys
 from typing import Optional
 
 from jsonargparse import ActionConfigFile
+from tqdm import tqdm
 
 from lightning_nas.parsing import CommandParser
 from lightning_nas.surrogate.ceiling import format_ceiling
 from lightning_nas.surrogate.data import load_replicates, load_rows, load_task
-from lightning_nas.surrogate.fitting import fit_surrogate
+from lightning_nas.surrogate.fitting import fit_steps, fit_surrogate
 from lightning_nas.surrogate.mlp import MLPParams
 from lightning_nas.surrogate.models import XGBParams
 from lightning_nas.surrogate.report import models_table
@@ -43,11 +44,19 @@ def build_parser() -> CommandParser:
 def main(argv: list[str]) -> None:
     cfg = build_parser().parse_args(argv)
     rows = load_rows(cfg.data)
-    fit = fit_surrogate(rows, test_fraction=cfg.test_fraction, kfold=cfg.kfold, seed=cfg.seed,
-                        xgb=XGBParams(**cfg.xgb.as_dict()), mlp=MLPParams(**cfg.mlp.as_dict()),
-                        source=str(cfg.data), task=load_task(cfg.data, rows), replicates=load_replicates(cfg.data),
-                        learned_threshold=cfg.learned_threshold, diverged=load_rows(cfg.data, status="diverged"))
-    written = fit.save(cfg.out_dir)
+    with tqdm(total=fit_steps(cfg.kfold), desc="fit-surrogate", unit="step", dynamic_ncols=True) as bar:
+        def progress(step: str) -> None:  # the step that starts now; the one before is done
+            if bar.postfix:
+                bar.update(1)
+            bar.set_postfix_str(step)
+
+        fit = fit_surrogate(rows, test_fraction=cfg.test_fraction, kfold=cfg.kfold, seed=cfg.seed,
+                            xgb=XGBParams(**cfg.xgb.as_dict()), mlp=MLPParams(**cfg.mlp.as_dict()),
+                            source=str(cfg.data), task=load_task(cfg.data, rows),
+                            replicates=load_replicates(cfg.data), learned_threshold=cfg.learned_threshold,
+                            diverged=load_rows(cfg.data, status="diverged"), progress=progress)
+        written = fit.save(cfg.out_dir, progress)
+        bar.update(bar.total - bar.n)
     report = fit.report
     print(f"surrogate trained on {report['n_train']} rows, evaluated on {report['n_test']} held-out rows:",
           file=sys.stderr)
@@ -60,5 +69,7 @@ def main(argv: list[str]) -> None:
     print(f"models (held out: {report['n_test']} rows{folds}):\n" + models_table(report["holdout"], report.get("kfold")))
     print("\nmodel comparison:\n" + report["comparison"])
     print("\n" + format_ceiling(report["ceiling"]))
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"\nsaved to {cfg.out_dir}/ ({', '.join(p.name for p in written)}); every metric of every model is in "
           "report.json", file=sys.stderr)

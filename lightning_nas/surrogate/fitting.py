@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -19,11 +19,47 @@ from lightning_nas.surrogate.intervals import calibrate_intervals, measured_cove
 from lightning_nas.surrogate.meta import Learned, SurrogateMeta
 from lightning_nas.surrogate.mlp import MLPParams, fit_mlp_ranker
 from lightning_nas.surrogate.models import (XGBParams, calibrate, calibration, fit_learned_classifier,
-                                           fit_lgbm_regressor, fit_xgb_ranker, fit_xgb_regressor)
+                                           fit_lgbm_regressor, fit_threads, fit_xgb_ranker, fit_xgb_regressor)
 from lightning_nas.surrogate.predictor import SurrogatePredictor
 from lightning_nas.surrogate.report import (campaign_summary, classification_quality, comparison_table, coverage_plot,
                                            markdown_report, ranking_quality, regression_quality, scatter)
 from lightning_nas.surrogate.specs import MLP_MODEL, MODELS, PREDICTOR_MODELS, ModelSpec
+
+Progress = Callable[[str], None]
+"""Called with the name of each step of a fit as it starts (:func:`fit_steps` of them)."""
+
+MIN_HELD_OUT = 20
+"""Fewest held-out rows whose metrics the report trusts. Kendall's tau over n rows has a standard
+error of about sqrt(2(2n + 5) / (9n(n - 1))) with no correlation: 0.16 at 20 rows (a tau of 0.8 is
+then told from 0.5), 0.24 at 10 and 1.0 at 2, where any tau is +-1. A campaign needs 100 rows at the
+default test_fraction of 0.2."""
+
+
+def tau_standard_error(n: int) -> float:
+    """The standard error of Kendall's tau over ``n`` uncorrelated pairs (inf below 2)."""
+    return (2 * (2 * n + 5) / (9 * n * (n - 1))) ** 0.5 if n >= 2 else float("inf")
+
+
+def small_held_out(report: dict[str, Any], test_fraction: float) -> list[str]:
+    """One warning per held-out set smaller than :data:`MIN_HELD_OUT` (every row; the learned rows
+    the AVM and std models are scored on), with the numbers."""
+    out = []
+    for what, n in (("held-out rows", report["n_test"]), ("held-out rows that learned (AVM, std)",
+                                                           report["learned"]["n_test"])):
+        if n < MIN_HELD_OUT:
+            need = int(np.ceil(MIN_HELD_OUT / test_fraction))
+            out.append(f"only {n} {what}: the held-out metrics can't be trusted (a Kendall tau over {n} rows has a "
+                       f"standard error of {tau_standard_error(n):.2f}; R^2 swings as widely); they need at least "
+                       f"{MIN_HELD_OUT} (about {need} campaign rows at test_fraction {test_fraction:g}, more if not "
+                       "all learn), or use kfold for every row to be scored once")
+            break  # the first one says it
+    return out
+
+
+def fit_steps(kfold: int) -> int:
+    """How many :data:`Progress` steps a fit with ``kfold`` folds makes, its files included."""
+    return len(MODELS) * (1 + kfold) + len([m for m in MODELS if m.plot]) + 1
+
 
 SPLIT = "sha256 of seed and architecture id"
 """How :func:`split` holds rows out (recorded in ``metadata.json``: surrogates fitted before it have none)."""
@@ -129,14 +165,14 @@ def quality(spec: ModelSpec, predicted: np.ndarray, true: np.ndarray) -> dict[st
 
 
 def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, train: np.ndarray, test: np.ndarray,
-                  xgb: XGBParams, mlp: MLPParams, seed: int,
-                  not_learned: Optional[np.ndarray] = None) -> tuple[dict[str, Fitted], dict[str, Any]]:
+                  xgb: XGBParams, mlp: MLPParams, seed: int, not_learned: Optional[np.ndarray] = None,
+                  progress: Progress = lambda step: None) -> tuple[dict[str, Fitted], dict[str, Any]]:
     """Fit every model of :data:`MODELS` on ``train``; return (fitted models by name, metrics on ``test``).
 
     The acc_1d rankers and the learned classifier use every row; the AVM and std models only the
     rows that learned (``learned``), and are scored on the held-out rows that learned. The
     classifier also trains on ``not_learned`` (inputs of architectures whose training diverged:
-    they have no metrics, and did not learn). A comparison ``via`` labels the rows lack is left out."""
+    they have no metrics, and did not learn). ``progress`` is told each model's name as it starts. A comparison ``via`` labels the rows lack is left out."""
     extra = not_learned if not_learned is not None else np.empty((0, x.shape[1]), dtype=x.dtype)
     s = Split(x, y, learned, train, test, extra, xgb, mlp, seed)
     fit_l, test_l = s.learned_rows()
@@ -152,6 +188,7 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
     fitted: dict[str, Fitted] = {}
     metrics: dict[str, Any] = {}
     for spec in MODELS:
+        progress(spec.name)
         if all(k in y for k in spec.via):
             one = fitted[spec.name] = fit_model(spec, s)
             metrics[spec.name] = quality(spec, one.predicted, truth[spec.target][one.rows])
@@ -159,7 +196,7 @@ def fit_and_score(x: np.ndarray, y: dict[str, np.ndarray], learned: np.ndarray, 
 
 
 def kfold_metrics(x, y, learned: np.ndarray, k: int, xgb: XGBParams, mlp: MLPParams, seed: int,
-                  not_learned: Optional[np.ndarray] = None) -> dict[str, Any]:
+                  not_learned: Optional[np.ndarray] = None, progress: Progress = lambda step: None) -> dict[str, Any]:
     """Mean and std of every metric over ``k`` seeded folds (``not_learned``: see :func:`fit_and_score`)."""
     check_kfold(k, len(x))
     folds = np.array_split(np.random.default_rng(seed).permutation(len(x)), k)
@@ -167,7 +204,8 @@ def kfold_metrics(x, y, learned: np.ndarray, k: int, xgb: XGBParams, mlp: MLPPar
     for i in range(k):
         test = np.sort(folds[i])
         train = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != i]))
-        per_fold.append(fit_and_score(x, y, learned, train, test, xgb, mlp, seed, not_learned)[1])
+        per_fold.append(fit_and_score(x, y, learned, train, test, xgb, mlp, seed, not_learned,
+                                      lambda step, i=i: progress(f"fold {i + 1}/{k} {step}"))[1])
     out: dict[str, Any] = {}
     for model in per_fold[0]:
         out[model] = {}
@@ -204,11 +242,11 @@ class SurrogateFit:
                        n_classes=classes)
         return np.asarray([a.feature_vector() for a in archs], dtype=np.float64)
 
-    def save(self, directory: str | Path) -> list[Path]:
+    def save(self, directory: str | Path, progress: Progress = lambda step: None) -> list[Path]:
         """The predictor's files, ``report.json``, ``report.md`` and the held-out scatter plots, written as one set
         (staged, then moved into place: a failure leaves a previous surrogate there whole)."""
         directory = Path(directory)
-        with staged_directory(directory) as stage:
+        with staged_directory(directory) as stage, fit_threads():
             written = self.predictor.save(stage)
             (stage / "report.json").write_text(json.dumps(self.report, indent=2))
             (stage / "report.md").write_text(markdown_report(self.report, self.predictor.meta.std_floor,
@@ -221,11 +259,13 @@ class SurrogateFit:
                 shown = {k: holdout[spec.name][k] for k in ("kendall_tau", "r2") if k in holdout[spec.name]}
                 if spec.learned_rows:
                     title += " (learned)"
+                progress(f"plot {key}")
                 written.append(scatter(np.asarray(predicted), self.data.y[spec.target][rows], title,
                                        stage / f"scatter_{key}.png", xlabel, shown))
             from lightning_nas.space import feature_names
 
             architecture = np.asarray(self.data.x)[:, : len(feature_names())]  # without the hardware features
+            progress("coverage plot (t-SNE)")
             written.append(coverage_plot(architecture, self.uniform_features(), stage / "coverage.png"))
         return [directory / p.name for p in written]
 
@@ -272,7 +312,8 @@ def resolve_learned_threshold(threshold: Optional[float], task: Optional[dict[st
 def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2, kfold: int = 0, seed: int = 0,
                   xgb: XGBParams = XGBParams(), mlp: MLPParams = MLPParams(), source: str = "",
                   task: Optional[dict[str, Any]] = None, replicates: Sequence[dict[str, Any]] = (),
-                  learned_threshold: Optional[float] = None, diverged: Sequence[dict[str, Any]] = ()) -> SurrogateFit:
+                  learned_threshold: Optional[float] = None, diverged: Sequence[dict[str, Any]] = (),
+                  progress: Progress = lambda step: None) -> SurrogateFit:
     """Fit the surrogates on ``rows`` (status ``ok``) with a seeded held-out split by architecture id
     (:func:`split`; and k folds);
     with the campaign's ``replicates`` the report states the label-noise ceiling.
@@ -280,7 +321,16 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
     ``learned_threshold`` (% at 1 s, reached or exceeded; ``None``: :func:`default_learned_threshold` of the task's
     classes; 0: every row) says which rows learned: the AVM and std models use only those, and a
     classifier predicts the probability of learning. ``diverged`` (the campaign's rows whose training
-    diverged) add to the classifier's training as architectures that did not learn."""
+    diverged) add to the classifier's training as architectures that did not learn. Every library
+    fits on :func:`fit_threads`; ``progress`` hears of each of its :func:`fit_steps` but the files'.
+    The report's ``warnings`` say when the held-out set is too small (:data:`MIN_HELD_OUT`)."""
+    with fit_threads():
+        return _fit_surrogate(rows, test_fraction, kfold, seed, xgb, mlp, source, task, replicates,
+                              learned_threshold, diverged, progress)
+
+
+def _fit_surrogate(rows, test_fraction, kfold, seed, xgb, mlp, source, task, replicates, learned_threshold,
+                   diverged, progress) -> SurrogateFit:
     data = training_set(rows)
     check_kfold(kfold, len(data.x))
     threshold = resolve_learned_threshold(learned_threshold, task)
@@ -288,15 +338,16 @@ def fit_surrogate(rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.2,
     y = {**data.y, **comparison_targets(rows)}
     train, test = split([a.id for a in data.archs], test_fraction, seed)
     not_learned = inputs(diverged)[1] if len(diverged) else None
-    fitted, metrics = fit_and_score(data.x, y, learned, train, test, xgb, mlp, seed, not_learned)
+    fitted, metrics = fit_and_score(data.x, y, learned, train, test, xgb, mlp, seed, not_learned, progress)
     report: dict[str, Any] = {"holdout": metrics, "n_train": int(len(train)), "n_test": int(len(test)),
                               "learned": {"threshold": threshold, "metric": LEARNED_METRIC, "rows": int(learned.sum()),
                                           "share": float(learned.mean()),
                                           "n_train": int(learned[train].sum()), "n_test": int(learned[test].sum()),
                                           "diverged_rows": len(diverged)},
                               "campaign": campaign_summary(rows)}
+    report["warnings"] = small_held_out(report, test_fraction)
     if kfold:
-        report["kfold"] = kfold_metrics(data.x, y, learned, kfold, xgb, mlp, seed, not_learned)
+        report["kfold"] = kfold_metrics(data.x, y, learned, kfold, xgb, mlp, seed, not_learned, progress)
         report["kfold_k"] = kfold
     floor = std_floor(data.y["std"][learned])
     intervals = prediction_intervals(fitted, data, floor)

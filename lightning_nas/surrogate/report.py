@@ -12,6 +12,10 @@ from lightning_nas.surrogate.specs import MODELS, TARGET_ORDER
 
 
 def ranking_quality(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Kendall tau and Spearman rho; NaN (shown "n/a") when either side is constant or has fewer
+    than 2 values, where neither is defined (scipy would warn and answer NaN)."""
+    if len(pred) < 2 or np.ptp(pred) == 0 or np.ptp(true) == 0:
+        return {"kendall_tau": float("nan"), "spearman_rho": float("nan")}
     tau = kendalltau(pred, true).statistic
     rho = spearmanr(pred, true).statistic
     return {"kendall_tau": float(tau), "spearman_rho": float(rho)}
@@ -179,6 +183,7 @@ def markdown_report(report: dict[str, Any], std_floor: float, source: str) -> st
              f"fitted on the {learned['n_train']} learned training rows and scored on the {learned['n_test']} "
              f"learned held-out rows. Predicted stds never go below the floor {std_floor:g} pp (5th percentile "
              "of the learned rows' 1-day stds).",
+             *[f"\n**Warning:** {w}." for w in report.get("warnings") or []],
              "", "## Models", "", models_table(report["holdout"], report.get("kfold")),
              "", "## Comparison of learners", "", report["comparison"],
              "", "## Prediction intervals", "", intervals_table(report.get("intervals") or {}),
