@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "search": "lightning_nas.commands.search",
     "search-loop": "lightning_nas.commands.search_loop",
     "retrain": "lightning_nas.commands.retrain",
+    "configs": "lightning_nas.commands.configs",
 }
 
 USAGE = (
@@ -38,7 +39,8 @@ USAGE = (
     "  fit-surrogate              train and evaluate the XGBoost (and MLP) surrogates\n"
     "  search                     evolutionary search with a surrogate under constraints\n"
     "  search-loop                search, train the top candidates, refit the surrogate, again (resumable)\n"
-    "  retrain                    train the search winners and a baseline fully, compare them"
+    "  retrain                    train the search winners and a baseline fully, compare them\n"
+    "  configs                    where the shipped configs, digits campaign and surrogate are"
 )
 
 

@@ -135,13 +135,74 @@ def config_file_of(key: str, args: list[str]) -> str:
     return ""
 
 
+CONFIG_PATHS: dict[str, tuple[str, ...]] = {
+    "build-dataset": ("fit_config", "store", "campaign_dir", "export"),
+    "fit-surrogate": ("data", "out_dir"),
+    "search": ("predictor", "out_dir"),
+    "search-loop": ("campaign", "search", "surrogate", "store", "out_dir"),
+    "retrain": ("fit_config", "winners", "out_dir"),
+}
+"""The options of each subcommand that are file or folder paths: a relative path a config file gives
+for one of them is relative to that file's folder (:func:`with_config_paths`)."""
+
+
 class CommandParser(OneLineErrors, ArgumentParser):
-    """The parser of a ``python -m lightning_nas`` subcommand (``prog`` names it)."""
+    """The parser of a ``python -m lightning_nas`` subcommand (``prog`` names it); its path options
+    (:data:`CONFIG_PATHS`) read a config file's relative paths relative to that file."""
 
     def __init__(self, *args: Any, command: Optional[str] = None, **kwargs: Any) -> None:
         if command is not None:  # jsonargparse makes nested parsers of this class with its own arguments
             kwargs.setdefault("prog", f"{PROG} {command}")
+        self.path_options = CONFIG_PATHS.get(command or "", ())
         super().__init__(*args, **kwargs)
+
+    def parse_args(self, args: Any = None, *pargs: Any, **kwargs: Any) -> Any:
+        args = list(args) if args is not None else sys.argv[1:]
+        return super().parse_args(with_config_paths(args, self.path_options), *pargs, **kwargs)
+
+
+def with_config_paths(args: list[str], keys: tuple[str, ...]) -> list[str]:
+    """The one rule for paths: a relative path a config file gives for one of ``keys`` is relative to
+    that config file's folder; a path on the command line stays relative to the current directory.
+
+    ``args`` with ``--KEY=PATH`` inserted right after each ``--config FILE`` for each of ``keys`` that
+    FILE sets to a relative path, PATH being ``FILE's folder / path`` normalised (``configs/digits/`` +
+    ``../../surrogates/digits`` is ``surrogates/digits``). Options after it still override it, as
+    they override the file; ``--print_config`` and every message show the resolved path. Absolute
+    paths, ``null`` and non-strings are left as they are; a file that can't be read is left to the
+    parser's own error."""
+    if not keys:
+        return args
+    import os
+
+    import yaml
+
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--config" and i + 1 < len(args):
+            path, taken = args[i + 1], args[i:i + 2]
+        elif arg.startswith("--config="):
+            path, taken = arg.split("=", 1)[1], [arg]
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        out += taken
+        i += len(taken)
+        try:
+            content = yaml.safe_load(open(path).read()) if os.path.isfile(path) else None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # the parser says what is wrong with it
+        folder = os.path.dirname(path)
+        for key in keys:
+            value: Any = content
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, str) and value and not os.path.isabs(value):
+                out.append(f"--{key}={os.path.normpath(os.path.join(folder, value))}")
+    return out
 
 
 FIT_SECTIONS = ("data", "model", "trainer", "drift", "seed_everything")

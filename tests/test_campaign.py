@@ -437,11 +437,11 @@ def test_the_shipped_store_resumes_with_the_shipped_campaign_config():
 
     from lightning_nas.campaign.campaign import Campaign, Replicates, Sampling, upgrade_identity
 
-    root = __import__("pathlib").Path(__file__).resolve().parents[1]
-    config = yaml.safe_load((root / "configs" / "digits" / "campaign.yaml").read_text())
-    campaign = Campaign.from_fit_config(str(root / config["fit_config"]), [], train_mod.Budget(**config["budget"]),
+    folder = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs" / "digits"
+    config = yaml.safe_load((folder / "campaign.yaml").read_text())  # its paths are relative to its folder
+    campaign = Campaign.from_fit_config(str(folder / config["fit_config"]), [], train_mod.Budget(**config["budget"]),
                                         Sampling(**config["sampling"]), None, Replicates(**config["replicates"]))
-    with RowStore(root / config["store"], readonly=True) as store:
+    with RowStore(folder / config["store"], readonly=True) as store:
         stored = json.loads(store.conn.execute("SELECT value FROM meta WHERE key='identity'").fetchone()[0])
         assert upgrade_identity(stored) == campaign.identity()
         archs = campaign.architectures((1, 8, 8), 10)

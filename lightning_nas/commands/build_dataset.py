@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Optional, Union
 
 from jsonargparse import ActionConfigFile
 
@@ -21,6 +22,7 @@ from lightning_nas.campaign.fidelity import Fidelity, label
 from lightning_nas.campaign.ray_executor import RayOptions
 from lightning_nas.campaign.store import RowStore, export
 from lightning_nas.campaign.train import Budget, Row
+from lightning_nas.checkout import refuse_installed_copy
 from lightning_nas.errors import UserError
 from lightning_nas.parsing import CommandParser, take_fit_options
 
@@ -51,8 +53,9 @@ def build_parser() -> CommandParser:
     parser.add_argument("--executor", type=str, default="local",
                         help="local (worker processes on this machine) or ray (tasks on a Ray cluster).")
     parser.add_dataclass_arguments(RayOptions, "ray")
-    parser.add_argument("--export", type=Optional[str], default=None,
-                        help="Also write all rows to this .csv or .parquet file at the end.")
+    parser.add_argument("--export", type=Union[bool, str, None], default=True,
+                        help="Also write all rows to this .csv or .parquet file at the end. true (default): beside "
+                             "the store, as <store without its suffix>.csv; false or null: no export.")
     return parser
 
 
@@ -66,8 +69,23 @@ def load(argv: list[str]) -> tuple[Any, Campaign]:
     return cfg, campaign
 
 
+def export_path(store: str, export: Union[bool, str, None]) -> Optional[str]:
+    """Where the rows are exported: ``export`` itself, beside the store for ``true`` (``rows.sqlite`` ->
+    ``rows.csv``: outputs go where the store goes), nowhere for ``false`` or ``null``."""
+    if export is True:
+        return str(Path(store).with_suffix(".csv"))
+    return export or None
+
+
 def main(argv: list[str]) -> None:
     cfg, campaign = load(argv)
+    cfg.export = export_path(cfg.store, cfg.export)
+    if cfg.export is not None and Path(cfg.export).resolve() == Path(cfg.store).resolve():
+        raise UserError(f"export {cfg.export} is the store itself; give another file (.csv or .parquet)")
+    refuse_installed_copy(cfg.store, "store", "--store")
+    for option in ("export", "campaign_dir"):
+        if getattr(cfg, option):
+            refuse_installed_copy(getattr(cfg, option), option, f"--{option}")
     if cfg.workers is not None and cfg.workers < 0:
         raise UserError(f"workers must be >= 0, got {cfg.workers}")
     if cfg.executor not in ("local", "ray"):
@@ -156,7 +174,5 @@ def main(argv: list[str]) -> None:
 
 def fidelity_export(path: str) -> str:
     """Where the rows of cheaper rungs are exported beside ``path``: ``rows.csv`` -> ``rows.fidelities.csv``."""
-    from pathlib import Path
-
     p = Path(path)
     return str(p.with_name(f"{p.stem}.fidelities{p.suffix}"))

@@ -15,6 +15,7 @@ from jsonargparse import ActionConfigFile
 
 from lightning_nas.campaign.ray_executor import RayOptions
 from lightning_nas.comparison import markdown, write_comparison
+from lightning_nas.checkout import refuse_installed_copy
 from lightning_nas.errors import UserError
 from lightning_nas.files import check_writable
 from lightning_nas.parsing import CommandParser, take_fit_options
@@ -121,6 +122,7 @@ def main(argv: list[str]) -> None:
         if cfg.baseline not in PRESETS:
             raise UserError(f"unknown baseline {cfg.baseline!r}; use one of {', '.join(PRESETS)} or null")
         runs.append((f"baseline_{cfg.baseline}", cfg.baseline))
+    refuse_installed_copy(cfg.out_dir, "retrain out_dir", "--out_dir")
     out = check_writable(Path(cfg.out_dir).resolve(), "retrain out_dir")
     configs = {name: run_config(base, spec, out / "runs", name) for name, spec in runs}  # absolute: Ray may run elsewhere
     results: dict[str, dict[str, Any]] = {}

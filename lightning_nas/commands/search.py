@@ -20,6 +20,7 @@ from typing import Any, Optional, Union
 from jsonargparse import ActionConfigFile
 
 from lightning_nas.analog import AnalogConfig
+from lightning_nas.checkout import refuse_installed_copy
 from lightning_nas.errors import UserError
 from lightning_nas.files import check_writable
 from lightning_nas.parsing import CommandParser, split_init_args, with_init_args
@@ -101,6 +102,7 @@ def search_and_write(cfg: Any) -> tuple[dict[str, Any], SearchResult]:
     search = SearchConfig(**cfg.search.as_dict()) if hasattr(cfg.search, "as_dict") else cfg.search
     if cfg.top_k < 1:
         raise UserError(f"top_k must be >= 1 (winners to write), got {cfg.top_k}")
+    refuse_installed_copy(cfg.out_dir, "search out_dir", "--out_dir")
     check_writable(cfg.out_dir, "search out_dir")  # before the search, not after it
     strategy = build_strategy(search.strategy, search.seed)
     predictor = load_predictor(cfg.predictor)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from jsonargparse import ActionConfigFile
 
+from lightning_nas.checkout import refuse_installed_copy
 from lightning_nas.parsing import CommandParser
 from lightning_nas.search.loop import LoopConfig, run_loop
 
@@ -25,4 +26,7 @@ def build_parser() -> CommandParser:
 
 def main(argv: list[str]) -> None:
     cfg = build_parser().parse_args(argv)
+    for option in ("out_dir", "store"):
+        if getattr(cfg, option, None):
+            refuse_installed_copy(getattr(cfg, option), f"search-loop {option}", f"--{option}")
     run_loop(LoopConfig(**{k: v for k, v in cfg.as_dict().items() if k != "config"}))
