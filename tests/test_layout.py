@@ -40,8 +40,13 @@ def test_every_package_folder_is_listed_in_pyproject():
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(tool["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "lightning_nas").rglob("__init__.py")}
-    assert found | {"lightning_nas.callbacks"} == listed
-    assert tool["package-dir"] == {"lightning_nas.callbacks": "callbacks"}
+    shipped = {f"lightning_nas.shipped.{folder}": folder for folder in ("configs", "datasets", "surrogates")}
+    assert found | {"lightning_nas.callbacks"} | set(shipped) == listed
+    assert tool["package-dir"] == {"lightning_nas.callbacks": "callbacks", **shipped}
+    # The wheel carries every config, the digits campaign and its surrogate (tests/test_install.py installs it).
+    data = tool["package-data"]
+    assert data["lightning_nas.shipped.configs"] == ["*/*.yaml"] and data["lightning_nas.shipped.surrogates"] == ["digits/*"]
+    assert all((ROOT / "datasets" / name).is_file() for name in data["lightning_nas.shipped.datasets"])
 
 
 def test_presets_state_only_their_differences_and_the_readme_table_is_generated():
