@@ -297,9 +297,9 @@ class PeripheryMonitor(L.Callback):
             return
         acc = trainer.callback_metrics.get("val/acc")
         if acc is not None:
-            print(f"== epoch {trainer.current_epoch} val/acc {100 * float(acc):.2f} "
+            print(f"== epoch {trainer.current_epoch} val/acc {float(acc):.2f} "
                   f"({'analog' if pl_module.is_analog else 'digital'})")
-            self.records.append({"epoch": trainer.current_epoch, "val_acc": 100 * float(acc)})
+            self.records.append({"epoch": trainer.current_epoch, "val_acc": float(acc)})
             sys.stdout.flush()
 
 

@@ -78,7 +78,7 @@ def digital_accuracy(arch, budget: dict) -> float:
                            **{**budget["module"], **NO_WARMUP, "digital_warmup_epochs": budget["epochs"]})
     t = trainer(budget["epochs"], [])
     t.fit(model, datamodule=dm)
-    return 100.0 * float(t.test(model, datamodule=dm, verbose=False)[0]["test/acc"])
+    return float(t.test(model, datamodule=dm, verbose=False)[0]["test/acc"])  # % (PercentAccuracy)
 
 
 def analog_run(arch, budget: dict, n_reps: int, bn_recalibration: int = 0, **overrides) -> dict:

@@ -43,7 +43,7 @@ class LearningCurve(L.Callback):
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get("val/acc")
-        self._val = 100.0 * float(value) if value is not None else None
+        self._val = float(value) if value is not None else None  # % (PercentAccuracy)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         analog = bool(getattr(pl_module, "is_analog", False))

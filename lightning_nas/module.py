@@ -19,6 +19,14 @@ from lightning_nas.network import build_network
 from lightning_nas.space import MAX_BUILD_PARAMS, load_architecture, n_params
 
 
+
+class PercentAccuracy(MulticlassAccuracy):
+    """Top-1 accuracy in %, the unit of every accuracy a user reads here (``train/acc``,
+    ``val/acc``, ``test/acc`` beside ``analog/acc_1d``, campaign rows, surrogate predictions)."""
+
+    def compute(self) -> torch.Tensor:
+        return 100.0 * super().compute()
+
 class AnalogNASModule(L.LightningModule):
     """Train one search-space architecture hardware-aware on aihwkit analog layers.
 
@@ -95,7 +103,7 @@ class AnalogNASModule(L.LightningModule):
         self.net = build_network(self.arch, self.input_shape, num_classes)
         if digital_warmup_epochs == 0 and digital_warmup_fraction == 0:
             self.convert_to_analog()
-        metric = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        metric = PercentAccuracy(num_classes=num_classes, average="micro")
         self.train_acc, self.val_acc, self.test_acc = metric.clone(), metric.clone(), metric.clone()
 
     @classmethod
@@ -207,7 +215,7 @@ class AnalogNASModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def _step(self, batch: Any, stage: str, metric: MulticlassAccuracy) -> torch.Tensor:
+    def _step(self, batch: Any, stage: str, metric: "PercentAccuracy") -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)

@@ -78,8 +78,8 @@ def fit_and_evaluate(model: AnalogNASModule, datamodule: L.LightningDataModule, 
     val = trainer.callback_metrics.get("val/acc")
     result = trainer.test(model, datamodule=datamodule, verbose=verbose)[0]
     return Evaluation(arch_id=model.arch.id, n_params=model.n_params,
-                      val_acc=100.0 * float(val) if val is not None else math.nan,
-                      test_acc=100.0 * float(result["test/acc"]), drift=drift.results,
+                      val_acc=float(val) if val is not None else math.nan,
+                      test_acc=float(result["test/acc"]), drift=drift.results,
                       hardware=model.hardware_cost().summary(), drift_samples=drift.samples,
                       curves=next((dict(cb.curve) for cb in trainer.callbacks if isinstance(cb, LearningCurve)), None),
                       steps=int(trainer.global_step))

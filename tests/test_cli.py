@@ -36,6 +36,15 @@ def test_fit_writes_config_checkpoint_events_and_drift_metrics_then_test_reloads
     metrics = json.loads((run / "drift_metrics.json").read_text())["metrics"]
     assert {"analog/acc_1d", "analog/acc_1d_std", "analog/avm"} <= set(metrics)
     assert "acc_1d_std" in proc.stdout  # the drift table is printed
+    # The README's table of logged names is the event file's tags (analog_val/*: off by default).
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set(EventAccumulator(str(run)).Reload().Tags()["scalars"]) - {"hp_metric", "epoch"}
+    readme = (ROOT / "README.md").read_text().split("### What is logged", 1)[1].split("\n#", 1)[0]
+    documented = {name for line in readme.splitlines() if line.startswith("| `")
+                  for name in re.findall(r"`([\w/]+)`", line.split("|")[1]) if not name.startswith("analog_val")}
+    assert documented == tags
+    assert all(0 <= metrics[k] <= 100 for k in ("analog/acc_1d", "analog/acc_1s"))
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["drift"]["n_reps"] == 2 and config["trainer"]["max_epochs"] == 1
 

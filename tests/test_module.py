@@ -66,6 +66,17 @@ def test_hparams_hold_resolved_architecture_and_analog_config():
     assert model.n_params == sum(p.numel() for p in digital.parameters())
 
 
+def test_logged_accuracies_are_in_percent_per_batch_and_per_epoch():
+    """train/val/test accuracy is in % like analog/acc_* and the campaign's rows (3 of 4 right: 75)."""
+    from lightning_nas.module import PercentAccuracy
+
+    metric = PercentAccuracy(num_classes=3, average="micro")
+    logits = torch.tensor([[9.0, 0, 0], [0, 9.0, 0], [0, 0, 9.0], [9.0, 0, 0]])
+    assert float(metric(logits, torch.tensor([0, 1, 2, 1]))) == pytest.approx(75.0)  # the batch's value
+    metric(logits[:2], torch.tensor([0, 0]))  # 1 of 2 more
+    assert float(metric.compute()) == pytest.approx(100 * 4 / 6)  # the epoch's
+
+
 @pytest.mark.parametrize("kwargs,msg", [({"lr": 0.0}, "lr must be > 0"),
                                          ({"digital_warmup_epochs": -1}, "digital_warmup_epochs")])
 def test_bad_hyperparameters(kwargs, msg):
