@@ -73,7 +73,7 @@ class OneLineErrors:
 
     def parse_args(self, args: Any = None, *pargs: Any, **kwargs: Any) -> Any:
         self._args = list(args) if args is not None else sys.argv[1:]  # for errors: which config file said it
-        return super().parse_args(args, *pargs, **kwargs)  # type: ignore[misc]
+        return super().parse_args(with_class_switch_reset(self._args), *pargs, **kwargs)  # type: ignore[misc]
 
     def _suggestion(self, message: str) -> str:
         """The one did-you-mean of every parser: ``; did you mean --trainer.max_epochs?`` for a
@@ -94,6 +94,61 @@ class OneLineErrors:
         close = difflib.get_close_matches(key, options, n=1, cutoff=0.75)
         where = config_file_of(key, getattr(self, "_args", []))
         return (f"; did you mean {close[0]}?" if close else "") + (f" ({where})" if where else "")
+
+
+SWITCHABLE = ("data", "model")
+"""Options selected by class (``class_path``) whose arguments never carry over to another class."""
+
+
+def with_class_switch_reset(args: list[str]) -> list[str]:
+    """``args`` with ``--KEY=null`` before each class given on the command line for a
+    :data:`SWITCHABLE` key that differs from the class the config files (or options) before it chose:
+    the new class starts from its own defaults. jsonargparse keeps the arguments two classes share
+    when ``class_path`` changes, so ``--config configs/kws/fit.yaml --data.class_path
+    DigitsDataModule`` trained digits in KWS's batches of 100; the same class given again keeps the
+    file's arguments."""
+    import yaml
+
+    def class_of(value: Any) -> Optional[str]:
+        if isinstance(value, str) and value and not value.endswith((".yaml", ".yml", ".json")) and value != "null":
+            return value.rsplit(".", 1)[-1]
+        if isinstance(value, dict) and isinstance(value.get("class_path"), str):
+            return value["class_path"].rsplit(".", 1)[-1]
+        return None
+
+    current: dict[str, Optional[str]] = {}
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        following = args[i + 1] if i + 1 < len(args) else None
+        if arg == "--config" or arg.startswith("--config="):
+            path = following if arg == "--config" else arg.split("=", 1)[1]
+            try:
+                content = yaml.safe_load(open(path).read()) if path else None
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                content = None  # the parser says what is wrong with it
+            for key in SWITCHABLE:
+                if isinstance(content, dict) and key in content:
+                    current[key] = class_of(content[key])
+        for key in SWITCHABLE:
+            value: Any = None
+            if arg in (f"--{key}", f"--{key}.class_path") and following is not None:
+                value = following
+            elif arg.startswith((f"--{key}=", f"--{key}.class_path=")):
+                value = arg.split("=", 1)[1]
+            if value is None:
+                continue
+            if arg.startswith(f"--{key}") and not arg.startswith(f"--{key}.class_path") and value.lstrip().startswith("{"):
+                try:
+                    value = yaml.safe_load(value)
+                except yaml.YAMLError:
+                    continue
+            chosen = class_of(value)
+            if chosen is not None:
+                if current.get(key) is not None and chosen != current[key]:
+                    out.append(f"--{key}=null")
+                current[key] = chosen
+        out.append(arg)
+    return out
 
 
 def unknown_key(message: str, parser: Any) -> tuple[Optional[str], Any]:

@@ -65,6 +65,37 @@ def test_print_config_shows_model_data_and_drift(capsys):
     assert config["drift"]["t_inference"] == [1, 3600, 86400, 2592000]
 
 
+def printed_config(capsys, *args):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", *args, "--print_config"])
+    assert exit_.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_a_datamodule_switched_on_the_command_line_starts_from_its_own_defaults(capsys):
+    """--data.class_path of another class than the config file's: none of the file's data arguments
+    carry over (KWS's batch_size 100 under digits); the same class keeps them; arguments after the
+    switch apply; a mapping with class_path switches too."""
+    kws = str(ROOT / "configs" / "kws" / "fit.yaml")
+    data = printed_config(capsys, "--config", kws, "--data.class_path", "DigitsDataModule")["data"]
+    assert data["class_path"] == "lightning_nas.data.DigitsDataModule" and data["init_args"]["batch_size"] is None
+    data = printed_config(capsys, "--config", kws, "--data.class_path", "KWSDataModule")["data"]
+    assert data["init_args"]["batch_size"] == 100 and data["init_args"]["data_dir"] == "data"
+    data = printed_config(capsys, "--config", kws, "--data.class_path", "DigitsDataModule",
+                          "--data.init_args.batch_size", "8")["data"]
+    assert data["init_args"]["batch_size"] == 8
+    data = printed_config(capsys, "--config", kws, "--data", "{class_path: lightning_nas.data.DigitsDataModule, "
+                          "init_args: {seed: 3}}")["data"]
+    assert data["init_args"]["batch_size"] is None and data["init_args"]["seed"] == 3
+
+
+def test_an_integer_batch_limit_stays_a_count_and_a_fraction_a_fraction(capsys):
+    trainer = printed_config(capsys, "--config", DIGITS, "--trainer.limit_val_batches", "1",
+                             "--trainer.limit_test_batches", "0.5", "--trainer.limit_train_batches", "1.0")["trainer"]
+    assert trainer["limit_val_batches"] == 1 and isinstance(trainer["limit_val_batches"], int)  # one batch
+    assert trainer["limit_test_batches"] == 0.5 and isinstance(trainer["limit_train_batches"], float)  # all of it
+
+
 @pytest.mark.parametrize("args,fragments", [
     (["--model.init_args.architecture", "resnet99"], ["unknown architecture 'resnet99'"]),
     (["--model.init_args.architecture", "{stages: [{R: 20}]}"], ["stages[1].R", "1..16"]),

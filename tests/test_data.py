@@ -146,6 +146,26 @@ def test_cifar_missing_raises_clear_error(tmp_path):
     assert isinstance(err.value, FileNotFoundError) and isinstance(err.value, UserError)
 
 
+def test_a_data_dir_naming_the_dataset_folder_itself_is_told_to_name_its_parent(tmp_path):
+    """data_dir is the folder that holds cifar-10-batches-py/ or speech_commands_v0.02/ (and VWW's the
+    one with person/ and non_person/): pointing at the wrong level says which folder to give."""
+    folder = write_cifar(tmp_path)
+    with pytest.raises(DatasetNotFoundError) as err:
+        CIFAR10DataModule(data_dir=str(folder)).setup()
+    assert f"set --data.init_args.data_dir {tmp_path}" in str(err.value) and "download=true" not in str(err.value)
+    sc = write_speech_commands(tmp_path / "kws")
+    with pytest.raises(DatasetNotFoundError) as err:
+        kws(sc).setup()
+    assert f"set --data.init_args.data_dir {tmp_path / 'kws'}" in str(err.value)
+    vww = tmp_path / "v" / "vww"
+    for label in ("person", "non_person"):
+        write_images(vww / label, 2, (0, 0, 0))
+    for wrong in (tmp_path / "v", vww / "person"):  # one level too high, one too deep
+        with pytest.raises(DatasetNotFoundError) as err:
+            VWWDataModule(data_dir=str(wrong)).setup()
+        assert str(err.value).endswith(f"set --data.init_args.data_dir {vww}") and "\n" not in str(err.value)
+
+
 def test_cifar_download_requested_calls_downloader(tmp_path, monkeypatch):
     calls = []
 

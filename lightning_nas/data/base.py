@@ -28,11 +28,18 @@ def check_fraction(name: str, value: float, *, allow_zero: bool = False, allow_o
 
 
 def ensure_dataset(name: str, where: Path, missing: Callable[[], list[str]], download: bool,
-                   fetch: Callable[[], None], url: str, by_hand: str) -> None:
+                   fetch: Callable[[], None], url: str, by_hand: str,
+                   found_in_data_dir: Callable[[], bool] = lambda: False) -> None:
     """Make sure a dataset is on disk: nothing to do when ``missing()`` is empty, else ``fetch()`` it
-    if ``download`` is set; every way of failing is one :class:`UserError` that says what to do."""
+    if ``download`` is set; every way of failing is one :class:`UserError` that says what to do.
+    ``found_in_data_dir()``: the files are in ``data_dir`` itself (``where``'s parent), i.e. data_dir
+    names the dataset's folder instead of the folder that holds it; the error then says so."""
     if not missing():
         return
+    if found_in_data_dir():
+        raise DatasetNotFoundError(f"{name} not found in {where}, but its files are in {where.parent}: data_dir is the "
+                                   f"folder that holds {where.name}/, not that folder itself; set "
+                                   f"--data.init_args.data_dir {where.parent.parent}")
     if not download:
         raise DatasetNotFoundError(f"{name} not found in {where} (missing {', '.join(missing())}); "
                                    f"set data.download=true or {by_hand}")

@@ -91,7 +91,8 @@ class CIFAR10DataModule(TaskDataModule):
         """Download and extract the official archive if files are missing and ``download`` is set."""
         ensure_dataset("CIFAR-10", self.folder, self._missing, self.download,
                        lambda: download_and_extract_archive(URL, download_root=self.data_dir, md5=MD5), URL,
-                       f"put the python-pickle batches from {URL} there")
+                       f"put the python-pickle batches from {URL} there",
+                       lambda: all((Path(self.data_dir) / n).is_file() for n in TRAIN_FILES + (TEST_FILE,)))
 
     def _load_splits(self):
         self.prepare_data()

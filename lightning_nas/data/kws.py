@@ -90,15 +90,15 @@ class KWSDataModule(TaskDataModule):
     def root(self) -> Path:
         return Path(self.data_dir) / FOLDER
 
-    def _missing(self) -> list[str]:
+    def _missing(self, root: Optional[Path] = None) -> list[str]:
         needed = ("validation_list.txt", "testing_list.txt", NOISE_DIR)
-        return [n for n in needed if not (self.root / n).exists()]
+        return [n for n in needed if not ((root or self.root) / n).exists()]
 
     def prepare_data(self) -> None:
         """Download and extract the official archive if it is missing and ``download`` is set."""
         ensure_dataset("Speech Commands v0.02", self.root, self._missing, self.download,
                        lambda: download_and_extract_archive(URL, download_root=str(self.root), remove_finished=True),
-                       URL, f"extract {URL} there")
+                       URL, f"extract {URL} there", lambda: not self._missing(Path(self.data_dir)))
 
     # -- file lists ---------------------------------------------------------------------------
     def _file_lists(self) -> dict[str, list[tuple[str, int]]]:

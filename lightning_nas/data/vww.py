@@ -24,6 +24,21 @@ LAYOUT_HINT = (
 )
 
 
+def has_layout(folder: Path) -> bool:
+    """Whether ``folder`` is laid out as VWW's ``data_dir``: class folders, or train/ with them."""
+    return all((folder / name).is_dir() for name in CLASSES) or all(
+        (folder / "train" / name).is_dir() for name in CLASSES)
+
+
+def closest_layout(root: Path) -> Optional[Path]:
+    """The folder the user probably meant when ``root`` is not laid out as VWW: its parent (``root``
+    is a class or split folder) or its one subfolder that is (``root`` holds the dataset's folder)."""
+    if root.name in (*CLASSES, "train", "val", "test") and has_layout(root.parent):
+        return root.parent
+    inside = [c for c in sorted(root.iterdir()) if c.is_dir() and has_layout(c)]
+    return inside[0] if len(inside) == 1 else None
+
+
 def scan(folder: Path) -> list[tuple[str, int]]:
     """``[(image path, label), ...]`` for ``folder/non_person`` and ``folder/person``, sorted."""
     items = []
@@ -94,6 +109,11 @@ class VWWDataModule(TaskDataModule):
         if not root.is_dir():
             raise DatasetNotFoundError(f"Visual Wake Words not found at {root}; {LAYOUT_HINT}")
         presplit = (root / "train").is_dir()
+        if not presplit and not all((root / name).is_dir() for name in CLASSES):
+            nearby = closest_layout(root)
+            if nearby is not None:
+                raise DatasetNotFoundError(f"Visual Wake Words not found at {root}, but {nearby} has its layout; set "
+                                           f"--data.init_args.data_dir {nearby}")
         files = {"train": scan(root / "train" if presplit else root)}
         n = len(files["train"])
         for split, fraction in (("test", self.test_fraction), ("val", self.val_fraction)):
