@@ -73,6 +73,8 @@ class DriftEvaluation(L.Callback):
         self.verbose = verbose
         self.save_json = save_json
         self.metrics: dict[str, float] = {}
+        self.written: Optional[Path] = None
+        """Where the last test run's ``drift_metrics.json`` went (None: not written)."""
         self.raw: dict[float, list[float]] = {}
 
     @property
@@ -131,7 +133,7 @@ class DriftEvaluation(L.Callback):
                                      limit_batches=None if limit in (None, float("inf")) else int(limit))
         pl_module.log_dict(self.metrics)
         if self.save_json and trainer.is_global_zero:
-            self._write_json(trainer)
+            self.written = self._write_json(trainer)
         if self.verbose:
             rank_zero_info(f"Drift evaluation ({self.n_reps} programmings, {self.samples} test samples, "
                            "accuracy in %):\n"

@@ -136,6 +136,35 @@ class AnalogNASCLI(LightningCLI):
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit", True) and not self.trainer.interrupted:
             self.trainer.test(self.model, datamodule=self.datamodule)
+        print_written(self.trainer)
+
+    def after_test(self) -> None:
+        print_written(self.trainer)
+
+    def after_validate(self) -> None:
+        print_written(self.trainer)
+
+
+def written_paths(trainer: Any) -> list[tuple[str, str]]:
+    """(what, path) of the files a run wrote: its run folder (config.yaml, TensorBoard events), the
+    checkpoint and the drift evaluation's ``drift_metrics.json``."""
+    out = []
+    if trainer.logger is not None and trainer.log_dir:
+        out.append(("run folder (config.yaml, TensorBoard events)", trainer.log_dir))
+    checkpoint = trainer.checkpoint_callback
+    path = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint is not None else ""
+    if path:
+        out.append(("checkpoint", path))
+    drift = next((cb for cb in trainer.callbacks if isinstance(cb, DriftEvaluation)), None)
+    if drift is not None and drift.written is not None:
+        out.append(("drift metrics", str(drift.written)))
+    return out
+
+
+def print_written(trainer: Any) -> None:
+    """``wrote: ...`` lines on stderr, one a path, so a run's outputs are found without searching."""
+    for what, path in written_paths(trainer):
+        print(f"wrote: {what}: {path}", file=sys.stderr)
 
 
 class _NoTips(logging.Filter):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 import re
 
 import pytest
@@ -27,7 +28,7 @@ def assert_one_line_error(proc, *fragments):
 
 @pytest.mark.slow
 def test_fit_writes_config_checkpoint_events_and_drift_metrics_then_test_reloads(run_cli, tmp_path):
-    proc = run_cli("fit", "--config", DIGITS, *QUICK)
+    proc = run_cli("fit", "--config", DIGITS, *QUICK, "--trainer.log_every_n_steps", "1")  # step tags too
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs" / "digits" / "version_0"
     assert (run / "config.yaml").is_file() and list(run.glob("events.out.tfevents.*"))
@@ -35,6 +36,11 @@ def test_fit_writes_config_checkpoint_events_and_drift_metrics_then_test_reloads
     assert len(ckpts) == 1
     metrics = json.loads((run / "drift_metrics.json").read_text())["metrics"]
     assert {"analog/acc_1d", "analog/acc_1d_std", "analog/avm"} <= set(metrics)
+    wrote = {line.split(": ", 2)[1]: line.split(": ", 2)[2] for line in proc.stderr.splitlines()
+             if line.startswith("wrote: ")}  # fit ends by saying where its outputs are
+    assert wrote == {"run folder (config.yaml, TensorBoard events)": "runs/digits/version_0",
+                     "checkpoint": str(Path("runs/digits/version_0/checkpoints") / ckpts[0].name),
+                     "drift metrics": "runs/digits/version_0/drift_metrics.json"}
     assert "acc_1d_std" in proc.stdout  # the drift table is printed
     # The README's table of logged names is the event file's tags (analog_val/*: off by default).
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
