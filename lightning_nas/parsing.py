@@ -90,6 +90,11 @@ class OneLineErrors:
         key, parser = unknown_key(message, self)
         if key is None:
             return ""
+        owner = re.search(r"class_path '([\w.]+)':\s*Option '([^']+)' is not accepted", message)
+        group = re.search(r'Parser key "([^"]+)"', message)
+        if owner and group:  # an argument of a class given by class_path: its own parameters
+            close = difflib.get_close_matches(owner.group(2), init_parameters(owner.group(1)), n=1, cutoff=0.75)
+            return f"; did you mean --{group.group(1)}.init_args.{close[0]}?" if close else ""
         options = [o[2:] for o in getattr(parser, "_option_string_actions", {}) if o.startswith("--")]
         close = difflib.get_close_matches(key, options, n=1, cutoff=0.75)
         where = config_file_of(key, getattr(self, "_args", []))
@@ -149,6 +154,19 @@ def with_class_switch_reset(args: list[str]) -> list[str]:
                 current[key] = chosen
         out.append(arg)
     return out
+
+
+def init_parameters(class_path: str) -> list[str]:
+    """The ``__init__`` parameter names of the class at ``class_path`` (none when it can't be imported)."""
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return []
 
 
 def unknown_key(message: str, parser: Any) -> tuple[Optional[str], Any]:

@@ -108,6 +108,8 @@ def test_an_integer_batch_limit_stays_a_count_and_a_fraction_a_fraction(capsys):
     (["--model.init_args.analog.preset", "nope"], ["unknown analog preset 'nope'"]),
     (["--drift.n_reps", "0"], ["n_reps must be >= 1"]),
     (["--data.init_args.val_fraction", "1.5"], ["val_fraction"]),
+    (["--data.init_args.batchsize", "8"], ["unknown option data.init_args.batchsize; did you mean --data.init_args.batch_size?"]),
+    (["--model.init_args.lrr", "0.1"], ["did you mean --model.init_args.lr?"]),
     (["--model.init_args.architecture", TINY, "--trainer.max_epochs", "3", "--model.init_args.digital_warmup_fraction",
       "0", "--model.init_args.digital_warmup_epochs", "3"],
      ["digital_warmup_epochs (3) must be smaller than trainer.max_epochs (3)", "never trains hardware-aware"]),
