@@ -2,13 +2,14 @@
 #   make demo   - create .venv, install, then on digits: search with the shipped surrogate,
 #                 retrain the best winner and the ResNet-20 baseline hardware-aware, print the comparison
 #   make test   - create .venv, install, run the test suite
+#   make docs   - serve the documentation site (MkDocs, docs/) at http://127.0.0.1:8000
 #   make mutation - mutation testing of the analog physics (mutmut; docs/findings/mutation.md)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean mutation
+.PHONY: demo test install clean mutation docs
 
 install: $(STAMP)
 
@@ -24,6 +25,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs serve
 
 # MUTANTS='lightning_nas.drift*' limits the run to some mutants (mutmut's names, globs allowed).
 mutation: $(STAMP)

@@ -42,11 +42,11 @@ def test_fit_writes_config_checkpoint_events_and_drift_metrics_then_test_reloads
                      "checkpoint": str(Path("runs/digits/version_0/checkpoints") / ckpts[0].name),
                      "drift metrics": "runs/digits/version_0/drift_metrics.json"}
     assert "acc_1d_std" in proc.stdout  # the drift table is printed
-    # The README's table of logged names is the event file's tags (analog_val/*: off by default).
+    # The table of logged names in docs/getting-started.md is the event file's tags (analog_val/*: off by default).
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags = set(EventAccumulator(str(run)).Reload().Tags()["scalars"]) - {"hp_metric", "epoch"}
-    readme = (ROOT / "README.md").read_text().split("### What is logged", 1)[1].split("\n#", 1)[0]
+    readme = (ROOT / "docs" / "getting-started.md").read_text().split("### What is logged", 1)[1].split("\n#", 1)[0]
     documented = {name for line in readme.splitlines() if line.startswith("| `")
                   for name in re.findall(r"`([\w/]+)`", line.split("|")[1]) if not name.startswith("analog_val")}
     assert documented == tags

@@ -31,7 +31,7 @@ def test_resnet20_on_digits_reaches_90_percent_at_1s(tmp_path):
     assert cb.metrics["analog/acc_1s"] > 90.0
     # The accuracies are those of programmed and drifted chips: each programming's accuracy moves
     # between 1 s and 30 days, and a month of drift does not improve the trained network (beyond
-    # the 3 programmings' noise; README's parity table: AVM 0.49 +- 0.48 pp).
+    # the 3 programmings' noise; the parity table in docs/findings/overhead.md: AVM 0.49 +- 0.48 pp).
     assert cb.raw[2592000.0] != cb.raw[1.0]
     assert cb.metrics["analog/acc_30d"] <= cb.metrics["analog/acc_1s"] + 1.0
 
