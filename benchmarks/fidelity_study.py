@@ -47,7 +47,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread: a busy 2-core machine (README "threads")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread: a busy 2-core machine (docs/findings/label-noise.md, "Thread count")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

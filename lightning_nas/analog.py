@@ -213,7 +213,7 @@ def preset_differences(name: str) -> dict[str, Any]:
 
 
 def preset_table() -> str:
-    """The README's preset table (Markdown), generated from :data:`PRESETS`."""
+    """The preset table of docs/reference/configuration.md (Markdown), generated from :data:`PRESETS`."""
     def cell(value: Any) -> str:
         return ", ".join(f"`{k}: {v}`" for k, v in value.items()) if isinstance(value, dict) else f"`{value}`"
 

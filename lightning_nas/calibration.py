@@ -1,6 +1,6 @@
 """Input-range calibration: set every analog tile's DAC range from a digital pass over training data.
 
-Why (see README, "Hardware-aware training from scratch: input-range calibration"): aihwkit initialises
+Why (see docs/findings/trainability.md, "Hardware-aware training from scratch: input-range calibration"): aihwkit initialises
 a learned input range from data as ``init_std_alpha`` x the *standard deviation* of the tile's
 input, over the first ``init_from_data`` batches, and does not learn it meanwhile. For a layer fed
 by a ReLU (the classifier after global pooling, most convolutions) the inputs are non-negative with

@@ -44,8 +44,8 @@ class Evaluation:
 
 
 MIN_OPTIMIZER_STEPS = 1000
-"""Optimizer steps below which the recipe is known to leave networks underfitted (README
-"Hardware-aware training", recipe item 3): on digits 15 epochs of 20 batches (300 steps) left deep
+"""Optimizer steps below which the recipe is known to leave networks underfitted
+(docs/findings/trainability.md, recipe item 3): on digits 15 epochs of 20 batches (300 steps) left deep
 networks at 30 % training accuracy after the warm-up and still climbing when the schedule ended;
 79 batches an epoch (1,185 steps) trained 35 of 40 random architectures."""
 
@@ -57,7 +57,7 @@ def few_steps(steps: Optional[int], epochs: Optional[int]) -> Optional[str]:
         return None
     per_epoch = f" ({epochs} epochs of {steps // epochs} batches)" if epochs else ""
     return (f"this budget trains each architecture for {steps} optimizer steps{per_epoch}, fewer than the "
-            f"{MIN_OPTIMIZER_STEPS} the recipe needs to learn (README 'Hardware-aware training', item 3: 300 steps "
+            f"{MIN_OPTIMIZER_STEPS} the recipe needs to learn (docs/findings/trainability.md, recipe item 3: 300 steps "
             "left deep networks underfitted on digits): rows will measure the budget, not the architectures. Give "
             "more steps: more epochs, a smaller data.init_args.batch_size, a larger train_fraction or "
             "limit_train_batches")

@@ -126,7 +126,7 @@ class Job:
 @dataclass(frozen=True)
 class Row:
     """One trained architecture as a store keeps it (JSON in the store, flattened in the CSV export;
-    README "Row schema"). Fields a row does not have (a failed row's metrics, a row written
+    docs/reference/configuration.md, "Campaign rows"). Fields a row does not have (a failed row's metrics, a row written
     before ``threads`` was recorded) are ``None`` and left out of its JSON."""
 
     arch_id: str

@@ -7,7 +7,7 @@ chosen by ``selection`` (``tournament`` of ``tournament_size``, fitness-``propor
 
 The original loop kept the best ``survivors`` each generation (``replacement: elitist``,
 ``tournament_size: 5``, ``p_single: 0``, ``immigrants: false``). Measured on landscapes with known
-optima (``benchmarks/search_quality.py``, README) it converges on the first good basin: on a
+optima (``benchmarks/search_quality.py``, docs/findings/search-quality.md) it converges on the first good basin: on a
 deceptive landscape it ended on the broad local peak on every seed, and on converging it
 produced no new children and stopped evaluating. The defaults here fix both:
 

@@ -16,7 +16,7 @@ whose candidates are all old or over the budget is filled with fresh samples too
 
 Earlier versions asked optuna's ``TPESampler`` one trial at a time: its cost per trial grows with
 the trials (about 0.1 s at 500) and half its proposals were over max_params, so the default
-budget of 4,100 evaluations took many minutes (README: search quality).
+budget of 4,100 evaluations took many minutes (docs/findings/search-quality.md).
 """
 
 from __future__ import annotations
