@@ -37,13 +37,18 @@ class AnalogNASModule(L.LightningModule):
         analog: the analog preset and overrides (:class:`~lightning_nas.analog.AnalogConfig`).
         input_shape: ``(C, H, W)`` of one example; the CLI links it from the datamodule.
         num_classes: number of classes; the CLI links it from the datamodule.
-        lr, momentum, weight_decay, nesterov: SGD hyper-parameters. The optimizer is
-            aihwkit's ``AnalogSGD`` (plain SGD for digital parameters plus the
-            analog post-update steps: weight clipping, noise modifier refresh).
+        lr: SGD learning rate. The optimizer is aihwkit's ``AnalogSGD`` (plain SGD for
+            digital parameters plus the analog post-update steps: weight clipping, noise
+            modifier refresh).
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        nesterov: Nesterov momentum.
         lr_schedule: ``cosine`` (to 0 over ``trainer.max_epochs``), ``step``
             (x0.1 at 50% and 75% of the epochs) or ``constant``.
         digital_warmup_epochs: epochs trained as a plain digital network before
             the layers are converted to analog for hardware-aware training.
+        digital_warmup_fraction: the same as a share of ``trainer.max_epochs`` (rounded, at
+            least 1, at most ``max_epochs - 1``; not with ``digital_warmup_epochs``).
         label_smoothing: cross-entropy label smoothing.
         input_range_calibration: batches of training data (seeded sample) whose digital pass
             sets every tile's learned input range to ``init_std_alpha`` x the RMS of the

@@ -41,6 +41,14 @@ def test_the_site_builds_strictly_with_every_page_in_the_nav_and_the_readme_snip
     # Getting started shows the README's set-up commands and demo output (one copy, included by pymdownx.snippets).
     html = re.sub(r"<[^>]+>", "", (tmp_path / "site" / "getting-started" / "index.html").read_text())
     assert "make demo   # creates .venv" in html and "baseline_resnet20" in html and "--8&lt;--" not in html
+    # The reference is generated: every subcommand's --help (options and class arguments) and the API's docstrings.
+    options = re.sub(r"<[^>]+>", "", (tmp_path / "site" / "reference" / "options" / "index.html").read_text())
+    for option in ("--trainer.max_epochs", "--drift.n_reps", "--budget.epochs", "--fidelity.eta", "--search.fit_chip",
+                   "--top_k", "--model.digital_warmup_fraction", "--data.silence_ratio", "--candidates"):
+        assert option in options, option
+    assert "<!-- cli-help" not in options
+    api = re.sub(r"<[^>]+>", "", (tmp_path / "site" / "reference" / "api" / "index.html").read_text())
+    assert "Train one search-space architecture hardware-aware" in api and "DriftEvaluation" in api
     # The images the findings pages show are copied with the site.
     assert (tmp_path / "site" / "findings" / "img" / "coverage.png").stat().st_size > 1000
 
