@@ -167,6 +167,16 @@ def test_nothing_is_written_into_an_installed_copy_of_the_shipped_files(tmp_path
     assert cli_main(["build-dataset", "--config", str(ROOT / "configs/digits/campaign.yaml"),
                      "--store", str(installed / "rows.sqlite")]) == 2
     assert "error: store" in capsys.readouterr().err and not (installed / "rows.sqlite").exists()
+    # search-loop's store null is the campaign's: an installed campaign config's store is refused too
+    campaign = installed / "configs" / "digits" / "campaign.yaml"
+    campaign.parent.mkdir(parents=True)
+    for name in ("campaign.yaml", "fit.yaml"):
+        (campaign.parent / name).write_text((ROOT / "configs/digits" / name).read_text())
+    assert cli_main(["search-loop", "--campaign", str(campaign), "--search", str(ROOT / "configs/digits/search.yaml"),
+                     "--surrogate", str(ROOT / "configs/digits/surrogate.yaml"),
+                     "--out_dir", str(tmp_path / "loop")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the campaign's store (search-loop store: null)") and "--store" in err
 
 
 def test_configs_lists_the_shipped_configs(capsys):
