@@ -279,7 +279,9 @@ def test_bad_rpu_overrides_are_refused_before_the_campaign(tmp_path, override, m
     (["--trainer.max_epochs", "abc"], ["invalid value 'abc' for trainer.max_epochs"]),
     (["--model.init_args.lr", "xyz"], ["invalid value 'xyz' for model.init_args.lr"]),
     (["--model.init_args.lrr", "1"], ["unknown option model.init_args.lrr"]),
-    (["--trainer.max_epochs", "-2"], ["max_epochs` must be a non-negative integer or -1"]),
+    (["--trainer.max_epochs", "-2"], ["digital_warmup_fraction needs a positive trainer.max_epochs", "got -2"]),
+    (["--trainer.max_epochs", "-2", "--model.init_args.digital_warmup_fraction", "0"],
+     ["max_epochs` must be a non-negative integer or -1"]),  # without the recipe's warm-up: Lightning's own check
     (["--trainer.max_epochz", "2"], ["unrecognized arguments: --trainer.max_epochz 2", "did you mean --trainer.max_epochs?"]),
     (["--ckpt_path", "/nonexistent/x.ckpt"], ["no such file"]),
     (["--ckpt_path", "EMPTY"], ["is not a readable checkpoint"]),
