@@ -240,12 +240,17 @@ def plot(rows: list[dict], path: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     names = sorted({r["name"] for r in rows}, key=lambda n: (n != "baseline", n))
+    pipelines = sorted({n.split("/")[0] for n in names if n != "baseline"})
+    colours = {p: f"C{i}" for i, p in enumerate(pipelines)}  # a colour per pipeline, a line style per predictor
+    styles = {"full": ":", "input": "-", "stacked": "--"}
     for ax, target in zip(axes, TARGETS):
         for name in names:
             rs = sorted((r for r in rows if r["name"] == name), key=lambda r: r["share"])
+            pipeline, _, predictor = name.partition("/")
             ax.errorbar([r["share"] * 100 for r in rs], [r[target] for r in rs], [r[f"{target}_sd"] for r in rs],
-                        label=name, capsize=3, lw=2.5 if name == "baseline" else 1,
-                        color="black" if name == "baseline" else None)
+                        label=name, capsize=3, lw=2.5 if name == "baseline" else 1.2,
+                        color="black" if name == "baseline" else colours[pipeline],
+                        ls="-" if name == "baseline" else styles.get(predictor, "-."))
         ax.set_xlabel("worker time W (% of the full budget for the pool)")
         ax.set_ylabel(f"held-out Kendall tau, {target}")
         ax.grid(alpha=0.3)
