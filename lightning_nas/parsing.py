@@ -101,6 +101,29 @@ class OneLineErrors:
         return (f"; did you mean {close[0]}?" if close else "") + (f" ({where})" if where else "")
 
 
+def config_files(args: list[str]) -> dict[int, tuple[int, str]]:
+    """The ``--config FILE`` / ``--config=FILE`` arguments of ``args``: position -> (how many
+    arguments it takes, the file's path)."""
+    found = {}
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            found[i] = (2, args[i + 1])
+        elif arg.startswith("--config="):
+            found[i] = (1, arg.split("=", 1)[1])
+    return found
+
+
+def read_config(path: str) -> Any:
+    """The content of a config file, or None when it can't be read (the parser says what is wrong)."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f.read())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
 SWITCHABLE = ("data", "model")
 """Options selected by class (``class_path``) whose arguments never carry over to another class."""
 
@@ -123,14 +146,11 @@ def with_class_switch_reset(args: list[str]) -> list[str]:
 
     current: dict[str, Optional[str]] = {}
     out: list[str] = []
+    files = config_files(args)
     for i, arg in enumerate(args):
         following = args[i + 1] if i + 1 < len(args) else None
-        if arg == "--config" or arg.startswith("--config="):
-            path = following if arg == "--config" else arg.split("=", 1)[1]
-            try:
-                content = yaml.safe_load(open(path).read()) if path else None
-            except (OSError, UnicodeDecodeError, yaml.YAMLError):
-                content = None  # the parser says what is wrong with it
+        if i in files:
+            content = read_config(files[i][1])
             for key in SWITCHABLE:
                 if isinstance(content, dict) and key in content:
                     current[key] = class_of(content[key])
@@ -187,9 +207,7 @@ def config_file_of(key: str, args: list[str]) -> str:
     """``FILE line N`` of the last ``--config FILE`` in ``args`` that sets the dotted ``key``, or ""."""
     import yaml
 
-    files = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
-    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
-    for path in reversed(files):
+    for _, path in reversed(list(config_files(args).values())):
         try:
             node = yaml.compose(open(path).read())
         except (OSError, yaml.YAMLError):
@@ -248,26 +266,18 @@ def with_config_paths(args: list[str], keys: tuple[str, ...]) -> list[str]:
         return args
     import os
 
-    import yaml
-
+    files = config_files(args)
     out: list[str] = []
     i = 0
     while i < len(args):
-        arg = args[i]
-        if arg == "--config" and i + 1 < len(args):
-            path, taken = args[i + 1], args[i:i + 2]
-        elif arg.startswith("--config="):
-            path, taken = arg.split("=", 1)[1], [arg]
-        else:
-            out.append(arg)
+        if i not in files:
+            out.append(args[i])
             i += 1
             continue
-        out += taken
-        i += len(taken)
-        try:
-            content = yaml.safe_load(open(path).read()) if os.path.isfile(path) else None
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue  # the parser says what is wrong with it
+        taken, path = files[i]
+        out += args[i:i + taken]
+        i += taken
+        content = read_config(path)
         folder = os.path.dirname(path)
         for key in keys:
             value: Any = content

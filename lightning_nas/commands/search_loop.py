@@ -26,7 +26,5 @@ def build_parser() -> CommandParser:
 
 def main(argv: list[str]) -> None:
     cfg = build_parser().parse_args(argv)
-    for option in ("out_dir", "store"):
-        if getattr(cfg, option, None):
-            refuse_installed_copy(getattr(cfg, option), f"search-loop {option}", f"--{option}")
+    refuse_installed_copy(cfg.out_dir, "search-loop out_dir", "--out_dir")  # the store: run_loop checks it
     run_loop(LoopConfig(**{k: v for k, v in cfg.as_dict().items() if k != "config"}))

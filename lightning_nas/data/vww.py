@@ -109,7 +109,7 @@ class VWWDataModule(TaskDataModule):
         if not root.is_dir():
             raise DatasetNotFoundError(f"Visual Wake Words not found at {root}; {LAYOUT_HINT}")
         presplit = (root / "train").is_dir()
-        if not presplit and not all((root / name).is_dir() for name in CLASSES):
+        if not has_layout(root):
             nearby = closest_layout(root)
             if nearby is not None:
                 raise DatasetNotFoundError(f"Visual Wake Words not found at {root}, but {nearby} has its layout; set "

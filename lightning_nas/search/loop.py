@@ -150,10 +150,10 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
     search_args = ["--config", cfg.search, "--baseline_random", "false", "--top_k", str(cfg.candidates)]
     first_predictor = search_cmd.parse(search_args).predictor
     store_path = Path(cfg.store or campaign_cfg.store)
-    if not cfg.store:  # the campaign's own store: not one shipped inside an installed package
-        from lightning_nas.checkout import refuse_installed_copy
+    from lightning_nas.checkout import refuse_installed_copy
 
-        refuse_installed_copy(store_path, "the campaign's store (search-loop store: null)", "--store")
+    refuse_installed_copy(store_path, "search-loop store" if cfg.store else
+                          "the campaign's store (search-loop store: null)", "--store")  # the loop writes rows there
     if cfg.store and not store_path.exists():
         copy_store(Path(campaign_cfg.store), store_path)
         print(f"loop: started the store {store_path} as a copy of {campaign_cfg.store}", file=sys.stderr)
