@@ -228,7 +228,11 @@ def markdown(d: Data, rows: list[dict], alone: dict, resamplings: int) -> str:
     lines += ["", "| without a pipeline (held-out architectures) | acc_1d tau | AVM tau (proxies signed: higher proxy = lower AVM) |",
               "|---|---|---|"]
     for name, v in alone.items():
-        lines.append(f"| {name} | {v['acc_1d']:.3f} | {v['avm']:.3f} |")
+        if not name.startswith("proxy: s per") and name != "proxy: architectures":
+            lines.append(f"| {name} | {v['acc_1d']:.3f} | {v['avm']:.3f} |")
+    if "proxy: architectures" in alone:
+        lines += ["", f"The proxy ran on {alone['proxy: architectures']['acc_1d']:.0f} held-out architectures, "
+                      f"{alone['proxy: s per architecture']['acc_1d']:.1f} s each."]
     return "\n".join(lines)
 
 
