@@ -75,7 +75,9 @@ def test_failing_architecture_is_recorded_and_the_campaign_goes_on(tmp_path, mon
 
     monkeypatch.setattr(training, "fit_and_evaluate", oom_once)  # what train_architecture calls
     build_dataset.main(campaign_args(tmp_path, 3, "0"))
-    done = capsys.readouterr().err.splitlines()[-1]
+    err = capsys.readouterr().err.splitlines()
+    done = next(line for line in err if line.startswith("done: "))
+    assert err[-1] == f"exported {tmp_path / 'rows.csv'}"  # the export beside the store, said last
     assert "(2 ok, 0 diverged" in done and "1 failed: trained again" in done, done
     with RowStore(tmp_path / "rows.sqlite") as store:
         rows = store.rows()

@@ -104,7 +104,11 @@ def test_fit_save_load_predict_round_trip(store_path, tmp_path, capsys):
     predictor = SurrogatePredictor.load(out)
     archs = sample(5, seed=99)
     pred = predictor.predict(archs)
-    assert set(pred) == {"acc_1d", "avm", "std", "p_learned"} and all(v.shape == (5,) for v in pred.values())
+    intervals = {f"{k}_{side}" for k in ("acc_1d", "avm", "std") for side in ("low", "high")}
+    assert set(pred) == {"acc_1d", "avm", "std", "p_learned", "acc_1d_score", *intervals}
+    assert all(v.shape == (5,) for v in pred.values())
+    for k in ("acc_1d", "avm", "std"):  # each point prediction inside its 80 % interval
+        assert (pred[f"{k}_low"] <= pred[k] + 1e-9).all() and (pred[k] <= pred[f"{k}_high"] + 1e-9).all()
     assert meta["learned"] == {"threshold": 50.0, "metric": "acc_1s", "constant": 1.0}  # every row learned
     assert (pred["p_learned"] == 1.0).all() and not (out / "learned_classifier.json").exists()
     again = SurrogatePredictor.load(out).predict(archs)
