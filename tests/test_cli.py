@@ -116,8 +116,8 @@ def test_an_integer_batch_limit_stays_a_count_and_a_fraction_a_fraction(capsys):
     (["--model.init_args.digital_warmup_epochs", "2"], ["digital_warmup_epochs or digital_warmup_fraction, not both"]),
     (["--model.init_args.digital_warmup_fraction", "1.0"], ["digital_warmup_fraction must be in [0, 1)"]),
 ])
-def test_bad_input_is_one_clear_line_and_exit_2(run_cli, args, fragments):
-    assert_one_line_error(run_cli("fit", "--config", DIGITS, *args), *fragments)
+def test_bad_input_is_one_clear_line_and_exit_2(cli, args, fragments):
+    assert_one_line_error(cli("fit", "--config", DIGITS, *args), *fragments)
 
 
 @pytest.mark.parametrize("epochs", ["0", "-1"])

@@ -289,7 +289,7 @@ def test_bad_rpu_overrides_are_refused_before_the_campaign(tmp_path, override, m
     (["--ckpt_path", "DIR"], ["is not a file"]),
     (["--ckpt_path", "NOT_LIGHTNING"], ["is not a Lightning checkpoint"]),
 ])
-def test_fit_input_errors_are_one_line(run_cli, tmp_path, args, fragments):
+def test_fit_input_errors_are_one_line(cli, tmp_path, args, fragments):
     import torch
 
     (tmp_path / "empty.ckpt").write_bytes(b"")
@@ -297,8 +297,8 @@ def test_fit_input_errors_are_one_line(run_cli, tmp_path, args, fragments):
     torch.save({"weights": [1, 2]}, tmp_path / "plain.ckpt")
     names = {"EMPTY": "empty.ckpt", "GARBAGE": "garbage.ckpt", "DIR": ".", "NOT_LIGHTNING": "plain.ckpt"}
     args = [str(tmp_path / names[a]) if a in names else a for a in args]
-    proc = run_cli("test" if "--ckpt_path" in args else "fit", "--config", str(ROOT / "configs" / "digits" / "fit.yaml"),
-                   *args)
+    proc = cli("test" if "--ckpt_path" in args else "fit", "--config", str(ROOT / "configs" / "digits" / "fit.yaml"),
+               *args)
     assert_one_error_line(proc, *fragments)
     assert "Seed set" not in proc.stderr
 
