@@ -3,13 +3,14 @@
 #                 retrain the best winner and the ResNet-20 baseline hardware-aware, print the comparison
 #   make test   - create .venv, install, run the test suite
 #   make docs   - serve the documentation site (MkDocs, docs/) at http://127.0.0.1:8000
+#   make lab    - run the lab notebook (docs/tutorials/lab.py) and write lab.ipynb with its outputs
 #   make mutation - mutation testing of the analog physics (mutmut; docs/findings/mutation.md)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean mutation docs
+.PHONY: demo test install clean mutation docs lab
 
 install: $(STAMP)
 
@@ -28,6 +29,9 @@ test: $(STAMP)
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs serve
+
+lab: $(STAMP)
+	$(PY) tools/run_notebook.py docs/tutorials/lab.py docs/tutorials/lab.ipynb
 
 # MUTANTS='lightning_nas.drift*' limits the run to some mutants (mutmut's names, globs allowed).
 mutation: $(STAMP)
