@@ -235,7 +235,12 @@ def search_args(tmp_path, *extra):
 
 
 def test_search_command_writes_reloadable_outputs(tmp_path, capsys):
+    import matplotlib
+
+    backend = "svg"  # a caller's backend (a notebook's inline one): writing the plots must not switch it
+    matplotlib.use(backend)
     search_cmd.main(search_args(tmp_path))
+    assert matplotlib.get_backend() == backend
     out = tmp_path / "s"
     winners = sorted((out / "winners").glob("winner_*.yaml"))
     assert len(winners) == 3

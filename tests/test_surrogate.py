@@ -366,7 +366,11 @@ def test_trainability_is_separated_from_robustness(tmp_path, capsys):
     mixed = fitting.fit_surrogate(rows, xgb=XGBParams(), mlp=MLPParams(epochs=5), task=task, learned_threshold=0)
     assert mixed.report["holdout"]["xgb_avm_regressor"]["r2"] < 0.2  # the chance rows' noise dominates
     out = tmp_path / "sur"
+    import matplotlib
+
+    matplotlib.use("svg")  # a caller's backend (a notebook's inline one): writing the scatter plots keeps it
     fit.save(out)
+    assert matplotlib.get_backend() == "svg" and (out / "scatter_acc_1d.png").stat().st_size > 1000
     predictor = SurrogatePredictor.load(out)
     narrow = [a for a in sample(200, seed=8, method="uniform", max_params=300_000) if a.out_channel0 <= 12][:20]
     wide = [a for a in sample(200, seed=8, method="uniform", max_params=300_000) if a.out_channel0 >= 32][:20]

@@ -61,15 +61,12 @@ def front_hypervolume(result: SearchResult, front: list[Individual]) -> dict[str
 
 def plot(result: SearchResult, winners: list[Individual], front: list[Individual], out: Path,
          baseline: Optional[SearchResult]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lightning_nas.figures import new_figure
 
     objectives = result.evaluator.objectives
     ranked = any(RANK_SCORE in i.values for i in result.history[:1])
     fitness_label = f"best feasible fitness ({objectives.fitness_description(ranked)})"
-    fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=100)
+    fig, ax = new_figure(figsize=(5.5, 3.5))
     for res, name in ((result, result.strategy), (baseline, "random search")):
         if res and res.best_so_far:
             evals, best = zip(*[(e, b) for e, b in res.best_so_far if b > float("-inf")] or [(0, 0.0)])
@@ -79,10 +76,9 @@ def plot(result: SearchResult, winners: list[Individual], front: list[Individual
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "best_so_far.png")
-    plt.close(fig)
 
     x_name = "avm" if "avm" in result.history[0].values else objectives.objectives[-1].name
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = new_figure(figsize=(6, 4))
     infeasible = [i for i in result.history if not i.feasible]
     feasible = [i for i in result.history if i.feasible]
     if infeasible:
@@ -113,7 +109,6 @@ def plot(result: SearchResult, winners: list[Individual], front: list[Individual
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(out / "pareto.png")
-    plt.close(fig)
 
 
 def summary_table(winners: list[Individual], evaluator: Any) -> str:

@@ -45,12 +45,9 @@ def scatter(pred: np.ndarray, true: np.ndarray, title: str, path: Path, xlabel: 
             metrics: Optional[dict[str, float]] = None) -> Path:
     """Held-out predictions against measurements, with the metrics, the number of held-out rows
     and (for predictions on the measured scale) the dashed identity line explained on the figure."""
-    import matplotlib
+    from lightning_nas.figures import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    fig, ax = new_figure(figsize=(4.5, 4.5))
     ax.scatter(pred, true, s=12, alpha=0.7)
     if xlabel == "predicted":
         lo, hi = float(min(pred.min(), true.min())), float(max(pred.max(), true.max()))
@@ -64,7 +61,6 @@ def scatter(pred: np.ndarray, true: np.ndarray, title: str, path: Path, xlabel: 
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -108,17 +104,14 @@ def comparison_table(holdout: dict[str, Any], kfold: Optional[dict[str, Any]] = 
 def coverage_plot(campaign: np.ndarray, uniform: np.ndarray, path: Path, seed: int = 0) -> Path:
     """t-SNE (scikit-learn) of the campaign's architectures among uniform samples of the space, as in
     the AnalogNAS paper: whether the campaign covers the space the search explores."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lightning_nas.figures import new_figure
     from sklearn.manifold import TSNE
 
     both = np.vstack([uniform, campaign])
     scaled = (both - both.mean(axis=0)) / np.where(both.std(axis=0) > 0, both.std(axis=0), 1.0)
     embedded = TSNE(n_components=2, perplexity=min(30.0, (len(both) - 1) / 3), init="pca", random_state=seed,
                     n_jobs=1).fit_transform(scaled)
-    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=100)
+    fig, ax = new_figure(figsize=(5, 4.5))
     ax.scatter(*embedded[: len(uniform)].T, s=5, c="lightgrey", label=f"uniform samples of the space ({len(uniform)})")
     ax.scatter(*embedded[len(uniform):].T, s=8, c="tab:blue", label=f"campaign architectures ({len(campaign)})")
     ax.set_title("t-SNE of architecture features", fontsize=10)
@@ -127,7 +120,6 @@ def coverage_plot(campaign: np.ndarray, uniform: np.ndarray, path: Path, seed: i
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
