@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(PY) -m lightning_nas retrain --config configs/digits/retrain.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs serve

@@ -91,6 +91,8 @@ plt.show()
 # %% [markdown]
 # ## 2. One architecture, trained hardware-aware
 #
+# The architecture is ResNet-20, the baseline the search's winner meets again in step 5.
+#
 # `configs/digits/fit.yaml` is the training recipe: a digital warm-up, then hardware-aware epochs with
 # the PCM preset's noise in the forward pass; after training the `DriftEvaluation` callback programs the
 # weights onto the simulated chip several times and measures the accuracy 1 s, 1 h, 1 day and 30 days
@@ -103,7 +105,7 @@ from lightning_nas import fit_config, training
 quiet = {"trainer.logger": False, "trainer.enable_progress_bar": False,
          "trainer.enable_model_summary": False, "trainer.enable_checkpointing": False}
 base = fit_config.with_options(fit_config.resolve(ROOT / "configs/digits/fit.yaml"), quiet)
-arch = space.sample(1, seed=7, max_params=100_000, **DIGITS)[0]
+arch = space.cifar_resnet(20)  # ResNet-20 as a point of the search space
 print("architecture:", arch.describe(), f"({size(arch):,} parameters)")
 
 
@@ -117,6 +119,7 @@ def train(architecture):
 
 
 result, raw = train(arch.to_dict())
+baseline = (result, raw)  # compared with the search's winner in step 5
 print({k: round(v, 2) for k, v in result.drift.items()})
 
 # %% [markdown]
@@ -141,7 +144,7 @@ def plot_drift(ax, raw, label, colour):
 
 
 fig, ax = plt.subplots(figsize=(6, 3))
-plot_drift(ax, raw, arch.describe(), "C0")
+plot_drift(ax, raw, f"ResNet-20 ({arch.describe()})", "C0")
 ax.set_title(f"mean ± sd over {len(raw[1.0])} programmings")
 ax.legend()
 plt.show()
@@ -224,21 +227,18 @@ plt.show()
 # %% [markdown]
 # ## 5. The winner against ResNet-20
 #
-# `retrain` hands the best winner back to the Trainer for a full training with the same recipe, beside
-# the ResNet-20 baseline, and measures both on the simulated chip: a prediction is checked by a
-# measurement.
+# `retrain` hands the best winner back to the Trainer for a full training with the same recipe
+# (here: the `train` function of step 2, which is what `retrain` runs) and measures it on the simulated
+# chip beside ResNet-20 from step 2: a prediction is checked by a measurement.
 
 # %%
 winner = WORK / "search_analognas_ea" / "winners" / "winner_1.yaml"
-runs = {"winner": space.load_architecture(str(winner)),
-        "ResNet-20": space.cifar_resnet(20)}
-measured = {}
-for name, architecture in runs.items():
-    result, raw = train(architecture.to_dict())
-    measured[name] = (result, raw)
-    print(f"{name}: {architecture.describe()}, {result.n_params:,} parameters, "
-          f"acc_1d {result.drift['acc_1d']:.2f} %, AVM {result.drift['avm']:.2f} pp, "
-          f"{result.hardware['energy_uj']:.1f} µJ, {result.hardware['tiles']} tiles")
+measured = {"winner": train(space.load_architecture(str(winner)).to_dict()),
+            "ResNet-20": baseline}
+for name, (result, _) in measured.items():
+    print(f"{name}: {result.n_params:,} parameters, acc_1d {result.drift['acc_1d']:.2f} %, "
+          f"AVM {result.drift['avm']:.2f} pp, {result.hardware['energy_uj']:.1f} µJ, "
+          f"{result.hardware['tiles']} tiles")
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3))
