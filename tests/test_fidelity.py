@@ -5,6 +5,7 @@ import json
 import sqlite3
 
 import pytest
+from conftest import ROOT
 
 from lightning_nas.campaign import train as train_mod
 from lightning_nas.campaign.fidelity import Fidelity, label, promoted
@@ -300,3 +301,55 @@ def test_the_noise_robustness_proxy_is_seeded_and_measures_what_noise_removes():
                                               noise=0.0)["kept"], 1.0)
     heavy = noise_robustness_proxy(archs, dm.input_shape, dm.num_classes, *data, steps=160, noise=1.0)["kept"]
     assert (heavy < a["kept"]).all() and (heavy < 0.6).all()  # weights drowned in noise lose most of it
+
+
+def _study():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fidelity_study", ROOT / "benchmarks" / "fidelity_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_studys_pipelines_spend_at_most_their_budget_and_imputation_uses_the_cheap_information():
+    """benchmarks/fidelity_study.py on the shipped store's first 300 rows, with cheap rows made from them:
+    a cheap run whose learning curve ends at the full label (plus noise) is information a pipeline paid
+    for, and the curve predictor (the full label imputed from the curve) ranks the held-out architectures
+    better than the same few full rows alone."""
+    import numpy as np
+
+    from lightning_nas.surrogate.data import load_rows
+
+    study = _study()
+    rows = load_rows(ROOT / "datasets" / "digits_surrogate.sqlite")[:300]
+    rng = np.random.default_rng(0)
+    full = {r["arch_id"]: r for r in rows}
+    cheap = {}
+    for r in rows:
+        acc, avm = r["metrics"]["acc_1d"] + rng.normal(0, 0.2), r["metrics"]["avm"] + rng.normal(0, 0.2)
+        cheap[r["arch_id"]] = {"arch_id": r["arch_id"], "wall_s": 0.1 * r["wall_s"],
+                               "metrics": {"acc_1d": acc - 5, "avm": avm, "acc_1s": acc, "acc_30d": acc - avm},
+                               "curves": {"val_acc": [acc - 20, acc - 5], "train_loss": [1.0, 0.5]}}
+    d = study.Data(full, cheap, {"epochs": 2, "n_reps": 2}, cost_ratio=0.1)
+    assert len(d.ids) == 300 and len(d.test) == 60
+    order = np.random.default_rng(1).permutation(d.pool)
+    per_arch = rng.uniform(1, 20, len(d.ids))  # a proxy's own cost per architecture
+    for cheap_cost, score in ((None, None), (per_arch, -d.y["avm"])):
+        spent = cheap_cost if cheap_cost is not None else 0.1 * d.cost_full
+        for eta in (2, 4):
+            for promote in (True, False):
+                budget = 0.2 * d.cost_full[d.pool].sum()
+                c, f = study.pipeline(d, order, budget, eta, promote, cheap_cost, score)
+                cost = spent[c].sum() + d.cost_full[f].sum()
+                assert cost <= budget and set(f) <= set(c) and len(f) == max(1, len(c) // eta)
+                if not promote:  # the largest n: one more architecture (and its share of full rows) would not fit
+                    more = order[: len(c) + 1]
+                    assert spent[more].sum() + d.cost_full[more[: max(1, len(more) // eta)]].sum() > budget
+                if promote:  # the best 1/eta by the score
+                    s = d.y_cheap["acc_1d"] if score is None else score
+                    assert s[f].min() >= np.sort(s[c])[-len(f)]
+    c, f = order[:200], order[:12]  # 200 cheap runs, 12 of them also trained in full
+    taus = {kind: study.tau(study.fit_predict(kind, True, d, c, f, "acc_1d", 0), d.y["acc_1d"][d.test])
+            for kind in ("full", "curve")}
+    assert taus["curve"] > taus["full"] + 0.1, taus
