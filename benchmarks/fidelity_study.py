@@ -61,6 +61,7 @@ from lightning_nas.surrogate.models import XGBParams, fit_xgb_ranker, fit_xgb_re
 
 TARGETS = {"acc_1d": True, "avm": False}  # label -> ranked (pairwise ranker) or regressed
 FULL_BUDGET = {"epochs": 15, "n_reps": 10, "train_fraction": 1.0}
+CHEAP_EPOCHS = 2  # the epochs of the cheap rows' learning curves the curve features read
 
 
 def tau(pred, true) -> float:
@@ -93,6 +94,18 @@ class Data:
         self.fid_cheap = np.array(fidelity_vector(fidelity, FULL_BUDGET), dtype=np.float32)
         train, test = split(ids, 0.2, 0)
         self.pool, self.test = train, test
+        self.curves = np.array([curve_features(r, CHEAP_EPOCHS) for r in self.cheap], dtype=np.float32)
+        self.proxy = np.full((len(ids), 2), np.nan, dtype=np.float32)  # clean accuracy, share kept: set_proxies
+        self.proxy_cost = np.full(len(ids), np.nan)
+
+    def set_proxies(self, proxies: dict[str, dict[str, float]]) -> None:
+        for i, arch_id in enumerate(self.ids):
+            if arch_id in proxies:
+                self.proxy[i] = proxies[arch_id]["clean"], proxies[arch_id]["kept"]
+                self.proxy_cost[i] = proxies[arch_id]["seconds"]
+
+    def has_proxies(self, indices) -> bool:
+        return bool(np.isfinite(self.proxy_cost[np.asarray(indices)]).all())
 
 
 def fit_predict(kind: str, rank: bool, d: Data, cheap_idx: np.ndarray, full_idx: np.ndarray, target: str,
@@ -113,24 +126,52 @@ def fit_predict(kind: str, rank: bool, d: Data, cheap_idx: np.ndarray, full_idx:
         model = StackedModel(rank, params, seed).fit(d.x[cheap_idx], d.y_cheap[target][cheap_idx],
                                                       d.x[full_idx], d.y[target][full_idx])
         return model.predict(x_test)
+    if kind in ("curve", "proxy"):  # the full label imputed from the cheap information, then the usual model
+        extra = d.curves if kind == "curve" else d.proxy
+        return imputed(rank, d, extra, cheap_idx, full_idx, target, seed)
     raise ValueError(kind)
 
 
-def pipeline(d: Data, order: np.ndarray, budget: float, eta: float, promote: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(cheap, full) row indices of successive halving (``promote``) or a random full subset, the
-    largest that ``budget`` buys."""
+def imputed(rank: bool, d: Data, extra: np.ndarray, cheap_idx: np.ndarray, full_idx: np.ndarray, target: str,
+            seed: int) -> np.ndarray:
+    """Learning-curve extrapolation (``extra``: the cheap runs' curves) or the proxy (``extra``: its
+    values) as a pipeline's predictor: a regressor from the architecture and ``extra`` to the full label
+    (:class:`CurveExtrapolator`), fitted on the architectures with full rows, labels every other
+    architecture the pipeline paid cheap information for; the project's model (ranker or regressor)
+    is fitted on all of them and ranks the held-out architectures from their features alone."""
+    params = XGBParams()
+    if len(full_idx) < 2:
+        return np.zeros(len(d.test))
+    labels = {int(i): float(d.y[target][i]) for i in full_idx}
+    rest = np.array([i for i in cheap_idx if int(i) not in labels], dtype=int)
+    if len(rest):
+        g = CurveExtrapolator(params, seed).fit(d.x[full_idx], extra[full_idx], d.y[target][full_idx])
+        labels.update({int(i): float(v) for i, v in zip(rest, g.predict(d.x[rest], extra[rest]))})
+    idx = np.array(sorted(labels), dtype=int)
+    fit = fit_xgb_ranker if rank else fit_xgb_regressor
+    return fit(d.x[idx], np.array([labels[int(i)] for i in idx]), params, seed).predict(d.x[d.test])
+
+
+def pipeline(d: Data, order: np.ndarray, budget: float, eta: float, promote: bool,
+             cheap_cost: np.ndarray | None = None, score: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(cheap, full) row indices of successive halving (``promote``: the best 1/eta by ``score``, default
+    the cheap acc_1d) or a random full subset, the largest that ``budget`` buys. ``cheap_cost``: what
+    the cheap information costs per architecture (default: ``cost_ratio`` x its full row)."""
+    cheap_cost = d.cost_ratio * d.cost_full if cheap_cost is None else cheap_cost
+    score = d.y_cheap["acc_1d"] if score is None else score
+
     def rows_for(n: int) -> tuple[np.ndarray, np.ndarray]:
         cheap = order[:n]
         k = max(1, math.floor(n / eta))
         if promote:
-            full = cheap[np.argsort(-d.y_cheap["acc_1d"][cheap], kind="stable")[:k]]
+            full = cheap[np.argsort(-score[cheap], kind="stable")[:k]]
         else:
             full = cheap[:k]  # the order is random: a random subset
         return cheap, full
 
     def cost(n: int) -> float:
         cheap, full = rows_for(n)
-        return d.cost_ratio * d.cost_full[cheap].sum() + d.cost_full[full].sum()
+        return cheap_cost[cheap].sum() + d.cost_full[full].sum()
 
     lo, hi = 1, len(order)  # the largest n within budget (cost grows with n)
     if cost(lo) > budget:
@@ -165,6 +206,18 @@ def study(d: Data, shares: list[float], resamplings: int, etas: list[float], pre
                             pred = fit_predict(kind, rank, d, cheap, full, target, seed)
                             record[target] = tau(pred, d.y[target][d.test])
                         results.append(record)
+            if d.has_proxies(d.pool):  # the training-free proxy as the cheap information
+                for eta in etas:
+                    for promote in (True, False):
+                        cheap, full = pipeline(d, order, budget, eta, promote, d.proxy_cost, d.proxy[:, 0])
+                        for kind in ("full", "proxy"):
+                            name = f"{'px-sh' if promote else 'px-mf'}{eta:g}/{kind}"
+                            record = {"share": share, "seed": seed, "name": name, "cheap": int(len(cheap)),
+                                      "full": int(len(full))}
+                            for target, rank in TARGETS.items():
+                                record[target] = tau(fit_predict(kind, rank, d, cheap, full, target, seed),
+                                                     d.y[target][d.test])
+                            results.append(record)
             print(f"W {share:.0%} seed {seed}: done ({len(results)} results)", file=sys.stderr, flush=True)
     return results
 
@@ -184,37 +237,58 @@ def summary(results: list[dict]) -> list[dict]:
     return out
 
 
-def standalone(d: Data, proxy_limit: int) -> dict[str, dict[str, float]]:
+def digits_tensors() -> tuple[tuple, tuple, tuple, int]:
+    """(train, test, input shape, classes) of the digits datamodule, as tensors, for the proxy."""
+    from lightning_nas.data import DigitsDataModule
+
+    dm = DigitsDataModule()
+    dm.setup()
+    train = dm.train_set.tensors if hasattr(dm.train_set, "tensors") else None
+    test_set = dm.test_set.tensors if hasattr(dm.test_set, "tensors") else None
+    if train is None or test_set is None:
+        raise SystemExit("the digits datamodule's splits are not tensors; update the proxy's data loading")
+    return train, test_set, tuple(dm.input_shape), dm.num_classes
+
+
+def cached_proxies(d: Data, indices, path: str | None) -> dict[str, dict[str, float]]:
+    """The training-free proxy of the architectures at ``indices``, by id: {clean, kept, seconds}.
+    With ``path`` (JSON), the values computed so far are read from it and each new one is added as
+    it is computed, so a long run resumes where it stopped."""
+    from lightning_nas.space import Architecture
+
+    cache = json.loads(Path(path).read_text()) if path and Path(path).exists() else {}
+    todo = [i for i in indices if d.ids[i] not in cache]
+    if todo:
+        train, test_set, shape, classes = digits_tensors()
+        for n, i in enumerate(todo, 1):
+            start = time.perf_counter()
+            proxy = noise_robustness_proxy([Architecture.from_dict(d.full[i]["arch"])], shape, classes, train, test_set)
+            cache[d.ids[i]] = {"clean": float(proxy["clean"][0]), "kept": float(proxy["kept"][0]),
+                               "seconds": time.perf_counter() - start}
+            if path:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(path).with_suffix(".tmp")
+                tmp.write_text(json.dumps(cache, indent=0))
+                tmp.replace(path)
+            print(f"proxy {n}/{len(todo)}: {d.ids[i]} {cache[d.ids[i]]['seconds']:.1f} s", file=sys.stderr, flush=True)
+    return {d.ids[i]: cache[d.ids[i]] for i in indices}
+
+
+def standalone(d: Data) -> dict[str, dict[str, float]]:
     """Scores that need no pipeline, on the held-out architectures: the cheap labels themselves, the
-    learning-curve extrapolator (fitted on the pool) and the training-free proxy."""
+    learning-curve extrapolator (fitted on the pool's cheap curves and full labels) and the
+    training-free proxy (when computed for the held-out architectures)."""
     test = d.test
     out = {"cheap labels": {t: tau(d.y_cheap[t][test], d.y[t][test]) for t in TARGETS}}
-    epochs = 2
-    curves = np.array([curve_features(r, epochs) for r in d.cheap], dtype=np.float32)
     out["curve extrapolation"] = {
-        t: tau(CurveExtrapolator().fit(d.x[d.pool], curves[d.pool], d.y[t][d.pool]).predict(d.x[test], curves[test]),
+        t: tau(CurveExtrapolator().fit(d.x[d.pool], d.curves[d.pool], d.y[t][d.pool]).predict(d.x[test], d.curves[test]),
                d.y[t][test]) for t in TARGETS}
-    if proxy_limit:
-        from lightning_nas.data import DigitsDataModule
-        from lightning_nas.space import Architecture
-
-        dm = DigitsDataModule()
-        dm.setup()
-        train = dm.train_set.tensors if hasattr(dm.train_set, "tensors") else None
-        test_set = dm.test_set.tensors if hasattr(dm.test_set, "tensors") else None
-        if train is None or test_set is None:
-            raise SystemExit("the digits datamodule's splits are not tensors; update the proxy's data loading")
-        chosen = test[:proxy_limit]
-        archs = [Architecture.from_dict(d.full[i]["arch"]) for i in chosen]
-        start = time.perf_counter()
-        proxy = noise_robustness_proxy(archs, dm.input_shape, dm.num_classes, train, test_set)
-        seconds = (time.perf_counter() - start) / len(archs)
-        out["proxy: brief digital accuracy"] = {t: tau(proxy["clean"] * (1 if t == "acc_1d" else -1), d.y[t][chosen])
-                                                for t in TARGETS}
-        out["proxy: share kept under weight noise"] = {t: tau(proxy["kept"] * (1 if t == "acc_1d" else -1),
-                                                              d.y[t][chosen]) for t in TARGETS}
-        out["proxy: s per architecture"] = {t: seconds for t in TARGETS}
-        out["proxy: architectures"] = {t: len(chosen) for t in TARGETS}
+    if d.has_proxies(test):
+        sign = {"acc_1d": 1, "avm": -1}  # a higher proxy: a higher accuracy, a lower AVM
+        out["proxy: brief digital accuracy"] = {t: tau(sign[t] * d.proxy[test, 0], d.y[t][test]) for t in TARGETS}
+        out["proxy: share kept under weight noise"] = {t: tau(sign[t] * d.proxy[test, 1], d.y[t][test]) for t in TARGETS}
+        out["proxy: s per architecture"] = {t: float(np.mean(d.proxy_cost[test])) for t in TARGETS}
+        out["proxy: architectures"] = {t: len(test) for t in TARGETS}
     return out
 
 
@@ -246,7 +320,7 @@ def plot(rows: list[dict], path: str) -> None:
     names = sorted({r["name"] for r in rows}, key=lambda n: (n != "baseline", n))
     pipelines = sorted({n.split("/")[0] for n in names if n != "baseline"})
     colours = {p: f"C{i}" for i, p in enumerate(pipelines)}  # a colour per pipeline, a line style per predictor
-    styles = {"full": ":", "input": "-", "stacked": "--"}
+    styles = {"full": ":", "input": "-", "stacked": "--", "curve": "-.", "proxy": (0, (5, 1, 1, 1, 1, 1))}
     for ax, target in zip(axes, TARGETS):
         for name in names:
             rs = sorted((r for r in rows if r["name"] == name), key=lambda r: r["share"])
@@ -273,9 +347,11 @@ def main() -> None:
     parser.add_argument("--cost_ratio", type=float, default=None)
     parser.add_argument("--shares", type=float, nargs="+", default=[0.10, 0.25, 0.50])
     parser.add_argument("--etas", type=float, nargs="+", default=[2, 4])
-    parser.add_argument("--predictors", nargs="+", default=["full", "input", "stacked"])
+    parser.add_argument("--predictors", nargs="+", default=["full", "input", "stacked", "curve"])
     parser.add_argument("--resamplings", type=int, default=5)
-    parser.add_argument("--proxy_limit", type=int, default=100, help="held-out architectures the proxy runs on")
+    parser.add_argument("--proxy_cache", default=None, help="JSON file of computed proxies (resumable)")
+    parser.add_argument("--proxies_only", action="store_true",
+                        help="compute the proxy for every architecture of the universe (held-out first) and stop")
     parser.add_argument("--min_universe", type=int, default=100, help="fewest architectures with both labels")
     parser.add_argument("--json", default=None)
     parser.add_argument("--plot", default=None)
@@ -286,9 +362,14 @@ def main() -> None:
     d = Data(load(args.full, None), load(args.cheap, args.cheap_fidelity), args.cheap_fidelity, args.cost_ratio)
     if len(d.ids) < args.min_universe:
         raise SystemExit(f"only {len(d.ids)} architectures have both labels; train more cheap rows first")
+    if args.proxies_only:
+        cached_proxies(d, list(d.test) + list(d.pool), args.proxy_cache)
+        return
+    if args.proxy_cache and Path(args.proxy_cache).exists():  # the proxy pipelines need the pool's (--proxies_only)
+        d.set_proxies(json.loads(Path(args.proxy_cache).read_text()))
     start = time.perf_counter()
     rows = summary(study(d, args.shares, args.resamplings, args.etas, args.predictors))
-    alone = standalone(d, args.proxy_limit)
+    alone = standalone(d)
     text = markdown(d, rows, alone, args.resamplings)
     print(text)
     print(f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)
