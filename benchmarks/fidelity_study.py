@@ -293,12 +293,22 @@ def standalone(d: Data) -> dict[str, dict[str, float]]:
 
 
 def markdown(d: Data, rows: list[dict], alone: dict, resamplings: int) -> str:
+    shares = sorted({r["share"] for r in rows})
+    names = sorted({r["name"] for r in rows}, key=lambda n: (n != "baseline", n))
+    cell = {(r["name"], r["share"]): r for r in rows}
+    mid = shares[len(shares) // 2]
     lines = [f"Universe {len(d.ids)} architectures (pool {len(d.pool)}, held out {len(d.test)}); cheap row cost "
-             f"{d.cost_ratio:.3f} x full (measured from the stores: {d.measured_ratio:.3f}); {resamplings} resamplings.",
-             "", "| W | pipeline | cheap rows | full rows | acc_1d tau | AVM tau |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['share']:.0%} | {r['name']} | {r['cheap']:.0f} | {r['full']:.0f} | "
-                     f"{r['acc_1d']:.3f} ± {r['acc_1d_sd']:.3f} | {r['avm']:.3f} ± {r['avm_sd']:.3f} |")
+             f"{d.cost_ratio:.3f} x full (measured from the stores: {d.measured_ratio:.3f}); {resamplings} resamplings."]
+    for target, title in (("acc_1d", "acc_1d tau"), ("avm", "AVM tau")):
+        head = " | ".join(f"W {s:.0%}" for s in shares)
+        lines += ["", f"| {title}: pipeline/predictor | {head} | rows at W {mid:.0%} (cheap / full) |",
+                  "|---|" + "---|" * len(shares) + "---|"]
+        for name in names:
+            values = " | ".join(f"{cell[name, s][target]:.3f} ± {cell[name, s][f'{target}_sd']:.3f}"
+                                if (name, s) in cell else "-" for s in shares)
+            r = cell.get((name, mid))
+            counts = f"{r['cheap']:.0f} / {r['full']:.0f}" if r else "-"
+            lines.append(f"| {name} | {values} | {counts} |")
     lines += ["", "| without a pipeline (held-out architectures) | acc_1d tau | AVM tau (proxies signed: higher proxy = lower AVM) |",
               "|---|---|---|"]
     for name, v in alone.items():
