@@ -21,7 +21,7 @@ SMALL = {"cifar10": ["--data.init_args.num_workers", "0"], "kws": [],
 CLASSES = {"cifar10": 10, "kws": 12, "vww": 2}
 
 
-LEARNABLE = {"cifar10": {"per_class": 500}, "kws": {"clips_per_word": 120}, "vww": {"per_class": 250}}
+LEARNABLE = {"cifar10": {"per_class": 300}, "kws": {"clips_per_word": 120}, "vww": {"per_class": 250}}
 """Sizes at which two epochs of the shipped config have enough optimizer steps to learn."""
 LEARNED = {"cifar10": (50.0, 40.0), "kws": (90.0, 80.0), "vww": (90.0, 80.0)}
 """Floors of the test accuracy (%) and the 1-day accuracy after programming and drift (%)
@@ -68,8 +68,9 @@ def test_the_shipped_fit_config_learns_in_two_epochs(run_cli, tmp_path, learnabl
                    "--data.init_args.num_workers", "0", "--trainer.max_epochs", "2", "--drift.n_reps", "2", "--trainer.enable_progress_bar", "false",
                    "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # Measured 2026-12-05 (2-core CPU): test accuracy 0.70 / 1.00 / 1.00 and 1-day accuracy after
-    # programming and drift 65.0 / 100.0 / 100.0 % for cifar10 / kws / vww (chance: 0.10 / 0.08 / 0.50).
+    # Measured 2026-12-05 (2-core CPU): 1-day accuracy after programming and drift 72.0 / 100.0 / 100.0 %
+    # for cifar10 (300 images a class: 58 s instead of 136 s for 500, which reached 65.0) / kws / vww
+    # (chance: 10 / 8 / 50 %). VWW at 150 a class stays at chance after two epochs: 250 it is.
     assert printed_test_accuracy(proc.stdout) >= LEARNED[task][0]
     drift = json.loads(next((tmp_path / "runs").rglob("drift_metrics.json")).read_text())["metrics"]
     assert drift["analog/acc_1d"] >= LEARNED[task][1]  # it learned, and survives the chip
