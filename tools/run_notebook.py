@@ -39,8 +39,9 @@ def main() -> None:
         nb = execute(args.source, Path.cwd(), args.timeout)
     except CellExecutionError as e:
         sys.exit(f"error: {args.source} failed; nothing written:\n{e}")
-    for cell in nb.cells:
-        cell.metadata.pop("execution", None)  # timestamps: the file changes only when an output does
+    for i, cell in enumerate(nb.cells, 1):  # the file changes only when a cell or an output does:
+        cell.metadata.pop("execution", None)  # no timestamps,
+        cell.id = f"cell-{i}"  # and ids by position instead of jupytext's random ones
     nbformat.write(nb, args.out)
     print(f"ran {args.source} in {time.perf_counter() - start:.0f} s; wrote {args.out}", file=sys.stderr)
 
