@@ -115,8 +115,7 @@ def fit_predict(kind: str, rank: bool, d: Data, cheap_idx: np.ndarray, full_idx:
     if kind == "full":
         if len(full_idx) < 2:
             return np.zeros(len(d.test))
-        fit = fit_xgb_ranker if rank else fit_xgb_regressor
-        return fit(d.x[full_idx], d.y[target][full_idx], params, seed).predict(x_test)
+        return project_model(rank, d.x[full_idx], d.y[target][full_idx], seed).predict(x_test)
     if kind == "input":
         x = np.vstack([d.x[cheap_idx], d.x[full_idx]])
         fid = np.vstack([np.tile(d.fid_cheap, (len(cheap_idx), 1)), np.ones((len(full_idx), len(d.fid_cheap)))])
@@ -148,8 +147,12 @@ def imputed(rank: bool, d: Data, extra: np.ndarray, cheap_idx: np.ndarray, full_
         g = CurveExtrapolator(params, seed).fit(d.x[full_idx], extra[full_idx], d.y[target][full_idx])
         labels.update({int(i): float(v) for i, v in zip(rest, g.predict(d.x[rest], extra[rest]))})
     idx = np.array(sorted(labels), dtype=int)
-    fit = fit_xgb_ranker if rank else fit_xgb_regressor
-    return fit(d.x[idx], np.array([labels[int(i)] for i in idx]), params, seed).predict(d.x[d.test])
+    return project_model(rank, d.x[idx], np.array([labels[int(i)] for i in idx]), seed).predict(d.x[d.test])
+
+
+def project_model(rank: bool, x: np.ndarray, y: np.ndarray, seed: int):
+    """The project's surrogate model of a label: the pairwise ranker (acc_1d) or the regressor (AVM)."""
+    return (fit_xgb_ranker if rank else fit_xgb_regressor)(x, y, XGBParams(), seed)
 
 
 def pipeline(d: Data, order: np.ndarray, budget: float, eta: float, promote: bool,

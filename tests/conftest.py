@@ -85,3 +85,13 @@ def pytest_collection_modifyitems(config, items):
             on = params.params.get("device") if params is not None else None
             if on is None or on.type != "cpu":
                 item.add_marker(skip)
+
+
+def load_file(path: Path, name: str):
+    """The Python module in ``path`` (a script or hook that is not a package), imported as ``name``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

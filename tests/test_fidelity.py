@@ -5,7 +5,7 @@ import json
 import sqlite3
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_file
 
 from lightning_nas.campaign import train as train_mod
 from lightning_nas.campaign.fidelity import Fidelity, label, promoted
@@ -303,15 +303,6 @@ def test_the_noise_robustness_proxy_is_seeded_and_measures_what_noise_removes():
     assert (heavy < a["kept"]).all() and (heavy < 0.6).all()  # weights drowned in noise lose most of it
 
 
-def _study():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fidelity_study", ROOT / "benchmarks" / "fidelity_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_studys_pipelines_spend_at_most_their_budget_and_imputation_uses_the_cheap_information():
     """benchmarks/fidelity_study.py on the shipped store's first 300 rows, with cheap rows made from them:
     a cheap run whose learning curve ends at the full label (plus noise) is information a pipeline paid
@@ -321,7 +312,7 @@ def test_the_studys_pipelines_spend_at_most_their_budget_and_imputation_uses_the
 
     from lightning_nas.surrogate.data import load_rows
 
-    study = _study()
+    study = load_file(ROOT / "benchmarks" / "fidelity_study.py", "fidelity_study")
     rows = load_rows(ROOT / "datasets" / "digits_surrogate.sqlite")[:300]
     rng = np.random.default_rng(0)
     full = {r["arch_id"]: r for r in rows}

@@ -3,24 +3,16 @@ minutes, draws its figures and measures what it says; the executed copy the docs
 (lab.ipynb) is the same code, run through; the docs hook renders it and refuses a notebook that has
 not run."""
 
-import importlib.util
 import json
 import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_file
 
 LAB = ROOT / "docs" / "tutorials" / "lab.py"
 EXECUTED = ROOT / "docs" / "tutorials" / "lab.ipynb"
 FIGURES = 5  # the space's sizes, one drift curve, the surrogate's scatter, the Pareto fronts, two drift curves
-
-
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def winner_size(arch):
@@ -46,7 +38,7 @@ def test_the_lab_runs_top_to_bottom_within_five_minutes(tmp_path, monkeypatch):
     from lightning_nas import space
 
     monkeypatch.setenv("LAB_DIR", str(tmp_path / "lab"))
-    run_notebook = load(ROOT / "tools" / "run_notebook.py", "run_notebook")
+    run_notebook = load_file(ROOT / "tools" / "run_notebook.py", "run_notebook")
     start = time.perf_counter()
     nb = run_notebook.execute(LAB, tmp_path)  # a failing cell raises, with its traceback
     seconds = time.perf_counter() - start
@@ -80,7 +72,7 @@ def test_the_executed_notebook_is_the_lab_source_run_through():
 
 
 def test_the_docs_hook_renders_outputs_and_refuses_a_notebook_that_has_not_run(tmp_path):
-    hook = load(ROOT / "docs" / "hooks" / "notebook.py", "notebook_hook")
+    hook = load_file(ROOT / "docs" / "hooks" / "notebook.py", "notebook_hook")
     page = hook.render(EXECUTED)
     assert page.count("](data:image/png;base64,") == FIGURES
     assert "```python\nimport logging" in page and "distinct architectures:" in page
