@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--timeout", type=int, default=600, help="seconds a cell may take")
     args = parser.parse_args()
+    if not Path(args.source).is_file():
+        parser.error(f"{args.source} does not exist; give the notebook's source, e.g. docs/tutorials/lab.py")
     import nbformat
     from nbclient.exceptions import CellExecutionError
 
@@ -38,7 +40,8 @@ def main() -> None:
     try:
         nb = execute(args.source, Path.cwd(), args.timeout)
     except CellExecutionError as e:
-        sys.exit(f"error: {args.source} failed; nothing written:\n{e}")
+        print(f"{e}\nerror: {args.source} failed (the cell above); nothing written", file=sys.stderr)
+        sys.exit(2)
     for i, cell in enumerate(nb.cells, 1):  # the file changes only when a cell or an output does:
         cell.metadata.pop("execution", None)  # no timestamps,
         cell.id = f"cell-{i}"  # and ids by position instead of jupytext's random ones
