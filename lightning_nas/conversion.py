@@ -15,19 +15,20 @@ def convert(net: nn.Module, config: AnalogConfig) -> nn.Module:
     """Convert every Conv2d and Linear of ``net`` to aihwkit analog layers (a new module).
 
     With ``implementation: fast`` convolutions become
-    :class:`~lightning_nas.fast_analog.FastAnalogConv2d` (an ``AnalogConv2d``); a preset the
+    :class:`~lightning_nas.fast_analog.FastAnalogConv2d` (an ``AnalogConv2d``) and linear layers
+    :class:`~lightning_nas.fast_analog.FastAnalogLinear` (an ``AnalogLinear``); a preset the
     fast path can't reproduce exactly is an error, never a silent fallback.
     """
     from aihwkit.nn import AnalogConv2d, AnalogLinear
     from aihwkit.nn.conversion import convert_to_analog
 
     rpu = checked_rpu_config(config)
-    conv_class = AnalogConv2d
+    conv_class, linear_class = AnalogConv2d, AnalogLinear
     if config.resolved().implementation == "fast":
-        from lightning_nas.fast_analog import FastAnalogConv2d
+        from lightning_nas.fast_analog import FastAnalogConv2d, FastAnalogLinear
 
-        conv_class = FastAnalogConv2d
-    return convert_to_analog(net, rpu, conversion_map={nn.Conv2d: conv_class, nn.Linear: AnalogLinear})
+        conv_class, linear_class = FastAnalogConv2d, FastAnalogLinear
+    return convert_to_analog(net, rpu, conversion_map={nn.Conv2d: conv_class, nn.Linear: linear_class})
 
 
 def checked_rpu_config(config: AnalogConfig) -> Any:

@@ -42,7 +42,7 @@ from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
-from aihwkit.nn import AnalogConv2d
+from aihwkit.nn import AnalogConv2d, AnalogLinear
 from aihwkit.simulator.parameters.enums import AnalogMVType, BoundManagementType, NoiseManagementType
 from aihwkit.simulator.tiles.array import TileModuleArray
 from aihwkit.simulator.tiles.torch_tile import TorchSimulatorTile
@@ -161,6 +161,24 @@ class _ADC(Function):
         return grad_y, grad_scale, None, None, None
 
 
+class _ScaleWeightGrad(Function):
+    """Identity on the tile's weights whose backward divides the gradient by the mapping scales
+    squared: aihwkit's weight-gradient hook (``TorchInferenceTile.set_scales``) as part of the
+    graph, reading the scales from the tile's buffer on the weights' device (aihwkit's hook holds
+    the scales it was registered with, a CPU tensor after the model moves: a host-to-device copy
+    in every backward). :func:`take_over_weight_hooks` removes aihwkit's hook."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, scales: Tensor) -> Tensor:
+        ctx.save_for_backward(scales)
+        return weight.view_as(weight)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple:
+        (scales,) = ctx.saved_tensors
+        return g / (scales.view(-1, 1) * scales.view(-1, 1)), None
+
+
 class FastAnalogConv2d(AnalogConv2d):
     """``AnalogConv2d`` whose forward runs as convolutions (see module docstring).
 
@@ -175,6 +193,19 @@ class FastAnalogConv2d(AnalogConv2d):
         if not self.fast or x_input.dim() != 4:
             return super().forward(x_input)
         return analog_conv2d(self, x_input)
+
+
+class FastAnalogLinear(AnalogLinear):
+    """``AnalogLinear`` with the fast path's periphery (the same tile semantics as
+    :class:`FastAnalogConv2d`, a linear layer being a 1x1 convolution of a 1x1 image): no
+    ``.item()`` and no CPU tensor in its step, unlike aihwkit's forward."""
+
+    fast: bool = True
+
+    def forward(self, x_input: Tensor) -> Tensor:
+        if not self.fast:
+            return super().forward(x_input)
+        return analog_linear(self, x_input)
 
 
 def _tile_grid(layer: AnalogConv2d) -> Iterator[tuple[int, int, list[tuple[Any, int, int]]]]:
@@ -209,11 +240,42 @@ def analog_conv2d(layer: AnalogConv2d, x: Tensor) -> Tensor:
         parts = [_tile_conv(tile, layer, xs, pad, c_hi - c_lo) for tile, _, _ in tiles]
         row = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         out = row if out is None else out + row
+    return _layer_bias(layer, out)
+
+
+def analog_linear(layer: AnalogLinear, x: Tensor) -> Tensor:
+    """The linear layer as 1x1 images (``(N, features, 1, 1)``): every tile boundary falls on a
+    channel border and the unfolded input is the input itself."""
+    lead = x.shape[:-1]
+    x = x.reshape(-1, x.shape[-1], 1, 1)
+    out: Optional[Tensor] = None
+    for in_lo, in_hi, tiles in _tile_grid(layer):
+        xs = x[:, in_lo:in_hi] if (in_lo, in_hi) != (0, x.shape[1]) else x
+        parts = [_tile_forward(tile, xs, _linear_statistics, _linear_mvm) for tile, _, _ in tiles]
+        row = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        out = row if out is None else out + row
+    return _layer_bias(layer, out).reshape(*lead, -1)
+
+
+def _layer_bias(layer: Any, out: Tensor) -> Tensor:
     module = layer.analog_module
     bias = module.bias if isinstance(module, TileModuleArray) else None
-    if bias is not None:
-        out = out + bias.view(1, -1, 1, 1)
-    return out
+    return out + periphery.per_channel(bias, out) if bias is not None else out
+
+
+def _linear_statistics(xs: Tensor) -> tuple[Tensor, int]:
+    return _ones_counts(xs.shape[1], xs.device), xs.numel()
+
+
+def _linear_mvm(xq: Tensor, weight: Tensor) -> Tensor:
+    return F.linear(xq.flatten(1), weight).view(xq.shape[0], weight.shape[0], 1, 1)
+
+
+def _ones_counts(features: int, device: torch.device) -> Tensor:
+    key = ("linear", features, device)
+    if key not in _MAPS:
+        _MAPS[key] = torch.ones(features, 1, dtype=torch.float64, device=device)
+    return _MAPS[key]
 
 
 def _conv(layer: AnalogConv2d, x: Tensor, kernel: Tensor) -> Tensor:
@@ -276,7 +338,10 @@ _RANGE_INITIALISED: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDicti
 
 def _initialising(tile: Any, init_from_data: int) -> bool:
     """Whether the tile still initialises its input range from data. Reading the counter costs
-    a device sync, so "done" is remembered until the counter is overwritten (a checkpoint load)."""
+    a device sync, so "done" is remembered until the counter is overwritten (a checkpoint load).
+    A compiled model is only compiled once every tile is done (:func:`ranges_initialised`)."""
+    if torch.compiler.is_compiling():
+        return False
     idx = tile.input_range_update_idx
     if _RANGE_INITIALISED.get(tile) == idx._version:
         return False
@@ -286,12 +351,66 @@ def _initialising(tile: Any, init_from_data: int) -> bool:
     return True
 
 
+def ranges_initialised(net: torch.nn.Module) -> bool:
+    """Whether every fast tile of ``net`` is past its input-range initialisation from data (one
+    device sync per tile until it is; none after)."""
+    for layer in net.modules():
+        if isinstance(layer, (FastAnalogConv2d, FastAnalogLinear)):
+            for tile in layer.analog_tiles():
+                if tile.input_range is not None and _initialising(tile, tile.rpu_config.pre_post.input_range.init_from_data):
+                    return False
+    return True
+
+
+# aihwkit's TorchInferenceTile registers a hook on its weights (set_scales) dividing their gradient by
+# the mapping scales squared; the fast path does the same in the graph (_ScaleWeightGrad) instead.
+_GRAD_SCALED = "_lightning_nas_scales_weight_grad"
+
+
+def _scales_weight_grad(tile: Any) -> bool:
+    """Whether the tile's weight gradient is divided by its mapping scales squared, after removing
+    aihwkit's hook for it (which it registers again whenever its scales are set)."""
+    handle = getattr(tile, "_backward_hook_handle", None)
+    if handle is not None:
+        handle.remove()
+        tile._backward_hook_handle = None
+        setattr(tile, _GRAD_SCALED, True)
+    return getattr(tile, _GRAD_SCALED, False) and tile.get_mapping_scales() is not None
+
+
+def take_over_weight_hooks(net: torch.nn.Module) -> None:
+    """:func:`_scales_weight_grad` for every fast tile of ``net``, outside a compiled graph (a
+    compiled step's guards then see no hook to remove)."""
+    for layer in net.modules():
+        if isinstance(layer, (FastAnalogConv2d, FastAnalogLinear)):
+            for tile in layer.analog_tiles():
+                _scales_weight_grad(tile)
+
+
 def _out_hw(layer: AnalogConv2d, h: int, w: int) -> tuple[int, int]:
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
     return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
 
 
 def _tile_conv(tile: Any, layer: AnalogConv2d, xs: Tensor, pad: tuple[int, int], channels: int) -> Tensor:
+    def statistics(xs: Tensor) -> tuple[Tensor, int]:
+        """The unfolded input's counts per pixel (:func:`_unfold_counts`) and its number of elements."""
+        h, w = xs.shape[-2:]
+        out_hw = _out_hw(layer, h, w)
+        counts = _unfold_counts(layer, channels, pad, h, w, out_hw, xs.device)
+        kh, kw = layer.kernel_size
+        return counts, xs.shape[0] * out_hw[0] * out_hw[1] * (channels * kh * kw - pad[0] - pad[1])
+
+    def mvm(xq: Tensor, weight: Tensor) -> Tensor:
+        kernel = F.pad(weight, pad) if pad != (0, 0) else weight
+        return _conv(layer, xq, kernel.reshape(weight.shape[0], channels, *layer.kernel_size))
+
+    return _tile_forward(tile, xs, statistics, mvm)
+
+
+def _tile_forward(tile: Any, xs: Tensor, statistics: Any, mvm: Any) -> Tensor:
+    """One tile on its NCHW input ``xs``: ``statistics(xs)`` gives the unfolded input's counts and
+    size (input-range initialisation and decay), ``mvm(xq, weight)`` the analog product."""
     rpu = tile.rpu_config
     io = rpu.forward
     is_test = not tile.training
@@ -306,11 +425,7 @@ def _tile_conv(tile: Any, layer: AnalogConv2d, xs: Tensor, pad: tuple[int, int],
         training = not is_test and grad
         initialising = not is_test and _initialising(tile, ir.init_from_data)
         if initialising or (training and ir.decay > 0):
-            h, w = xs.shape[-2:]
-            out_hw = _out_hw(layer, h, w)
-            counts = _unfold_counts(layer, channels, pad, h, w, out_hw, xs.device)
-            n = xs.shape[0] * out_hw[0] * out_hw[1] * (channels * layer.kernel_size[0] * layer.kernel_size[1]
-                                                       - pad[0] - pad[1])
+            counts, n = statistics(xs)
             if initialising:
                 _update_input_range_from_data(tile, xs, counts, n)
         step, bound = (0.0, float("inf")) if ideal else (step_in, io.inp_bound)
@@ -323,10 +438,11 @@ def _tile_conv(tile: Any, layer: AnalogConv2d, xs: Tensor, pad: tuple[int, int],
         xq = xs
     # -- weights: the tile's own, plus training weight noise (aihwkit's modify_weight) -------
     weight = tile.tile.weight
+    if grad and weight.requires_grad and _scales_weight_grad(tile):
+        weight = _ScaleWeightGrad.apply(weight, tile.get_mapping_scales())
     if not is_test:
         weight = TorchSimulatorTile.modify_weight(weight, rpu.modifier, xs.shape[0])
-    kernel = F.pad(weight, pad) if pad != (0, 0) else weight
-    y = _conv(layer, xq, kernel.reshape(weight.shape[0], channels, *layer.kernel_size))
+    y = mvm(xq, weight)
     # -- output: noise, ADC, clipping; then the tile's scales -----------------------------------
     scale = tile.out_scaling_alpha.view(-1) if tile.out_scaling_alpha is not None else None
     for extra in (r, tile.get_mapping_scales(), io.out_scale if io.out_scale != 1.0 else None,
@@ -348,5 +464,5 @@ def _tile_conv(tile: Any, layer: AnalogConv2d, xs: Tensor, pad: tuple[int, int],
     if scale is not None:
         y = y * periphery.per_channel(scale, y)
     if tile.digital_bias and tile.bias is not None:
-        y = y + tile.bias.view(1, -1, 1, 1)
+        y = y + periphery.per_channel(tile.bias, y)
     return y

@@ -35,6 +35,9 @@ DRIFT_NOT_MEASURING = frozenset({"verbose", "save_json"})
 """Drift-callback options that change what is printed or written, not what is measured."""
 
 MODEL_PER_ROW = frozenset({"architecture", "analog", "input_shape", "num_classes"})
+MODEL_NOT_TRAINING = frozenset({"compile"})
+"""Model arguments that change how the network runs, not what it trains (like the analog
+implementation, which a campaign identity leaves out of the hardware it records)."""
 """Model arguments that a campaign sets per row (the architecture, its drawn hardware) or that the
 datamodule links: recorded in each row and in the identity's own fields, not in ``training``."""
 
@@ -161,7 +164,8 @@ def canonical(config: Mapping[str, Any]) -> dict[str, Any]:
     """What ``config`` trains: ``seed_everything``, every model and drift-evaluation setting (this
     project's own: a changed default is a changed identity), and the trainer options that differ
     from Lightning's defaults (so a Lightning release that adds an option does not orphan a store);
-    without what only changes logging or output (:data:`NOT_TRAINING`, :data:`DRIFT_NOT_MEASURING`),
+    without what only changes logging, output or how it runs (:data:`NOT_TRAINING`,
+    :data:`DRIFT_NOT_MEASURING`, :data:`MODEL_NOT_TRAINING`),
     the per-row model arguments (:data:`MODEL_PER_ROW`) and the data (a campaign identity records
     the task's arguments itself). The digital warm-up is stated in epochs (a fraction of 0.2 over 15
     epochs and 3 epochs are the same training)."""
@@ -170,7 +174,8 @@ def canonical(config: Mapping[str, Any]) -> dict[str, Any]:
     init["digital_warmup_fraction"] = 0.0
     return {
         "seed_everything": config.get("seed_everything"),
-        "model": {"class_path": config["model"]["class_path"], **_changed(init, {}, MODEL_PER_ROW)},
+        "model": {"class_path": config["model"]["class_path"],
+                  **_changed(init, {}, MODEL_PER_ROW | MODEL_NOT_TRAINING)},
         "trainer": _changed(config["trainer"], defaults()["trainer"], NOT_TRAINING),
         "drift": _changed(config["drift"], {}, DRIFT_NOT_MEASURING),
     }

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_nas.analog import AnalogConfig
+from lightning_nas.compilation import Compile, CompiledNetwork, compile_mode
 from lightning_nas.conversion import allow_analog_checkpoints, convert, is_analog
 from lightning_nas.errors import UserError
 from lightning_nas.network import build_network
@@ -37,9 +38,9 @@ class AnalogNASModule(L.LightningModule):
         analog: the analog preset and overrides (:class:`~lightning_nas.analog.AnalogConfig`).
         input_shape: ``(C, H, W)`` of one example; the CLI links it from the datamodule.
         num_classes: number of classes; the CLI links it from the datamodule.
-        lr: SGD learning rate. The optimizer is aihwkit's ``AnalogSGD`` (plain SGD for
-            digital parameters plus the analog post-update steps: weight clipping, noise
-            modifier refresh).
+        lr: SGD learning rate. The optimizer is aihwkit's ``AnalogSGD`` with its weight clipping
+            in place (:class:`~lightning_nas.analog_sgd.FastAnalogSGD`): plain SGD for the
+            parameters plus the analog post-update steps (weight clipping).
         momentum: SGD momentum.
         weight_decay: SGD weight decay.
         nesterov: Nesterov momentum.
@@ -56,6 +57,11 @@ class AnalogNASModule(L.LightningModule):
             (:mod:`lightning_nas.calibration`); ``0`` leaves aihwkit's own initialisation from
             data (``init_std_alpha`` x the input's std over ``init_from_data`` batches), which
             keeps many architectures at chance. Presets without learned input ranges ignore it.
+        compile: run the network through ``torch.compile`` as one graph per step
+            (:mod:`lightning_nas.compilation`): ``auto`` (compiled on CUDA once the network
+            is analog, eager on the CPU, where the native periphery is faster), ``off``, or a
+            ``torch.compile`` mode (``default``, ``reduce-overhead``: also CUDA graphs,
+            ``max-autotune``). The same training either way: not part of a campaign's identity.
     """
 
     def __init__(
@@ -73,6 +79,7 @@ class AnalogNASModule(L.LightningModule):
         digital_warmup_fraction: float = 0.0,
         label_smoothing: float = 0.0,
         input_range_calibration: int = 20,
+        compile: Compile = "auto",
     ) -> None:
         super().__init__()
         allow_analog_checkpoints()  # before any checkpoint of this model is loaded (e.g. fit --ckpt_path)
@@ -98,6 +105,8 @@ class AnalogNASModule(L.LightningModule):
                 or input_range_calibration < 0:
             raise UserError(f"input_range_calibration must be an integer >= 0 (batches; 0 = off), "
                             f"got {input_range_calibration!r}")
+        compile_mode(compile, torch.device("cpu"), True)  # a bad value fails here, not at the first batch
+        self._runner: Optional[CompiledNetwork] = None
         self.calibrated = False
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
@@ -207,6 +216,11 @@ class AnalogNASModule(L.LightningModule):
             digital.train(was_training)
         return calibration.set_input_ranges(self.net, rms)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_runner"] = None  # a copy compiles its own network
+        return state
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["analog_converted"] = self.is_analog
         checkpoint["input_ranges_calibrated"] = self.calibrated
@@ -215,10 +229,16 @@ class AnalogNASModule(L.LightningModule):
         if checkpoint.get("analog_converted", True):
             self.convert_to_analog()
         self.calibrated = checkpoint.get("input_ranges_calibrated", True)  # a resumed run keeps its ranges
+        if self._runner is not None:
+            self._runner.reset()  # the input ranges' counters were overwritten
 
     # -- steps ------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        runner = self._runner
+        if runner is None or runner.net is not self.net:  # first batch, or the network was converted
+            mode = compile_mode(self.hparams.get("compile", "auto"), x.device, self.is_analog)
+            runner = self._runner = CompiledNetwork(self.net, mode) if mode else None
+        return runner(x) if runner is not None else self.net(x)
 
     def _step(self, batch: Any, stage: str, metric: "PercentAccuracy") -> torch.Tensor:
         x, y = batch
@@ -245,10 +265,10 @@ class AnalogNASModule(L.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        from aihwkit.optim import AnalogSGD
+        from lightning_nas.analog_sgd import FastAnalogSGD
 
         hp = self.hparams
-        optimizer = AnalogSGD(self.parameters(), lr=hp.lr, momentum=hp.momentum,
+        optimizer = FastAnalogSGD(self.parameters(), lr=hp.lr, momentum=hp.momentum,
                               weight_decay=hp.weight_decay, nesterov=hp.nesterov and hp.momentum > 0)
         epochs = max(1, self.trainer.max_epochs or 1) if self._trainer is not None else 1
         if hp.lr_schedule == "constant":

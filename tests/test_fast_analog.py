@@ -5,13 +5,14 @@ import sys
 
 import pytest
 import torch
-from aihwkit.nn import AnalogConv2d
+from aihwkit.nn import AnalogConv2d, AnalogLinear
 from torch import nn
 
 from lightning_nas.analog import AnalogConfig
 from lightning_nas.conversion import convert
 from lightning_nas.errors import UserError
-from lightning_nas.fast_analog import FastAnalogConv2d
+from lightning_nas.compilation import compile_network
+from lightning_nas.fast_analog import FastAnalogConv2d, FastAnalogLinear
 from lightning_nas.module import AnalogNASModule
 
 from clamp_rules import RULES, emulated_torch, pinned_reference, torch_rule
@@ -22,12 +23,13 @@ pytestmark = pytest.mark.gpu
 DEVICE = torch.device("cpu")
 
 
-def pair(conv: nn.Conv2d, input_range: float = 2.5, **overrides):
-    """(reference, fast) analog layers holding the same weights and input ranges."""
+def pair(conv: nn.Module, input_range: float = 2.5, **overrides):
+    """(reference, fast) analog layers (of a Conv2d or a Linear) holding the same weights and input ranges."""
     torch.manual_seed(0)
     ref = convert(nn.Sequential(copy.deepcopy(conv)), AnalogConfig(implementation="aihwkit", **overrides))[0]
     fast = convert(nn.Sequential(copy.deepcopy(conv)), AnalogConfig(implementation="fast", **overrides))[0]
-    assert type(ref) is AnalogConv2d and type(fast) is FastAnalogConv2d
+    expected = (AnalogConv2d, FastAnalogConv2d) if isinstance(conv, nn.Conv2d) else (AnalogLinear, FastAnalogLinear)
+    assert (type(ref), type(fast)) == expected
     fast.load_state_dict(ref.state_dict())
     ref, fast = ref.to(DEVICE), fast.to(DEVICE)
     for layer in (ref, fast):
@@ -43,8 +45,8 @@ def conv(cin=16, cout=24, k=3, stride=1, padding=1, seed=0) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride=stride, padding=padding, bias=False)
 
 
-def run(layer, x, seed=5, train=False):
-    layer.train(train)
+def run(layer, x, seed=5, train=False, layer_of=None):
+    (layer_of or layer).train(train)
     torch.manual_seed(seed)
     return layer(x)
 
@@ -149,14 +151,24 @@ def test_weight_noise_matches_reference():
     assert s_eval < 1e-6  # no weight noise at evaluation
 
 
-def grads(layer, x, g, seed=5):
-    layer.train()
-    layer.zero_grad(set_to_none=True)  # a second call measures afresh, not on top of the first
+def grads(layer, x, g, seed=5, layer_of=None):
+    """Input, weight, input-range and output-scale gradients of ``(layer(x) * g).sum()`` (of every tile:
+    concatenated); ``layer_of``: the layer whose parameters ``layer`` (a compiled network) runs."""
+    params = layer_of or layer
+    params.train()
+    params.zero_grad(set_to_none=True)  # a second call measures afresh, not on top of the first
     x = x.clone().requires_grad_(True)
     torch.manual_seed(seed)
     (layer(x) * g).sum().backward()
-    tile = next(layer.analog_tiles())
-    return x.grad, tile.tile.weight.grad, tile.input_range.grad, tile.out_scaling_alpha.grad
+    tiles = list(params.analog_tiles())
+    return (x.grad, *(torch.cat([getattr_path(t, name).grad.reshape(-1) for t in tiles])
+                      for name in ("tile.weight", "input_range", "out_scaling_alpha")))
+
+
+def getattr_path(obj, path):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 @pytest.mark.parametrize("periphery", ["auto", "eager"])  # native on the CPU (compile on CUDA); eager
@@ -204,6 +216,44 @@ def test_gradients_on_the_bounds_follow_the_pinned_rule_on_either_torch(rule, pe
     else:
         assert differing(as_torch_does, fast_grads) == []
     assert torch_rule() in RULES  # the probe reads the installed torch's rule (documented in clamp_rules)
+
+
+LINEAR_X_CPU = torch.randn(8, 40, generator=torch.Generator().manual_seed(4))
+
+
+@pytest.mark.parametrize("tile_size", [0, 16])  # one tile; 3 x 2 tiles (partial sums of 3 rows)
+@pytest.mark.parametrize("periphery", ["auto", "eager"])
+def test_linear_layer_matches_reference(tile_size, periphery, monkeypatch):
+    """The classifier: ``FastAnalogLinear`` against aihwkit's ``AnalogLinear`` on the same weights:
+    the quantised forward (training and evaluation) and all four gradients, one tile or split."""
+    monkeypatch.setenv("LIGHTNING_NAS_PERIPHERY", periphery)
+    torch.manual_seed(0)
+    ref, fast = pair(nn.Linear(40, 24), tile_size=tile_size, weight_noise_std=0.0, out_noise=0.0)
+    assert len(list(fast.analog_tiles())) == {0: 1, 16: 6}[tile_size]
+    x = LINEAR_X_CPU.to(DEVICE) * 3
+    for train in (True, False):
+        assert mismatch(run(ref, x, train=train), run(fast, x, train=train)) < 0.01
+    g = torch.randn(8, 24, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    with pinned_reference():
+        expected = grads(ref, x, g)
+    assert differing(expected, grads(fast, x, g)) == []
+    y3 = run(fast, x.view(2, 4, 40))  # leading dimensions are kept, as nn.Linear keeps them
+    assert y3.shape == (2, 4, 24) and torch.allclose(y3.view(8, 24), run(fast, x), atol=1e-5)
+
+
+def test_compiled_layer_matches_reference():
+    """The fast layer compiled whole (``fullgraph=True``: DAC, weight-gradient scaling, ADC and scales
+    in one graph, Inductor's kernels) against aihwkit's reference: forward and all four gradients."""
+    ref, fast = pair(conv(), weight_noise_std=0.0, out_noise=0.0)
+    compiled = compile_network(fast)
+    x = X * 4  # many inputs clipped at the input range
+    g = torch.randn(8, 24, 10, 10, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    with pinned_reference():
+        expected = grads(ref, x, g)
+    assert differing(expected, grads(compiled, x, g, layer_of=fast)) == []
+    assert compiled.compiled is not None and compiled._ready  # it ran compiled, not eagerly
+    for train in (True, False):
+        assert mismatch(run(ref, x, train=train), run(compiled, x, train=train, layer_of=fast)) < 0.01
 
 
 @pytest.mark.parametrize("scale", [0.5, 4.0])

@@ -104,6 +104,8 @@ def choose(t: Tensor) -> str:
 
 def _impl(t: Tensor, backend: Optional[str]) -> Eager:
     """The backend object for tensor ``t``: ``backend`` (a name in :data:`BACKEND_IMPLS`) or :func:`choose`'s."""
+    if torch.compiler.is_compiling():  # a compiled network: Inductor fuses the eager operations into its kernels
+        return BACKEND_IMPLS["eager"]
     name = backend or choose(t)
     try:
         return BACKEND_IMPLS[name]
