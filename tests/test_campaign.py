@@ -27,6 +27,12 @@ def campaign_args(tmp_path, n=4, workers="0", *extra):
             "--workers", workers, *TINY_BUDGET, *extra]
 
 
+def without_workers(args):
+    """``args`` without their ``--workers N`` (the worker count left to build-dataset)."""
+    at = args.index("--workers")
+    return args[:at] + args[at + 2:]
+
+
 @pytest.mark.slow
 def test_four_architecture_campaign_end_to_end(tmp_path):
     build_dataset.main(campaign_args(tmp_path, 4, "0", "--export", str(tmp_path / "rows.csv")))
@@ -205,6 +211,124 @@ def test_a_crashing_architecture_fails_alone_and_its_neighbours_train(tmp_path):
     assert len(rows) == 5 and set(status) == {a.id for a in archs}
     assert status.pop(archs[1].id) == "failed"
     assert set(status.values()) == {"ok"}  # the jobs beside the crash were not blamed
+
+
+def test_workers_per_gpu_gives_each_device_the_same_number_of_workers(monkeypatch):
+    """gpus x workers_per_gpu workers, pinned round robin in start order (0, 1, 0, 1): each device gets
+    exactly workers_per_gpu of them, and the first workers of a pool are spread over the devices. A
+    campaign started on a slice of the machine's GPUs (CUDA_VISIBLE_DEVICES) shares out that slice."""
+    from collections import Counter
+    from multiprocessing import get_context
+
+    from lightning_nas.campaign.campaign import local_workers
+    from lightning_nas.campaign.local_executor import _claim_gpu, gpu_of_worker
+
+    def claimed(gpus, workers, visible=None):
+        counter = get_context("spawn").Value("i", 0)  # the pool's start-order counter
+        devices = []
+        for _ in range(workers):  # each worker's initializer, in the environment it inherits
+            if visible is None:
+                monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+            else:
+                monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+            _claim_gpu(counter, gpus)
+            devices.append(os.environ["CUDA_VISIBLE_DEVICES"])
+        return devices
+
+    workers = local_workers(None, 2, 2)
+    assert workers == 4 and claimed(2, workers) == ["0", "1", "0", "1"]
+    assert Counter(claimed(2, local_workers(None, 4, 2))) == {"0": 4, "1": 4}
+    assert claimed(3, local_workers(None, 1, 3)) == ["0", "1", "2"]  # the default: one worker per GPU, as before
+    assert claimed(2, 4, visible="2,3") == ["2", "3", "2", "3"]  # the campaign's slice, not GPUs 0 and 1
+    assert claimed(1, 2, visible="GPU-aaaa") == ["GPU-aaaa", "GPU-aaaa"]
+    assert gpu_of_worker(1, 2, "") == "1" and gpu_of_worker(2, 2, "5") == "0"  # no usable list: CUDA's own numbers
+    assert local_workers(None, 1, 0) == 1 and local_workers(3, 1, 2) == 3 and local_workers(0, 1, 2) == 0
+
+
+def report_device(barrier, job):
+    """A stand-in training: waits until every worker of the pool holds a job, says where it runs."""
+    barrier.wait(timeout=120)
+    return os.getpid(), os.environ["CUDA_VISIBLE_DEVICES"]
+
+
+def test_a_pool_with_two_workers_per_gpu_pins_two_processes_to_each_device(monkeypatch):
+    """The real pool: four spawned workers on two (pretended) GPUs, each holding a job at once (a
+    barrier), report two processes on each device."""
+    import functools
+    from collections import Counter
+    from multiprocessing import get_context
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # the workers' inherited environment
+    with get_context("spawn").Manager() as manager:
+        rows = []
+        LocalExecutor(4, gpus=2, train=functools.partial(report_device, manager.Barrier(4))).run(list(range(4)),
+                                                                                                  rows.append)
+    assert len({pid for pid, _ in rows}) == 4  # four processes
+    assert Counter(device for _, device in rows) == {"0": 2, "1": 2}
+
+
+class RecordingExecutor:
+    """An executor that trains nothing and records how build-dataset set it up."""
+    made: list = []
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs, self.jobs = args, kwargs, []
+        RecordingExecutor.made.append(self)
+
+    def run(self, jobs, on_row):
+        self.jobs += jobs
+
+
+def test_build_dataset_runs_workers_per_gpu_workers_on_each_gpu_and_shares_the_cores(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from lightning_nas.campaign import local_executor
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(local_executor, "LocalExecutor", RecordingExecutor)
+    monkeypatch.setattr(RecordingExecutor, "made", [])
+    build_dataset.main([*without_workers(campaign_args(tmp_path, 2)), "--accelerator", "gpu", "--workers_per_gpu", "2", "--export", "false"])
+    [executor] = RecordingExecutor.made
+    assert executor.args == (4, 2)  # 2 GPUs x 2 workers
+    assert "to train with 4 worker process(es) on 2 GPU(s), 2 per GPU" in capsys.readouterr().err
+    assert {job.worker_threads for job in executor.jobs} == {max(1, (os.cpu_count() or 1) // 4)}
+    assert {job.config["trainer"]["accelerator"] for job in executor.jobs} == {"gpu"}
+
+
+def test_workers_per_gpu_maps_to_a_fractional_gpu_per_ray_task(tmp_path, monkeypatch, capsys):
+    from lightning_nas.campaign import ray_executor
+    from lightning_nas.campaign.ray_executor import RayOptions, packed
+
+    assert packed(RayOptions(), 4).num_gpus == 0.25 and packed(RayOptions(num_gpus=0.5), 1).num_gpus == 0.5
+    assert packed(RayOptions(num_cpus=2), 1) == RayOptions(num_cpus=2)
+    with pytest.raises(UserError, match=r"workers_per_gpu \(2\) and ray.num_gpus \(0.5\) both set"):
+        packed(RayOptions(num_gpus=0.5), 2)
+    monkeypatch.setattr(ray_executor, "RayExecutor", RecordingExecutor)
+    monkeypatch.setattr(RecordingExecutor, "made", [])
+    build_dataset.main(campaign_args(tmp_path, 2, "0", "--executor", "ray", "--workers_per_gpu", "4",
+                                     "--export", "false"))  # no Ray started: the executor is a stand-in
+    [executor] = RecordingExecutor.made
+    assert executor.args[0] == RayOptions(num_gpus=0.25)
+    assert "Ray tasks (1 CPU, 0.25 GPU each)" in capsys.readouterr().err
+    ray = pytest.importorskip("ray")
+    ray.remote(num_gpus=packed(RayOptions(), 3).num_gpus)(report_device)  # a share Ray accepts (0.0001 precision)
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--workers_per_gpu", "0"], ["workers_per_gpu must be an integer >= 1, got 0"]),
+    (["--workers_per_gpu", "2", "--accelerator", "cpu"], ["workers_per_gpu (2) needs GPUs", "set workers instead"]),
+    (["--workers_per_gpu", "2", "--workers", "3"], ["workers (3) and workers_per_gpu (2) both set", "give one"]),
+    (["--workers_per_gpu", "2", "--workers", "0"], ["workers (0) and workers_per_gpu (2) both set"]),
+    (["--workers_per_gpu", "2", "--executor", "ray", "--ray.num_gpus", "0.5"],
+     ["workers_per_gpu (2) and ray.num_gpus (0.5) both set", "workers_per_gpu 2 is ray.num_gpus 0.5"]),
+    (["--workers_per_gpu", "2", "--executor", "ray", "--accelerator", "cpu"], ["needs GPUs, and accelerator is cpu"]),
+    (["--workers_per_gpu", "-1", "--executor", "ray"], ["workers_per_gpu must be an integer >= 1, got -1"]),
+])
+def test_contradictory_worker_settings_are_one_error_line(cli, tmp_path, args, fragments):
+    from test_cli import assert_one_line_error
+
+    assert_one_line_error(cli("build-dataset", *without_workers(campaign_args(tmp_path, 2)), *args), *fragments)
+    assert not (tmp_path / "rows.sqlite").exists()  # refused before the store is made
 
 
 def test_failed_rows_are_retried_on_the_next_run(tmp_path):

@@ -338,11 +338,42 @@ def architectures_to_train(archs: list[Architecture], store: RowStore) -> list[A
     return [a for a in archs if a.id not in done]
 
 
+def check_workers_per_gpu(workers_per_gpu: int) -> None:
+    if isinstance(workers_per_gpu, bool) or not isinstance(workers_per_gpu, int) or workers_per_gpu < 1:
+        raise UserError(f"workers_per_gpu must be an integer >= 1, got {workers_per_gpu!r}")
+
+
+def local_workers(workers: Optional[int], workers_per_gpu: int, gpus: int) -> int:
+    """Worker processes of a local campaign on ``gpus`` GPUs (0: on the CPU): ``workers`` when given,
+    else ``workers_per_gpu`` per GPU (each worker pinned to one device, round robin:
+    :func:`~lightning_nas.campaign.local_executor.gpu_of_worker`), else one on the CPU.
+
+    ``workers_per_gpu`` above 1 packs several trainings on each GPU (a small network leaves a large
+    GPU mostly idle); it is refused with ``workers`` (the worker count comes from one of them) and
+    without GPUs (on the CPU the count is ``workers``)."""
+    check_workers_per_gpu(workers_per_gpu)
+    if workers is not None and workers < 0:
+        raise UserError(f"workers must be >= 0, got {workers}")
+    if workers_per_gpu > 1:
+        if workers is not None:
+            raise UserError(f"workers ({workers}) and workers_per_gpu ({workers_per_gpu}) both set the number of "
+                            "worker processes: give one of them (workers_per_gpu N runs N per GPU, GPUs x N in all; "
+                            "--workers null unsets a config file's workers)")
+        if not gpus:
+            raise UserError(f"workers_per_gpu ({workers_per_gpu}) needs GPUs, and this campaign trains on the CPU "
+                            "(accelerator cpu, or no CUDA device visible); on the CPU set workers instead")
+    if workers is not None:
+        return workers
+    return gpus * workers_per_gpu if gpus else 1
+
+
 def threads_per_worker(workers: int, gpus: int, requested: Optional[int] = None) -> Optional[int]:
-    """torch threads of each local worker: ``requested``, else the CPU cores shared out (None on GPUs)."""
+    """torch threads of each local worker: ``requested``, else the machine's CPU cores shared out among
+    the workers, GPU workers too (``gpus`` > 0: with several workers per GPU each would otherwise
+    take every core for its CPU work)."""
     if requested:
         return requested
-    return None if gpus else max(1, (os.cpu_count() or 1) // max(1, workers))
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 def prepare_store(campaign: Campaign, store: RowStore) -> tuple[Any, str]:

@@ -16,7 +16,9 @@ from lightning_nas.campaign.train import failed_row
 
 
 class LocalExecutor:
-    """Run jobs in ``workers`` spawned processes (``0``: in this process), with GPUs one per worker.
+    """Run jobs in ``workers`` spawned processes (``0``: in this process); with ``gpus`` each worker
+    is pinned to one device, round robin (:func:`gpu_of_worker`; ``gpus x workers_per_gpu`` workers
+    put ``workers_per_gpu`` on each).
 
     A worker process that dies breaks the whole pool, so the jobs it held can't tell who
     crashed. They are re-run one at a time, each alone in a fresh one-worker pool: a job
@@ -74,7 +76,7 @@ class LocalExecutor:
                 suspects.extend(running.values())  # in flight when the pool broke
 
     def _pool(self, workers: int) -> ProcessPoolExecutor:
-        """Spawned workers; with GPUs each worker takes its own device for all its jobs."""
+        """Spawned workers; with GPUs each worker takes one device for all its jobs (:func:`gpu_of_worker`)."""
         ctx = get_context("spawn")
         counter = ctx.Value("i", 0)
         return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_start_worker,
@@ -120,7 +122,21 @@ def _start_worker(counter: Any, gpus: int) -> None:
 
 
 def _claim_gpu(counter: Any, gpus: int) -> None:
+    """This worker's device (:func:`gpu_of_worker`, by start order), its only visible one from now on."""
     with counter.get_lock():
         index = counter.value
         counter.value += 1
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu_of_worker(index, gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def gpu_of_worker(index: int, gpus: int, visible: Optional[str] = None) -> str:
+    """The ``CUDA_VISIBLE_DEVICES`` of the ``index``-th worker (0, 1, ... in start order) of a pool on
+    ``gpus`` devices: round robin, so four workers on two GPUs take 0, 1, 0, 1. A full pool of
+    ``gpus x workers_per_gpu`` workers gives each device exactly ``workers_per_gpu`` of them, and a
+    pool that starts fewer workers (fewer jobs than workers) still spreads them over the devices
+    instead of stacking them on the first. ``visible`` is the campaign's own ``CUDA_VISIBLE_DEVICES``
+    (a scheduler's slice, such as ``2,3`` or GPU UUIDs): the workers share out those devices, not the
+    machine's first ones."""
+    device = index % gpus
+    entries = [entry.strip() for entry in (visible or "").split(",") if entry.strip()]
+    return entries[device] if len(entries) >= gpus else str(device)

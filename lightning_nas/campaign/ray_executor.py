@@ -26,11 +26,27 @@ class RayOptions:
     """CPUs declared per task (also its torch thread count)."""
     num_gpus: float = 0.0
     """GPUs declared per task (``> 0`` trains on the GPU Ray assigns; a fraction such as 0.25 packs
-    four small trainings on one GPU)."""
+    four small trainings on one GPU, what ``build-dataset --workers_per_gpu 4`` sets)."""
     local_cpus: Optional[int] = None
     """CPUs of a local instance (``None``: all of this machine's)."""
     max_retries: int = 2
     """Re-runs of a task whose worker died (killed, out of memory, node lost)."""
+
+
+def packed(opts: RayOptions, workers_per_gpu: int) -> RayOptions:
+    """``opts`` for a campaign with ``workers_per_gpu`` trainings on each GPU: each task declares
+    ``num_gpus = 1 / workers_per_gpu`` (Ray's fractional GPUs). The count is said once: either
+    ``workers_per_gpu`` or ``ray.num_gpus``, so ``workers_per_gpu`` > 1 with a ``ray.num_gpus`` of
+    its own is refused."""
+    from dataclasses import replace
+
+    if workers_per_gpu == 1:
+        return opts
+    if opts.num_gpus:
+        raise UserError(f"workers_per_gpu ({workers_per_gpu}) and ray.num_gpus ({opts.num_gpus:g}) both set the GPU "
+                        f"share of each Ray task: give one of them (workers_per_gpu {workers_per_gpu} is ray.num_gpus "
+                        f"{1 / workers_per_gpu:.4g})")
+    return replace(opts, num_gpus=1 / workers_per_gpu)
 
 
 def import_ray() -> Any:

@@ -17,9 +17,10 @@ from typing import Any, Optional, Union
 
 from jsonargparse import ActionConfigFile
 
-from lightning_nas.campaign.campaign import Campaign, Replicates, Sampling, run_campaign, threads_per_worker
+from lightning_nas.campaign.campaign import (Campaign, Replicates, Sampling, check_workers_per_gpu, local_workers,
+                                             run_campaign, threads_per_worker)
 from lightning_nas.campaign.fidelity import Fidelity, label
-from lightning_nas.campaign.ray_executor import RayOptions
+from lightning_nas.campaign.ray_executor import RayOptions, packed
 from lightning_nas.campaign.store import RowStore, export
 from lightning_nas.campaign.train import Budget, Row
 from lightning_nas.checkout import refuse_installed_copy
@@ -46,7 +47,12 @@ def build_parser() -> CommandParser:
     parser.add_argument("--campaign_dir", type=Optional[str], default="runs/campaign",
                         help="TensorBoard logs, one folder per architecture (null: no logs).")
     parser.add_argument("--workers", type=Optional[int], default=None,
-                        help="Worker processes (0: train in this process). Default: one per GPU, else 1.")
+                        help="Worker processes (0: train in this process). Default: workers_per_gpu per GPU, else 1.")
+    parser.add_argument("--workers_per_gpu", type=int, default=1,
+                        help="Trainings packed on each GPU (a small network leaves a large GPU mostly idle): the local "
+                             "executor runs GPUs x N workers, each pinned to one device, round robin (0, 1, 0, 1); "
+                             "with --executor ray each task declares ray.num_gpus 1/N. Not with workers (give one "
+                             "of them), ray.num_gpus or the CPU.")
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto (GPUs when present).")
     parser.add_argument("--threads_per_worker", type=Optional[int], default=None,
                         help="torch threads of each local worker (default: CPU cores / workers).")
@@ -90,30 +96,43 @@ def main(argv: list[str]) -> None:
         raise UserError(f"workers must be >= 0, got {cfg.workers}")
     if cfg.executor not in ("local", "ray"):
         raise UserError(f"unknown executor {cfg.executor!r}; use local or ray")
+    ray_opts = RayOptions(**cfg.ray.as_dict())
+    if cfg.executor == "ray":  # the tasks' GPUs are the cluster's: ray.num_gpus, or 1/workers_per_gpu of one
+        check_workers_per_gpu(cfg.workers_per_gpu)
+        if cfg.workers_per_gpu > 1 and cfg.accelerator == "cpu":
+            raise UserError(f"workers_per_gpu ({cfg.workers_per_gpu}) needs GPUs, and accelerator is cpu; "
+                            "drop one of them")
+        ray_opts = packed(ray_opts, cfg.workers_per_gpu)
     import torch
 
     gpus = torch.cuda.device_count() if cfg.accelerator in ("auto", "gpu") else 0
     if cfg.accelerator == "gpu" and gpus == 0:
         raise UserError("accelerator=gpu but no CUDA device is visible; use --accelerator cpu")
-    workers = cfg.workers if cfg.workers is not None else (gpus or 1)
+    if cfg.executor == "ray":
+        workers = cfg.workers if cfg.workers is not None else (gpus or 1)
+    else:
+        workers = local_workers(cfg.workers, cfg.workers_per_gpu, gpus)
     fixed = campaign.threads
     if fixed and cfg.executor == "local" and cfg.threads_per_worker is not None and cfg.threads_per_worker != fixed:
         print(f"campaign: note: budget.threads ({fixed}) fixes every job's torch threads (the rows depend on "
               f"it); --threads_per_worker {cfg.threads_per_worker} is not used", file=sys.stderr)
-    if fixed and cfg.executor == "ray" and fixed > cfg.ray.num_cpus:
+    if fixed and cfg.executor == "ray" and fixed > ray_opts.num_cpus:
         raise UserError(f"budget.threads ({fixed}) is more than the CPUs each Ray task reserves (ray.num_cpus "
                         f"{cfg.ray.num_cpus:g}): tasks would oversubscribe their nodes; set ray.num_cpus to at least "
                         f"{fixed}")
     if cfg.executor == "ray":
         from lightning_nas.campaign.ray_executor import RayExecutor
 
-        executor: Any = RayExecutor(RayOptions(**cfg.ray.as_dict()))
-        where = f"Ray tasks ({cfg.ray.num_cpus} CPU, {cfg.ray.num_gpus} GPU each)"
+        executor: Any = RayExecutor(ray_opts)
+        where = f"Ray tasks ({ray_opts.num_cpus:g} CPU, {ray_opts.num_gpus:.4g} GPU each)"
     else:
         from lightning_nas.campaign.local_executor import LocalExecutor
 
         executor = LocalExecutor(workers, gpus)
         where = f"{workers or 'no'} worker process(es)"
+        if workers and gpus:
+            per_gpu = f", {cfg.workers_per_gpu} per GPU" if cfg.workers_per_gpu > 1 else ""
+            where += f" on {min(workers, gpus)} GPU(s){per_gpu}"
     from tqdm import tqdm
 
     bar: Any = None
