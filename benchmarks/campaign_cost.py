@@ -52,7 +52,11 @@ def timed(fn, repeats: int) -> float:
 
 
 def step_times(arch, task: str, batch: int, steps: int, device: str) -> dict[str, float]:
-    from aihwkit.optim import AnalogSGD
+    """Seconds per step as a campaign row runs them: the module's optimizer and, where ``model.compile:
+    auto`` compiles (CUDA), the compiled network (its compilation, once per architecture and
+    train/eval, is ``compile_s``; the drift evaluation runs eagerly on a copy)."""
+    from lightning_nas.analog_sgd import FastAnalogSGD
+    from lightning_nas.compilation import compile_mode, compile_network
 
     shape, classes = SHAPES[task], CLASSES[task]
     x = torch.randn(batch, *shape, device=device)
@@ -69,10 +73,25 @@ def step_times(arch, task: str, batch: int, steps: int, device: str) -> dict[str
 
     out = {"digital_step": timed(train(digital, opt), steps)}
     analog = convert(digital, AnalogConfig()).to(device)
-    out["analog_step"] = timed(train(analog.train(), AnalogSGD(analog.parameters(), lr=0.01, momentum=0.9)), steps)
+    mode = compile_mode("auto", torch.device(device), analog=True)
+    run = compile_network(analog, mode) if mode else analog
+    analog.train()
+    analog(x)  # the first batch initialises the input ranges from data; the steady state follows
+    for tile in analog.analog_tiles():
+        tile.input_range_update_idx.data.fill_(tile.rpu_config.pre_post.input_range.init_from_data)
+    step = train(run, FastAnalogSGD(analog.parameters(), lr=0.01, momentum=0.9))
+    start = time.perf_counter()
+    step()  # compiles (forward and backward) where compiled
     analog.eval()
     with torch.no_grad():
-        out["analog_eval"] = timed(lambda: analog(x), steps)
+        run(x)
+    out["compile_s"] = time.perf_counter() - start if mode else 0.0
+    analog.train()
+    out["analog_step"] = timed(step, steps)
+    analog.eval()
+    with torch.no_grad():
+        out["analog_eval"] = timed(lambda: run(x), steps)
+        out["drift_eval"] = timed(lambda: analog(x), steps) if mode else out["analog_eval"]  # eager, on a copy
         out["program_drift"] = timed(lambda: (analog.program_analog_weights(), analog.drift_analog_weights(86400)), 2)
     return out
 
@@ -90,8 +109,8 @@ def campaign_seconds(t: dict[str, float], task: str, config: dict) -> float:
     validation = epochs * val / batch * t["analog_eval"]
     samples = min(test, config["drift"].get("max_samples") or test)
     reps, times = config["drift"]["n_reps"], len(config["drift"]["t_inference"])
-    drift = reps * (t["program_drift"] + times * samples / batch * t["analog_eval"])
-    return training + validation + test / batch * t["analog_eval"] + drift
+    drift = reps * (t["program_drift"] + times * samples / batch * t.get("drift_eval", t["analog_eval"]))
+    return training + validation + test / batch * t["analog_eval"] + drift + t.get("compile_s", 0.0)
 
 
 def campaign_of(task: str) -> tuple[dict, dict]:

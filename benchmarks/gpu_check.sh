@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
-# One prepared GPU session: the fast-path equivalence tests on CUDA (compiled and eager
-# periphery), then the overhead benchmark at batch 128 and 512. Writes to ${OUT:-.}.
+# One prepared GPU session (about 8 minutes on an H200): the fast-path tests on CUDA (compiled and
+# eager periphery), the overhead benchmark of every path at batch 128 and 512 (the whole-model
+# compiled and CUDA-graph paths included, with their compilation times), the campaign cost per
+# architecture, and a CIFAR-shaped campaign with 1, 2 and 4 workers per GPU. Writes to ${OUT:-.}.
+# The device machines have Python 3.12 and torch 2.11 but no aihwkit, jsonargparse, xgboost, optuna,
+# pymoo or lightgbm: install the carried wheels first (benchmarks/README.md, "gpu_check.sh").
 set -u
 OUT=${OUT:-.}
 PY=${PY:-python}
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 $PY -c "import torch, aihwkit, triton; print('torch', torch.__version__, 'aihwkit', aihwkit.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available())"
 for backend in compile eager; do
-  echo "== tests/test_fast_analog.py on cuda, periphery=$backend"
-  LIGHTNING_NAS_TEST_DEVICE=cuda LIGHTNING_NAS_PERIPHERY=$backend timeout 240 $PY -m pytest -q -x -p no:cacheprovider \
-    tests/test_fast_analog.py 2>&1 | tail -5
+  echo "== the gpu tests (fast path vs aihwkit, physics) on cpu and cuda, periphery=$backend"
+  LIGHTNING_NAS_PERIPHERY=$backend timeout 150 $PY -m pytest -q -p no:cacheprovider -m gpu \
+    tests/test_fast_analog.py tests/test_physics.py 2>&1 | tail -6
 done
-echo "== benchmark"
-timeout 400 $PY benchmarks/hwa_overhead.py --device cuda --batch-sizes 128 512 --warmup 5 --iters 20 \
-  --paths digital aihwkit fast fast-eager --json "$OUT/hwa_overhead_cuda.json" 2>&1 | grep -v Warning
+echo "== host syncs and ATen ops per step on cuda (eager modes; 0 syncs expected for fast-eager)"
+timeout 60 $PY benchmarks/op_count.py --device cuda --archs resnet32 --modes digital fast-eager --batch-size 128 \
+  --json "$OUT/op_count_cuda.json" 2>&1 | grep -v Warning
+echo "== overhead per step, ResNet-32 (CIFAR shape); first-call seconds include compilation"
+timeout 240 $PY benchmarks/hwa_overhead.py --device cuda --batch-sizes 128 512 --warmup 5 --iters 20 \
+  --paths digital digital-compiled fast fast-eager fast-compiled fast-cudagraphs \
+  --json "$OUT/hwa_overhead_cuda.json" 2>&1 | grep -v Warning
 echo "== campaign cost per architecture on this GPU (configs/<task>/campaign.yaml budgets)"
-timeout 300 $PY benchmarks/campaign_cost.py --device cuda --archs 3 --steps 5 2>&1 | grep -v Warning
-echo "== a CIFAR-shaped mini campaign with GPU workers (synthetic official-format data), then one retrain"
-TMP=$(mktemp -d)
-$PY -c "import sys; sys.path.insert(0, 'tests'); import formats, pathlib; formats.write_cifar10(pathlib.Path('$TMP'), per_class=100)"
-timeout 300 $PY -m lightning_nas build-dataset --config configs/cifar10/campaign.yaml --data.init_args.data_dir "$TMP" \
-  --sampling.n 8 --budget.epochs 2 --budget.n_reps 3 --budget.drift_samples 200 \
-  --store "$TMP/rows.sqlite" --campaign_dir null --export "$OUT/gpu_campaign.csv" --accelerator gpu 2>&1 | tail -3
-timeout 200 $PY -m lightning_nas retrain --config configs/cifar10/retrain.yaml \
-  --top_k 0 --baseline resnet20 --out_dir "$TMP/retrain" \
-  --fit_args "[\"--data.init_args.data_dir\", \"$TMP\", \"--trainer.max_epochs\", \"3\", \"--trainer.accelerator\", \"gpu\"]" 2>&1 | tail -4
+timeout 120 $PY benchmarks/campaign_cost.py --device cuda --archs 3 --steps 5 2>&1 | grep -v Warning
+echo "== campaign throughput with 1, 2 and 4 workers per GPU (CIFAR-10 recipe, synthetic data, 40 s each)"
+timeout 200 $PY benchmarks/campaign_throughput.py --workers-per-gpu 1 2 4 --seconds 40 \
+  --per-class 1000 --epochs 2 --n-reps 3 --drift-samples 1000 2>&1 | grep -v Warning | tee "$OUT/campaign_throughput_gpu.txt"

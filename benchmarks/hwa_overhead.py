@@ -30,6 +30,7 @@ from torch import nn
 
 from lightning_nas import periphery
 from lightning_nas.analog import AnalogConfig
+from lightning_nas.compilation import compile_network
 from lightning_nas.conversion import convert
 from lightning_nas.network import build_network
 from lightning_nas.space import load_architecture
@@ -42,17 +43,32 @@ def digital_path(net: nn.Module, device: torch.device) -> tuple[nn.Module, torch
     return model, torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
 
+def compiled(factory: Callable, mode: str) -> Callable:
+    """``factory``'s model run as :class:`lightning_nas.compilation.CompiledNetwork` (``torch.compile``
+    of the whole network, ``mode``), its input ranges counted as initialised (a compiled analog network
+    runs eagerly until they are)."""
+
+    def wrapped(net: nn.Module, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
+        model, opt = factory(net, device)
+        finish_input_range_init(model)
+        return model, opt
+
+    wrapped.periphery = getattr(factory, "periphery", "auto")
+    wrapped.compile = mode
+    return wrapped
+
+
 def analog_path(implementation: str, periphery: str = "auto"
                 ) -> Callable[[nn.Module, torch.device], tuple[nn.Module, torch.optim.Optimizer]]:
     """The default preset ``pcm_hwa`` computed by ``implementation`` ("aihwkit" or "fast"); the
     fast path's element-wise periphery runs the backend ``periphery`` (see lightning_nas.periphery)."""
 
     def factory(net: nn.Module, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
-        from aihwkit.optim import AnalogSGD
+        from lightning_nas.analog_sgd import FastAnalogSGD
 
         config = AnalogConfig(preset="pcm_hwa", implementation=implementation)
         model = convert(copy.deepcopy(net), config).to(device)
-        return model, AnalogSGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+        return model, FastAnalogSGD(model.parameters(), lr=LR, momentum=MOMENTUM)  # the module's optimizer
 
     factory.periphery = periphery
     return factory
@@ -64,6 +80,10 @@ PATHS: dict[str, Callable[[nn.Module, torch.device], tuple[nn.Module, torch.opti
     "aihwkit": analog_path("aihwkit"),
     "fast": analog_path("fast"),  # the default: native C kernel on CPU, torch.compile on CUDA
     "fast-eager": analog_path("fast", periphery="eager"),  # the same with eager PyTorch element-wise ops
+    # The whole network through torch.compile (model.compile: auto on CUDA), and with CUDA graphs.
+    "fast-compiled": compiled(analog_path("fast", periphery="eager"), "default"),
+    "fast-cudagraphs": compiled(analog_path("fast", periphery="eager"), "reduce-overhead"),
+    "digital-compiled": compiled(digital_path, "default"),
 }
 
 
@@ -75,6 +95,9 @@ class Runner:
         self.periphery = getattr(PATHS[name], "periphery", "auto")
         with self.backend():
             self.model, self.opt = PATHS[name](net, device)
+        mode = getattr(PATHS[name], "compile", None)
+        self.run = compile_network(self.model, mode) if mode else self.model
+        self.first_ms: dict[str, float] = {}  # the first call of each operation (compilation included)
         self.loss_fn = nn.CrossEntropyLoss()
 
     @contextlib.contextmanager
@@ -93,13 +116,13 @@ class Runner:
     def train_step(self) -> None:
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
-        self.loss_fn(self.model(self.x), self.y).backward()
+        self.loss_fn(self.run(self.x), self.y).backward()
         self.opt.step()
 
     def eval_forward(self) -> None:
         self.model.eval()
         with torch.no_grad():
-            self.model(self.x)
+            self.run(self.x)
 
     def timed(self, op: str) -> float:
         with self.backend():
@@ -107,16 +130,22 @@ class Runner:
             start = time.perf_counter()
             getattr(self, op)()
             sync(self.device)
-        return (time.perf_counter() - start) * 1e3
+        ms = (time.perf_counter() - start) * 1e3
+        self.first_ms.setdefault(op, ms)
+        return ms
 
     def finish_input_range_init(self) -> None:
-        """Count every tile's input range as initialised from data (as after the first
-        ``init_from_data`` training batches; during those, each step also measures input statistics)."""
-        for module in self.model.modules():
-            if hasattr(module, "analog_tiles"):
-                for tile in module.analog_tiles():
-                    if getattr(tile, "input_range", None) is not None:
-                        tile.input_range_update_idx.data.fill_(tile.rpu_config.pre_post.input_range.init_from_data)
+        finish_input_range_init(self.model)
+
+
+def finish_input_range_init(model: nn.Module) -> None:
+    """Count every tile's input range as initialised from data (as after the first
+    ``init_from_data`` training batches; during those, each step also measures input statistics)."""
+    for module in model.modules():
+        if hasattr(module, "analog_tiles"):
+            for tile in module.analog_tiles():
+                if getattr(tile, "input_range", None) is not None:
+                    tile.input_range_update_idx.data.fill_(tile.rpu_config.pre_post.input_range.init_from_data)
 
 
 def sync(device: torch.device) -> None:
@@ -147,7 +176,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave)")
-    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    p.add_argument("--paths", nargs="+", default=["digital", "aihwkit", "fast", "fast-eager"], choices=list(PATHS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--input-range-init", choices=["done", "running"], default="done",
                    help="time training after the tiles' input ranges are initialised from data (done, the "
@@ -180,7 +209,8 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     net = build_network(load_architecture(args.arch), args.input_shape, args.num_classes)
-    header = f"{'batch':>5}  {'path':<10} {'train ms':>10} {'eval ms':>10} {'train x':>8} {'eval x':>8}"
+    header = (f"{'batch':>5}  {'path':<16} {'train ms':>10} {'eval ms':>10} {'train x':>8} {'eval x':>8} "
+              f"{'1st train s':>11} {'1st eval s':>10}")
     print(header + "\n" + "-" * len(header), flush=True)
     results = []
     for bs in args.batch_sizes:
@@ -193,19 +223,22 @@ def main() -> None:
         # on exactly the same weights.
         eval_ms = measure(runners, "eval_forward", args.warmup, args.iters)
         for r in runners:
-            r.train_step()  # the first step initialises the input ranges from data
+            r.timed("train_step")  # the first step initialises the input ranges from data (and compiles)
             if args.input_range_init == "done":
                 r.finish_input_range_init()
         train_ms = measure(runners, "train_step", args.warmup, args.iters)
+        first = {r.name: r.first_ms for r in runners}  # compilation is in a compiled path's first calls
         del runners
         for name in names:  # printed (and saved) per batch size: a later crash loses nothing
             r = {"batch_size": bs, "path": name, "train_ms": train_ms[name], "eval_ms": eval_ms[name],
-                 "train_ratio": train_ms[name] / train_ms["digital"], "eval_ratio": eval_ms[name] / eval_ms["digital"]}
+                 "train_ratio": train_ms[name] / train_ms["digital"], "eval_ratio": eval_ms[name] / eval_ms["digital"],
+                 "first_train_s": first[name]["train_step"] / 1e3, "first_eval_s": first[name]["eval_forward"] / 1e3}
             results.append(r)
-            print(f"{bs:>5}  {name:<10} {r['train_ms']:>10.1f} {r['eval_ms']:>10.1f} "
-                  f"{r['train_ratio']:>8.2f} {r['eval_ratio']:>8.2f}", flush=True)
+            print(f"{bs:>5}  {name:<16} {r['train_ms']:>10.1f} {r['eval_ms']:>10.1f} "
+                  f"{r['train_ratio']:>8.2f} {r['eval_ratio']:>8.2f} {r['first_train_s']:>11.1f} "
+                  f"{r['first_eval_s']:>10.1f}", flush=True)
         for name in sorted(set(paths) - set(names)):
-            print(f"{bs:>5}  {name:<10} {'skipped (--max-batch)':>30}", flush=True)
+            print(f"{bs:>5}  {name:<16} {'skipped (--max-batch)':>30}", flush=True)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"meta": meta, "results": results}, f, indent=2)

@@ -308,8 +308,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--input-shape", type=int, nargs=3, default=[3, 32, 32])
     p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--device", default="cpu", choices=["cpu", "meta"],
-                   help="meta: eager modes only, shows copies between devices (see the docstring)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "meta", "cuda"],
+                   help="meta or cuda: shows copies between devices (see the docstring); meta: eager modes only")
     p.add_argument("--json", help="write the counts here")
     args = p.parse_args()
     device = torch.device(args.device)
