@@ -5,8 +5,16 @@
 #   make docs   - serve the documentation site (MkDocs, docs/) at http://127.0.0.1:8000
 #   make lab    - run the lab notebook (docs/tutorials/lab.py) and write lab.ipynb with its outputs
 #   make mutation - mutation testing of the analog physics (mutmut; docs/findings/mutation.md)
+# PYTHON picks the interpreter (3.11 or 3.12); each version gets its own venv: .venv for 3.11,
+# .venv312 for 3.12 (make test PYTHON=python3.12). CI (.ci/run) runs `make test` on 3.11.
 PYTHON ?= python3
-VENV := .venv
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d%d" % sys.version_info[:2])' 2>/dev/null)
+ifeq ($(PYVER),)
+ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),install)),)
+$(error '$(PYTHON)' does not run. A pyenv shim runs only the versions pyenv selects: PYENV_VERSION=3.12.1 make ... PYTHON=$(PYTHON), or name the interpreter's path: PYTHON=$$(pyenv root)/versions/3.12.1/bin/python3.12)
+endif
+endif
+VENV ?= $(if $(filter 311,$(PYVER)),.venv,.venv$(PYVER))
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -38,4 +46,4 @@ mutation: $(STAMP)
 	nice -n 10 $(PY) tools/mutation.py $(MUTANTS)
 
 clean:
-	rm -rf $(VENV) runs lightning_logs .pytest_cache
+	rm -rf .venv .venv3* runs lightning_logs .pytest_cache

@@ -229,6 +229,7 @@ class AnalogNASModule(L.LightningModule):
         if checkpoint.get("analog_converted", True):
             self.convert_to_analog()
         self.calibrated = checkpoint.get("input_ranges_calibrated", True)  # a resumed run keeps its ranges
+        _match_analog_contexts(self, checkpoint.get("state_dict", {}))
         if self._runner is not None:
             self._runner.reset()  # the input ranges' counters were overwritten
 
@@ -287,3 +288,15 @@ class AnalogNASModule(L.LightningModule):
         rank_zero_info(f"architecture {self.arch.id} {self.arch.describe()}: {self.n_params:,} parameters, "
                    f"analog preset {self.analog_config.preset!r}")
 
+
+def _match_analog_contexts(module: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Give each aihwkit ``analog_ctx`` entry of a checkpoint's ``state`` the shape the installed
+    aihwkit has. The entry holds no weights (they are the ``tile.weight`` entries): aihwkit 1.1.0
+    (Python 3.11) keeps a 0-d placeholder (1.0) and loads it, 1.2.0 (Python 3.12) a placeholder of
+    the weights' shape that it skips when loading; without this a checkpoint written with 1.2.0
+    fails to load with 1.1.0 ("output with shape [] doesn't match the broadcast shape")."""
+    params = dict(module.named_parameters())
+    for key, value in state.items():
+        own = params.get(key) if key.endswith("analog_ctx") else None
+        if own is not None and torch.is_tensor(value) and value.shape != own.shape:
+            state[key] = torch.ones(own.shape, dtype=own.dtype)

@@ -9,6 +9,14 @@ inside the bounds** (``|level| < bound``; an output on the bound is saturated an
 ``lightning_nas/periphery/eager.py`` and ``native/periphery.c``. The comparisons pin the
 reference to the same rule with :func:`pinned_reference` whatever torch is installed, and
 :func:`emulated_torch` reproduces either torch behaviour on any release.
+
+aihwkit 1.2.0 (the release for Python 3.12) no longer clips the DAC input (``AnalogMVM._prepare_input``:
+inputs clipped to the input range arrive there exactly on the bound) with ``clamp``'s gradient but with
+its own ``where(|x| <= bound, x, clamp(x).detach())``: the bound counts as inside on any torch, so
+that clipped inputs carry their input-range gradient. :func:`reference_rule` sets that clip's rule too
+(:func:`_dac_rule`), so the pinned reference is the same on aihwkit 1.1.0 and 1.2.0, and
+:func:`emulated_torch` is aihwkit 1.1.0's behaviour on a torch with the rule (on 1.2.0 it overrides
+1.2.0's own, always inclusive, DAC rule).
 """
 
 import contextlib
@@ -51,6 +59,38 @@ AIHWKIT_CLAMPS = ("aihwkit.simulator.tiles.analog_mvm", "aihwkit.simulator.tiles
 
 
 @contextlib.contextmanager
+def _dac_rule(rule: str):
+    """aihwkit >= 1.2's DAC clip (``where(|x| <= bound, ...)`` in ``AnalogMVM._prepare_input``) follows
+    ``rule`` while the context is open; nothing to do on aihwkit 1.1, whose DAC clip is the ``clamp``
+    that :func:`reference_rule` replaces."""
+    import importlib
+
+    mvm = importlib.import_module("aihwkit.simulator.tiles.analog_mvm")
+    if not hasattr(mvm, "where"):  # aihwkit 1.1: clamp(scaled_input, -bound, bound)
+        yield
+        return
+    saved, saved_where = mvm.AnalogMVM.__dict__["_prepare_input"], mvm.where
+    original = getattr(saved.__func__, "unpinned", saved.__func__)
+
+    def prepare_input(cls, *args, **kwargs):
+        io_pars = kwargs["io_pars"] if "io_pars" in kwargs else args[4]
+        bound = io_pars.inp_bound if io_pars.inp_bound > 0 else float("inf")
+        clamp = clamp_with(rule)
+        mvm.where = lambda condition, input, other: clamp(input, -bound, bound)  # noqa: A002
+        try:
+            return original(cls, *args, **kwargs)
+        finally:
+            mvm.where = saved_where
+
+    prepare_input.unpinned = original
+    try:
+        mvm.AnalogMVM._prepare_input = classmethod(prepare_input)
+        yield
+    finally:
+        mvm.AnalogMVM._prepare_input = saved
+
+
+@contextlib.contextmanager
 def reference_rule(rule: str):
     """aihwkit's forward clamps with ``rule`` at the bounds while the context is open."""
     import importlib
@@ -60,7 +100,8 @@ def reference_rule(rule: str):
     try:
         for m in modules:
             m.clamp = clamp_with(rule)
-        yield
+        with _dac_rule(rule):
+            yield
     finally:
         for m, c in zip(modules, saved):
             m.clamp = c
@@ -72,5 +113,6 @@ def pinned_reference():
 
 
 def emulated_torch(rule: str):
-    """aihwkit as it runs on a torch release with ``rule`` (to test both on any torch)."""
+    """aihwkit (1.1.0; see the module docstring for 1.2.0) as it runs on a torch release with ``rule``
+    (to test both on any torch)."""
     return reference_rule(rule)

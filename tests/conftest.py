@@ -95,3 +95,12 @@ def load_file(path: Path, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def tensor_state(module) -> dict:
+    """``module.state_dict()``'s tensors to compare, without aihwkit's ``analog_ctx`` entries: a constant
+    placeholder in aihwkit 1.1.0; in 1.2.0 a metadata-only view of the tile's weights (they are in the
+    state as ``tile.weight``) that refuses to be read (``clone``, ``cpu``, ``torch.equal`` raise)."""
+    import torch
+
+    return {k: v for k, v in module.state_dict().items() if torch.is_tensor(v) and not k.endswith("analog_ctx")}

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from conftest import tensor_state
 from lightning_nas.callbacks import METRICS_FILE, DriftEvaluation
 from lightning_nas.drift import evaluate_drift
 from lightning_nas.errors import UserError
@@ -111,7 +112,7 @@ def test_drift_evaluation_with_batchnorm_recalibration_is_seeded_and_leaves_the_
     L.seed_everything(0)
     module = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=2)
     module.net.eval()
-    before = {k: v.clone() for k, v in module.net.state_dict().items() if torch.is_tensor(v)}
+    before = {k: v.clone() for k, v in tensor_state(module.net).items()}
     data = _data()
     import lightning_nas.drift as drift_mod
 
@@ -142,7 +143,7 @@ def test_drift_evaluation_with_batchnorm_recalibration_is_seeded_and_leaves_the_
 def test_evaluate_drift_leaves_model_unchanged_and_is_seeded():
     torch.manual_seed(0)
     model = AnalogNASModule(TINY, input_shape=(1, 8, 8), num_classes=2).net.train()
-    before = {k: v.clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}
+    before = {k: v.clone() for k, v in tensor_state(model).items()}
     weights = [t.tile.get_weights().clone() for t in model.analog_tiles()]
     rng_before = torch.random.get_rng_state()
     res = evaluate_drift(model, _data(), [1, 86400], n_reps=3, seed=7)

@@ -16,7 +16,7 @@ from conftest import ROOT
 from test_paths import assert_untouched, tree
 
 TOP_SKIPPED = {".venv", ".git", "build", "dist", "runs", "data", "lightning_logs", ".pytest_cache", "tmp", "mutants"}
-"""Folders of the checkout root that are not sources (environments, outputs, datasets)."""
+"""Folders of the checkout root that are not sources (environments, outputs, datasets); every ``.venv*`` too."""
 
 
 def run(*args, cwd, env=None, timeout=600):
@@ -31,7 +31,7 @@ def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("install")
     source = tmp / "source"
     shutil.copytree(ROOT, source, ignore=lambda folder, names: [
-        n for n in names if (Path(folder) == ROOT and n in TOP_SKIPPED) or n == "__pycache__"
+        n for n in names if (Path(folder) == ROOT and (n in TOP_SKIPPED or n.startswith(".venv"))) or n == "__pycache__"
         or n.endswith((".egg-info", ".sqlite-wal", ".sqlite-shm", ".lock"))])
     proc = run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index", source,
                "-w", tmp / "wheels", cwd=tmp)

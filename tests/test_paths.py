@@ -18,13 +18,14 @@ from lightning_nas.commands import search as search_cmd
 from lightning_nas.parsing import CONFIG_PATHS, CommandParser, with_config_paths
 
 SKIPPED = {".venv", ".git", "build", "__pycache__", ".pytest_cache"}
+"""Folders left out (and every ``.venv*``: the Makefile's venvs of other Python versions, e.g. ``.venv312``)."""
 
 
 def tree(root: Path = ROOT) -> dict[str, tuple[int, int]]:
-    """Every file of the checkout (without .venv, .git, build/, caches) with its size and mtime."""
+    """Every file of the checkout (without .venv*, .git, build/, caches) with its size and mtime."""
     files = {}
     for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in SKIPPED and not d.endswith(".egg-info")]
+        dirs[:] = [d for d in dirs if d not in SKIPPED and not d.startswith(".venv") and not d.endswith(".egg-info")]
         for name in names:
             stat = os.stat(os.path.join(folder, name))
             files[os.path.relpath(os.path.join(folder, name), root)] = (stat.st_size, stat.st_mtime_ns)
