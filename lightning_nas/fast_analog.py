@@ -230,8 +230,11 @@ def analog_conv2d(layer: AnalogConv2d, x: Tensor) -> Tensor:
                         "set analog.implementation: aihwkit")
     kh, kw = layer.kernel_size
     k = kh * kw
+    grid = list(_tile_grid(layer))
+    if len(grid) > 1 and _groups_split_tiles(x) and _groupable(grid, k):
+        return _layer_bias(layer, _grouped_rows(layer, x, grid, k))
     out: Optional[Tensor] = None
-    for in_lo, in_hi, tiles in _tile_grid(layer):
+    for in_lo, in_hi, tiles in grid:
         c_lo, c_hi = in_lo // k, -(-in_hi // k)
         xs = x[:, c_lo:c_hi] if (c_lo, c_hi) != (0, x.shape[1]) else x
         # Where a tile boundary cuts through a channel's kernel window, the tile's
@@ -241,6 +244,56 @@ def analog_conv2d(layer: AnalogConv2d, x: Tensor) -> Tensor:
         row = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         out = row if out is None else out + row
     return _layer_bias(layer, out)
+
+
+def _groups_split_tiles(x: Tensor) -> bool:
+    """Whether a layer split into rows of tiles runs its rows as one grouped convolution: where
+    launches count (CUDA, a compiled network); on the CPU's eager path one convolution per row is
+    as fast and needs no copies of the rows' outputs."""
+    return x.device.type != "cpu" or torch.compiler.is_compiling()
+
+
+def _groupable(grid: list, k: int) -> bool:
+    """Rows of tiles that a grouped convolution can run: each row one tile (the layer's outputs fit
+    one tile), the same number of whole channels in every row (no boundary inside a kernel window)."""
+    sizes = {hi - lo for lo, hi, _ in grid}
+    return (all(len(tiles) == 1 for _, _, tiles in grid) and len(sizes) == 1
+            and all(lo % k == 0 and hi % k == 0 for lo, hi, _ in grid))
+
+
+def _grouped_rows(layer: AnalogConv2d, x: Tensor, grid: list, k: int) -> Tensor:
+    """The rows of tiles as one convolution with ``groups = rows``: each row's DAC (its own input
+    range) on its channels, its weights (noise, gradient scaling) as one group of the kernel, then
+    each row's ADC and scales on its group of outputs, the partial sums added digitally, as one
+    convolution per row computes them."""
+    channels = (grid[0][1] - grid[0][0]) // k
+    inputs, kernels = [], []
+    for in_lo, in_hi, ((tile, _, _),) in grid:
+        xs = x[:, in_lo // k:in_hi // k]
+        inputs.append(_tile_input(tile, xs, _conv_statistics(layer, channels, (0, 0))))
+        weight = _tile_weight(tile, x.shape[0])
+        kernels.append(weight.reshape(weight.shape[0], channels, *layer.kernel_size))
+    y = F.conv2d(torch.cat(inputs, dim=1), torch.cat(kernels, dim=0), None, layer.stride, layer.padding,
+                 layer.dilation, groups=len(grid))
+    parts = y.chunk(len(grid), dim=1)
+    out = _tile_output(grid[0][2][0][0], parts[0])
+    for (_, _, ((tile, _, _),)), part in zip(grid[1:], parts[1:]):
+        out = out + _tile_output(tile, part)
+    return out
+
+
+def _conv_statistics(layer: AnalogConv2d, channels: int, pad: tuple[int, int]) -> Any:
+    """``statistics(xs)`` of a tile of ``layer`` holding ``channels`` input channels less ``pad``
+    elements of their kernel windows: the unfolded input's counts per pixel (:func:`_unfold_counts`)
+    and its number of elements."""
+    def statistics(xs: Tensor) -> tuple[Tensor, int]:
+        h, w = xs.shape[-2:]
+        out_hw = _out_hw(layer, h, w)
+        counts = _unfold_counts(layer, channels, pad, h, w, out_hw, xs.device)
+        kh, kw = layer.kernel_size
+        return counts, xs.shape[0] * out_hw[0] * out_hw[1] * (channels * kh * kw - pad[0] - pad[1])
+
+    return statistics
 
 
 def analog_linear(layer: AnalogLinear, x: Tensor) -> Tensor:
@@ -393,57 +446,70 @@ def _out_hw(layer: AnalogConv2d, h: int, w: int) -> tuple[int, int]:
 
 
 def _tile_conv(tile: Any, layer: AnalogConv2d, xs: Tensor, pad: tuple[int, int], channels: int) -> Tensor:
-    def statistics(xs: Tensor) -> tuple[Tensor, int]:
-        """The unfolded input's counts per pixel (:func:`_unfold_counts`) and its number of elements."""
-        h, w = xs.shape[-2:]
-        out_hw = _out_hw(layer, h, w)
-        counts = _unfold_counts(layer, channels, pad, h, w, out_hw, xs.device)
-        kh, kw = layer.kernel_size
-        return counts, xs.shape[0] * out_hw[0] * out_hw[1] * (channels * kh * kw - pad[0] - pad[1])
-
     def mvm(xq: Tensor, weight: Tensor) -> Tensor:
         kernel = F.pad(weight, pad) if pad != (0, 0) else weight
         return _conv(layer, xq, kernel.reshape(weight.shape[0], channels, *layer.kernel_size))
 
-    return _tile_forward(tile, xs, statistics, mvm)
+    return _tile_forward(tile, xs, _conv_statistics(layer, channels, pad), mvm)
 
 
 def _tile_forward(tile: Any, xs: Tensor, statistics: Any, mvm: Any) -> Tensor:
     """One tile on its NCHW input ``xs``: ``statistics(xs)`` gives the unfolded input's counts and
     size (input-range initialisation and decay), ``mvm(xq, weight)`` the analog product."""
+    return _tile_output(tile, mvm(_tile_input(tile, xs, statistics), _tile_weight(tile, xs.shape[0])))
+
+
+def _steps(io: Any) -> tuple[float, float]:
+    """The DAC's and the ADC's quantisation steps (0: not quantised)."""
+    step_in = (1 / io.inp_res if io.inp_res > 1.0 else io.inp_res) * 2 * io.inp_bound if io.inp_res > 0 else 0.0
+    step_out = (1 / io.out_res if io.out_res > 1.0 else io.out_res) * 2 * io.out_bound if io.out_res > 0 else 0.0
+    return step_in, step_out
+
+
+def _ideal(io: Any) -> bool:
+    return io.is_perfect or io.mv_type == AnalogMVType.IDEAL
+
+
+def _tile_input(tile: Any, xs: Tensor, statistics: Any) -> Tensor:
+    """The tile's input path: the learned input range (aihwkit's ``pre_forward``) and the DAC."""
+    rpu = tile.rpu_config
+    io = rpu.forward
+    r = tile.input_range
+    if r is None:  # ideal periphery (check_supported rules out the other cases)
+        return xs
+    is_test = not tile.training
+    grad = torch.is_grad_enabled()
+    ir = rpu.pre_post.input_range
+    training = not is_test and grad
+    initialising = not is_test and _initialising(tile, ir.init_from_data)
+    if initialising or (training and ir.decay > 0):
+        counts, n = statistics(xs)
+        if initialising:
+            _update_input_range_from_data(tile, xs, counts, n)
+    step, bound = (0.0, float("inf")) if _ideal(io) else (_steps(io)[0], io.inp_bound)
+    if grad:
+        decay = training and ir.decay > 0
+        return _DAC.apply(xs, r, step, bound, ir, counts if decay else None, n if decay else 1)
+    return periphery.dac(xs, r, step, bound)[0]
+
+
+def _tile_weight(tile: Any, batch: int) -> Tensor:
+    """The tile's weights as the product sees them: its own (their gradient divided by the mapping
+    scales squared, as aihwkit's hook does), plus the training weight noise (aihwkit's ``modify_weight``)."""
+    weight = tile.tile.weight
+    if torch.is_grad_enabled() and weight.requires_grad and _scales_weight_grad(tile):
+        weight = _ScaleWeightGrad.apply(weight, tile.get_mapping_scales())
+    if tile.training:
+        weight = TorchSimulatorTile.modify_weight(weight, tile.rpu_config.modifier, batch)
+    return weight
+
+
+def _tile_output(tile: Any, y: Tensor) -> Tensor:
+    """The tile's output path: output noise, ADC, clipping; then its scales and digital bias."""
     rpu = tile.rpu_config
     io = rpu.forward
     is_test = not tile.training
-    ideal = io.is_perfect or io.mv_type == AnalogMVType.IDEAL
-    step_in = (1 / io.inp_res if io.inp_res > 1.0 else io.inp_res) * 2 * io.inp_bound if io.inp_res > 0 else 0.0
-    step_out = (1 / io.out_res if io.out_res > 1.0 else io.out_res) * 2 * io.out_bound if io.out_res > 0 else 0.0
-    # -- input: learned range (pre_forward) and DAC -----------------------------------------
     r = tile.input_range
-    grad = torch.is_grad_enabled()
-    if r is not None:
-        ir = rpu.pre_post.input_range
-        training = not is_test and grad
-        initialising = not is_test and _initialising(tile, ir.init_from_data)
-        if initialising or (training and ir.decay > 0):
-            counts, n = statistics(xs)
-            if initialising:
-                _update_input_range_from_data(tile, xs, counts, n)
-        step, bound = (0.0, float("inf")) if ideal else (step_in, io.inp_bound)
-        if grad:
-            decay = training and ir.decay > 0
-            xq = _DAC.apply(xs, r, step, bound, ir, counts if decay else None, n if decay else 1)
-        else:
-            xq = periphery.dac(xs, r, step, bound)[0]
-    else:  # ideal periphery (check_supported rules out the other cases)
-        xq = xs
-    # -- weights: the tile's own, plus training weight noise (aihwkit's modify_weight) -------
-    weight = tile.tile.weight
-    if grad and weight.requires_grad and _scales_weight_grad(tile):
-        weight = _ScaleWeightGrad.apply(weight, tile.get_mapping_scales())
-    if not is_test:
-        weight = TorchSimulatorTile.modify_weight(weight, rpu.modifier, xs.shape[0])
-    y = mvm(xq, weight)
-    # -- output: noise, ADC, clipping; then the tile's scales -----------------------------------
     scale = tile.out_scaling_alpha.view(-1) if tile.out_scaling_alpha is not None else None
     for extra in (r, tile.get_mapping_scales(), io.out_scale if io.out_scale != 1.0 else None,
                   tile.alpha if is_test and rpu.drift_compensation is not None else None):
@@ -451,12 +517,13 @@ def _tile_forward(tile: Any, xs: Tensor, statistics: Any, mvm: Any) -> Tensor:
             scale = extra if scale is None else scale * extra
     if not torch.is_tensor(scale) and scale is not None:
         scale = periphery.scalar_like(float(scale), y)
-    if not ideal:
+    if not _ideal(io):
         if tile.tile.out_noise_values is not None:
             raise UserError("the fast analog path does not support per-column output noise "
                             "(out_noise_values); set analog.implementation: aihwkit")
         out_bound = io.out_bound if io.out_bound > 0 else float("inf")
-        if grad:
+        step_out = _steps(io)[1]
+        if torch.is_grad_enabled():
             y = _ADC.apply(y, scale, io.out_noise, step_out, out_bound)
         else:
             y = periphery.adc(y, io.out_noise, step_out, out_bound, need_mask=False, scale=scale, inplace=True)[0]

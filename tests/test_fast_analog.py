@@ -241,10 +241,11 @@ def test_linear_layer_matches_reference(tile_size, periphery, monkeypatch):
     assert y3.shape == (2, 4, 24) and torch.allclose(y3.view(8, 24), run(fast, x), atol=1e-5)
 
 
-def test_compiled_layer_matches_reference():
+@pytest.mark.parametrize("tile_size", [0, 72])  # one tile; two rows of tiles (one grouped convolution)
+def test_compiled_layer_matches_reference(tile_size):
     """The fast layer compiled whole (``fullgraph=True``: DAC, weight-gradient scaling, ADC and scales
     in one graph, Inductor's kernels) against aihwkit's reference: forward and all four gradients."""
-    ref, fast = pair(conv(), weight_noise_std=0.0, out_noise=0.0)
+    ref, fast = pair(conv(), tile_size=tile_size, weight_noise_std=0.0, out_noise=0.0)
     compiled = compile_network(fast)
     x = X * 4  # many inputs clipped at the input range
     g = torch.randn(8, 24, 10, 10, generator=torch.Generator().manual_seed(2)).to(DEVICE)
@@ -254,6 +255,32 @@ def test_compiled_layer_matches_reference():
     assert compiled.compiled is not None and compiled._ready  # it ran compiled, not eagerly
     for train in (True, False):
         assert mismatch(run(ref, x, train=train), run(compiled, x, train=train, layer_of=fast)) < 0.01
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_split_layer_as_one_grouped_convolution_matches_reference(grouped, monkeypatch):
+    """A layer split into two rows of tiles on channel borders runs as one grouped convolution where
+    launches count (CUDA, compiled), as one convolution per row on the CPU: the same forward and all
+    four gradients as aihwkit's reference either way."""
+    import torch.nn.functional as F
+
+    from lightning_nas import fast_analog
+
+    monkeypatch.setattr(fast_analog, "_groups_split_tiles", lambda x: grouped)
+    ref, fast = pair(conv(), tile_size=72, weight_noise_std=0.0, out_noise=0.0)  # 2 rows of 8 channels
+    calls = []
+    conv2d = F.conv2d
+    monkeypatch.setattr(F, "conv2d", lambda *a, **k: calls.append(k.get("groups", a[6] if len(a) > 6 else 1))
+                        or conv2d(*a, **k))
+    x = X * 4
+    g = torch.randn(8, 24, 10, 10, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    with pinned_reference():
+        expected = grads(ref, x, g)
+    calls.clear()
+    assert differing(expected, grads(fast, x, g)) == []
+    assert calls == ([2] if grouped else [1, 1])
+    for train in (True, False):
+        assert mismatch(run(ref, x, train=train), run(fast, x, train=train)) < 0.01
 
 
 @pytest.mark.parametrize("scale", [0.5, 4.0])
