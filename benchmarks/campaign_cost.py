@@ -57,6 +57,7 @@ def step_times(arch, task: str, batch: int, steps: int, device: str) -> dict[str
     train/eval, is ``compile_s``; the drift evaluation runs eagerly on a copy)."""
     from lightning_nas.analog_sgd import FastAnalogSGD
     from lightning_nas.compilation import compile_mode, compile_network
+    from lightning_nas.fast_analog import mark_ranges_initialised
 
     shape, classes = SHAPES[task], CLASSES[task]
     x = torch.randn(batch, *shape, device=device)
@@ -77,8 +78,7 @@ def step_times(arch, task: str, batch: int, steps: int, device: str) -> dict[str
     run = compile_network(analog, mode) if mode else analog
     analog.train()
     analog(x)  # the first batch initialises the input ranges from data; the steady state follows
-    for tile in analog.analog_tiles():
-        tile.input_range_update_idx.data.fill_(tile.rpu_config.pre_post.input_range.init_from_data)
+    mark_ranges_initialised(analog)
     step = train(run, FastAnalogSGD(analog.parameters(), lr=0.01, momentum=0.9))
     start = time.perf_counter()
     step()  # compiles (forward and backward) where compiled

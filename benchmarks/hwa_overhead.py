@@ -17,13 +17,12 @@ data (``--input-range-init done``, the steady state) unless ``running`` is asked
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import os
 import statistics
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -31,6 +30,7 @@ from torch import nn
 from lightning_nas import periphery
 from lightning_nas.analog import AnalogConfig
 from lightning_nas.compilation import compile_network
+from lightning_nas.fast_analog import mark_ranges_initialised
 from lightning_nas.conversion import convert
 from lightning_nas.network import build_network
 from lightning_nas.space import load_architecture
@@ -50,7 +50,7 @@ def compiled(factory: Callable, mode: str) -> Callable:
 
     def wrapped(net: nn.Module, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
         model, opt = factory(net, device)
-        finish_input_range_init(model)
+        mark_ranges_initialised(model)
         return model, opt
 
     wrapped.periphery = getattr(factory, "periphery", "auto")
@@ -100,18 +100,9 @@ class Runner:
         self.first_ms: dict[str, float] = {}  # the first call of each operation (compilation included)
         self.loss_fn = nn.CrossEntropyLoss()
 
-    @contextlib.contextmanager
-    def backend(self) -> Iterator[None]:
+    def backend(self) -> Any:
         """Run with the path's periphery backend (lightning_nas.periphery reads it per call)."""
-        old = os.environ.get(periphery.ENV)
-        os.environ[periphery.ENV] = self.periphery
-        try:
-            yield
-        finally:
-            if old is None:
-                os.environ.pop(periphery.ENV, None)
-            else:
-                os.environ[periphery.ENV] = old
+        return periphery.using(self.periphery)
 
     def train_step(self) -> None:
         self.model.train()
@@ -135,17 +126,7 @@ class Runner:
         return ms
 
     def finish_input_range_init(self) -> None:
-        finish_input_range_init(self.model)
-
-
-def finish_input_range_init(model: nn.Module) -> None:
-    """Count every tile's input range as initialised from data (as after the first
-    ``init_from_data`` training batches; during those, each step also measures input statistics)."""
-    for module in model.modules():
-        if hasattr(module, "analog_tiles"):
-            for tile in module.analog_tiles():
-                if getattr(tile, "input_range", None) is not None:
-                    tile.input_range_update_idx.data.fill_(tile.rpu_config.pre_post.input_range.init_from_data)
+        mark_ranges_initialised(self.model)
 
 
 def sync(device: torch.device) -> None:

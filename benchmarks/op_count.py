@@ -41,7 +41,7 @@ from lightning_nas import periphery
 from lightning_nas.analog import AnalogConfig
 from lightning_nas.analog_sgd import FastAnalogSGD
 from lightning_nas.conversion import convert
-from lightning_nas.fast_analog import ranges_initialised
+from lightning_nas.fast_analog import mark_ranges_initialised, ranges_initialised
 from lightning_nas.network import build_network
 from lightning_nas.space import load_architecture, sample
 
@@ -174,22 +174,6 @@ MODES: dict[str, dict[str, Any]] = {
 }
 
 
-@contextlib.contextmanager
-def periphery_backend(name: Optional[str]) -> Iterator[None]:
-    import os
-
-    saved = os.environ.get(periphery.ENV)
-    if name:
-        os.environ[periphery.ENV] = name
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(periphery.ENV, None)
-        else:
-            os.environ[periphery.ENV] = saved
-
-
 def to_device(model: nn.Module, device: torch.device) -> nn.Module:
     """``model.to(device)``; aihwkit's tiles move only to CUDA or the CPU by themselves, so on other
     devices (meta) their remaining tensors are moved here, as ``.cuda()`` moves them."""
@@ -207,14 +191,6 @@ def to_device(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def finish_range_init(model: nn.Module) -> None:
-    """Count every tile's input range as initialised from data (as after the first ``init_from_data``
-    training batches: the steady state)."""
-    for tile in _tiles(model):
-        if getattr(tile, "input_range", None) is not None:
-            tile.input_range_update_idx.data.fill_(tile.rpu_config.pre_post.input_range.init_from_data)
-
-
 def count_mode(mode: str, net: nn.Module, batch: int, device: torch.device, warmup: int = 2) -> dict[str, Any]:
     """Ops and syncs of one steady-state training step and one evaluation of ``net`` in ``mode``."""
     spec = MODES[mode]
@@ -230,7 +206,7 @@ def _count_mode(spec: dict[str, Any], net: nn.Module, batch: int, device: torch.
     shape = net.input_shape
     x = torch.randn(batch, *shape, device=device)
     y = torch.randint(0, net.num_classes, (batch,), device=device)
-    with periphery_backend(spec["periphery"]):
+    with periphery.using(spec["periphery"]):
         model = to_device(analog(net) if spec["analog"] else copy.deepcopy(net), device)
         opt = optimizer(model)
         loss_fn = nn.CrossEntropyLoss()
@@ -239,7 +215,7 @@ def _count_mode(spec: dict[str, Any], net: nn.Module, batch: int, device: torch.
         if spec["analog"]:
             model.train()
             model(x)  # the first batch initialises the input ranges from data
-            finish_range_init(model)
+            mark_ranges_initialised(model)
             assert ranges_initialised(model)
         if spec["compiled"]:
             run = compile_network(model, mode="default")

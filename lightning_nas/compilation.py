@@ -23,6 +23,9 @@ from torch import nn
 
 from lightning_nas.errors import UserError
 
+BACKEND = "inductor"
+"""``torch.compile``'s backend (tests of the integration use ``aot_eager``: the same graphs, no code generation)."""
+
 COMPILE_SETTINGS = ("auto", "off", "default", "reduce-overhead", "max-autotune")
 Compile = Literal["auto", "off", "default", "reduce-overhead", "max-autotune"]
 
@@ -46,7 +49,8 @@ class CompiledNetwork:
     def __init__(self, net: nn.Module, mode: str = "default") -> None:
         self.net = net
         self.mode = mode
-        self.compiled = torch.compile(net, fullgraph=True, dynamic=False, mode=mode)
+        options = {"mode": mode} if BACKEND == "inductor" else {}
+        self.compiled = torch.compile(net, fullgraph=True, dynamic=False, backend=BACKEND, **options)
         self._ready = False
 
     def __call__(self, x: torch.Tensor) -> Any:

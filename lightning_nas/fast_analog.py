@@ -43,6 +43,7 @@ from typing import Any, Iterator, Optional
 import torch
 import torch.nn.functional as F
 from aihwkit.nn import AnalogConv2d, AnalogLinear
+from aihwkit.nn.modules.base import AnalogLayerBase
 from aihwkit.simulator.parameters.enums import AnalogMVType, BoundManagementType, NoiseManagementType
 from aihwkit.simulator.tiles.array import TileModuleArray
 from aihwkit.simulator.tiles.torch_tile import TorchSimulatorTile
@@ -413,6 +414,15 @@ def ranges_initialised(net: torch.nn.Module) -> bool:
                 if tile.input_range is not None and _initialising(tile, tile.rpu_config.pre_post.input_range.init_from_data):
                     return False
     return True
+
+
+def mark_ranges_initialised(net: torch.nn.Module) -> None:
+    """Count every tile's input range of ``net`` as initialised from data, as after its first
+    ``init_from_data`` training batches (benchmarks of the steady state)."""
+    for layer in net.modules():
+        for tile in (layer.analog_tiles() if isinstance(layer, AnalogLayerBase) else ()):
+            if getattr(tile, "input_range", None) is not None:
+                tile.input_range_update_idx.data.fill_(tile.rpu_config.pre_post.input_range.init_from_data)
 
 
 # aihwkit's TorchInferenceTile registers a hook on its weights (set_scales) dividing their gradient by

@@ -178,3 +178,41 @@ def test_the_digits_recipe_trains_an_architecture_that_failed_before(tmp_path):
     _, result = fit_digits(arch, epochs=config["trainer"]["max_epochs"],
                            batch_size=config["data"]["init_args"]["batch_size"], **recipe)
     assert recipe["digital_warmup_fraction"] > 0 and result.drift["acc_1d"] > 80
+
+
+def test_compiled_network_trains_like_the_eager_one_and_resumes(tmp_path, monkeypatch):
+    """``compile: default`` (what ``auto`` picks on CUDA) on the CPU: after the digital warm-up and
+    the input-range calibration the network runs compiled, with the eager network's losses (the
+    noise off, so both compute the same numbers), and a checkpoint resumes into a compiled run.
+    The graphs are dynamo's and AOTAutograd's without Inductor's code generation (minutes on this
+    CPU; Inductor's kernels are checked against aihwkit in tests/test_fast_analog.py)."""
+    from lightning_nas import compilation
+
+    monkeypatch.setattr(compilation, "BACKEND", "aot_eager")
+    quiet = AnalogConfig(weight_noise_std=0.0, out_noise=0.0)
+    losses = {}
+    for mode in ("off", "default"):
+        L.seed_everything(0)
+        dm = DigitsDataModule(batch_size=64)
+        model = AnalogNASModule(TINY, analog=quiet, input_shape=dm.input_shape, num_classes=10,
+                                digital_warmup_epochs=1, compile=mode)
+
+        class Record(L.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                losses.setdefault(mode, []).append(float(outputs["loss"]))
+
+        t = trainer(tmp_path / mode, max_epochs=2, limit_train_batches=3, limit_val_batches=1, callbacks=[Record()])
+        t.fit(model, datamodule=dm)
+        runner = model._runner
+        assert (runner is None) == (mode == "off")
+    assert runner._ready and runner.net is model.net  # compiled, after the calibration, on the analog network
+    assert losses["default"] == pytest.approx(losses["off"], rel=1e-3)
+    ckpt = next((tmp_path / "default").rglob("*.ckpt"))
+    t = trainer(tmp_path / "resumed", max_epochs=3, limit_train_batches=2, limit_val_batches=1)
+    t.fit(model, datamodule=dm, ckpt_path=ckpt)
+    assert model._runner._ready and model.current_epoch == 3
+
+
+def test_bad_compile_setting_is_an_error_naming_the_choices():
+    with pytest.raises(UserError, match="model.compile must be one of auto, off, default, reduce-overhead"):
+        AnalogNASModule(TINY, compile="fast")

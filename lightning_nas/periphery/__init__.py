@@ -34,9 +34,10 @@ float32) it warns once and runs ``eager``: same semantics, only slower.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 from torch import Tensor
@@ -49,7 +50,7 @@ from lightning_nas.periphery.native import Native, build_native, cache_dir, nati
 __all__ = [
     "BACKENDS", "BACKEND_IMPLS", "ENV", "Number", "adc", "adc_backward", "backend_setting", "build_native",
     "cache_dir", "choose", "clip_limit", "dac", "dac_backward", "dac_mask", "native_library", "per_channel",
-    "scalar_like", "weighted_moments",
+    "scalar_like", "using", "weighted_moments",
 ]
 
 BACKENDS = ("auto", "eager", "native", "compile")
@@ -100,6 +101,21 @@ def choose(t: Tensor) -> str:
         raise UserError(f"{ENV}=native runs on CPU only; this tensor is on {t.device}")
     reason = unavailable_reason(t.device)
     return "compile" if reason is None else _fallback(reason)
+
+
+@contextlib.contextmanager
+def using(name: Optional[str]) -> Iterator[None]:
+    """Run with the backend setting ``name`` (``None``: the current one) while the context is open."""
+    saved = os.environ.get(ENV)
+    if name:
+        os.environ[ENV] = name
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = saved
 
 
 def _impl(t: Tensor, backend: Optional[str]) -> Eager:
