@@ -263,7 +263,7 @@ print(f"winner - ResNet-20: acc_1d {win.drift['acc_1d'] - ref.drift['acc_1d']:+.
 # surrogate's prediction by about the surrogate's held-out error (printed by the search) and from
 # another training by the seed-to-seed spread ([label noise](../findings/label-noise.md)): `make demo`
 # retrains the same two architectures with two CPU threads instead of this notebook's one, and there
-# the winner measures 98.52 % against ResNet-20's 98.30 %. A real task (`configs/cifar10/`,
+# the two measured 97.70 % each on 2026-12-05. A real task (`configs/cifar10/`,
 # `configs/kws/`, `configs/vww/`) separates architectures far more.
 #
 # **Where to go next:** the same pipeline on CIFAR-10, on GPUs and a Ray cluster:
