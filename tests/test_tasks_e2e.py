@@ -21,11 +21,17 @@ SMALL = {"cifar10": ["--data.init_args.num_workers", "0"], "kws": [],
 CLASSES = {"cifar10": 10, "kws": 12, "vww": 2}
 
 
-LEARNABLE = {"cifar10": {"per_class": 300}, "kws": {"clips_per_word": 120}, "vww": {"per_class": 250}}
-"""Sizes at which two epochs of the shipped config have enough optimizer steps to learn."""
-LEARNED = {"cifar10": (50.0, 40.0), "kws": (90.0, 80.0), "vww": (90.0, 80.0)}
+LEARNABLE = {"cifar10": {"per_class": 200}, "kws": {"clips_per_word": 120}, "vww": {"per_class": 150}}
+"""Sizes at which two epochs of the shipped config learn (with :data:`LEARNING_BATCH`)."""
+LEARNING_BATCH = {"cifar10": ["--data.init_args.batch_size", "32"], "kws": [],
+                  "vww": ["--data.init_args.batch_size", "16"]}
+"""Smaller batches than the shipped configs' (128 / 64) for enough optimizer steps in two epochs: at
+128, CIFAR-10's 48 steps reached 20 to 88 % test accuracy over seeds 0-5 (it learned or not by chance)."""
+LEARNED = {"cifar10": (30.0, 25.0), "kws": (90.0, 80.0), "vww": (90.0, 80.0)}
 """Floors of the test accuracy (%) and the 1-day accuracy after programming and drift (%)
-that two epochs reach on the learnable sizes, far above chance."""
+that two epochs reach on the learnable sizes, far above chance (10 / 8 / 50 %), with a margin below
+the lowest of 8 seeds (CIFAR-10 measured 2026-12-05 on the 2-core CPU, seeds 0-7: test 50-90 %,
+1-day 45-61.5 %; VWW seeds 0-3: 100 / 100 %)."""
 
 
 def write_all(root, sizes):
@@ -65,12 +71,10 @@ def printed_test_accuracy(stdout: str) -> float:
 def test_the_shipped_fit_config_learns_in_two_epochs(run_cli, tmp_path, learnable, task):
     # Two epochs: the recipe's warm-up fraction (0.2) rounds to one digital epoch, then one hardware-aware.
     proc = run_cli("fit", "--config", config(task, "fit"), "--data.init_args.data_dir", learnable[task],
-                   "--data.init_args.num_workers", "0", "--trainer.max_epochs", "2", "--drift.n_reps", "2", "--trainer.enable_progress_bar", "false",
+                   "--data.init_args.num_workers", "0", *LEARNING_BATCH[task], "--trainer.max_epochs", "2", "--drift.n_reps", "2", "--trainer.enable_progress_bar", "false",
                    "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # Measured 2026-12-05 (2-core CPU): 1-day accuracy after programming and drift 72.0 / 100.0 / 100.0 %
-    # for cifar10 (300 images a class: 58 s instead of 136 s for 500, which reached 65.0) / kws / vww
-    # (chance: 10 / 8 / 50 %). VWW at 150 a class stays at chance after two epochs: 250 it is.
+    # 41 s each for CIFAR-10 (200 images a class) and VWW (150 a class) on the 2-core CPU.
     assert printed_test_accuracy(proc.stdout) >= LEARNED[task][0]
     drift = json.loads(next((tmp_path / "runs").rglob("drift_metrics.json")).read_text())["metrics"]
     assert drift["analog/acc_1d"] >= LEARNED[task][1]  # it learned, and survives the chip
