@@ -97,10 +97,20 @@ def load_file(path: Path, name: str):
     return module
 
 
+def _comparable(name: str) -> bool:
+    """Not one of aihwkit's ``analog_ctx`` entries: a constant placeholder in aihwkit 1.1.0; in 1.2.0 a
+    metadata-only view of the tile's weights (they are in the state as ``tile.weight``) that refuses
+    to be read (``clone``, ``cpu``, ``torch.equal`` raise)."""
+    return not name.endswith("analog_ctx")
+
+
 def tensor_state(module) -> dict:
-    """``module.state_dict()``'s tensors to compare, without aihwkit's ``analog_ctx`` entries: a constant
-    placeholder in aihwkit 1.1.0; in 1.2.0 a metadata-only view of the tile's weights (they are in the
-    state as ``tile.weight``) that refuses to be read (``clone``, ``cpu``, ``torch.equal`` raise)."""
+    """``module.state_dict()``'s tensors to compare (:func:`_comparable`)."""
     import torch
 
-    return {k: v for k, v in module.state_dict().items() if torch.is_tensor(v) and not k.endswith("analog_ctx")}
+    return {k: v for k, v in module.state_dict().items() if torch.is_tensor(v) and _comparable(k)}
+
+
+def parameter_state(module) -> dict:
+    """``module``'s parameters to compare (:func:`_comparable`), detached copies."""
+    return {k: p.detach().clone() for k, p in module.named_parameters() if _comparable(k)}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import tensor_state
+from conftest import parameter_state, tensor_state
 from lightning_nas.callbacks import METRICS_FILE, DriftEvaluation
 from lightning_nas.drift import evaluate_drift
 from lightning_nas.errors import UserError
@@ -195,11 +195,11 @@ def test_callback_logs_returns_and_writes_json(tmp_path):
     cb = DriftEvaluation(n_reps=2, every_n_val_epochs=1)
     trainer = L.Trainer(max_epochs=1, limit_train_batches=2, callbacks=[cb], default_root_dir=tmp_path,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    # Every parameter but aihwkit 1.2's analog_ctx placeholders, which refuse to be read (conftest.tensor_state).
-    w0 = {n: p.detach().clone() for n, p in model.named_parameters() if not n.endswith("analog_ctx")}
+    w0 = parameter_state(model)
     trainer.fit(model, _data(), _data())
     assert "analog_val/acc_1d" in trainer.callback_metrics  # mid-training evaluation on val
-    assert any(not torch.equal(w, model.get_parameter(n)) for n, w in w0.items())  # training went on
+    w1 = parameter_state(model)
+    assert any(not torch.equal(w, w1[n]) for n, w in w0.items())  # training went on
     # The values are the drift evaluation of the trained weights, computed here independently
     # (validation ran after the last training step: the weights have not changed since).
     expected_raw = evaluate_drift(model.net, _data(), DEFAULT_TIMES, n_reps=2, seed=0)

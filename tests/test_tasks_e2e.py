@@ -30,9 +30,9 @@ LEARNING_BATCH = {"cifar10": ["--data.init_args.batch_size", "32"], "kws": [],
 LEARNED = {"cifar10": (30.0, 25.0), "kws": (90.0, 80.0), "vww": (90.0, 80.0)}
 """Floors of the test accuracy (%) and the 1-day accuracy after programming and drift (%)
 that two epochs reach on the learnable sizes, far above chance (10 / 8 / 50 %), with a margin below
-the lowest of 8 seeds (CIFAR-10 measured 2026-12-05 on the 2-core CPU, seeds 0-7: test 50-90 %,
-1-day 45-61.5 %; VWW seeds 0-7: 100 / 100 %, where at 100 images a class seed 2 stayed at chance; KWS seeds 1-4: 100 /
-98.6-100 %)."""
+the lowest of several seeds (measured 2026-12-05 on the 2-core CPU: CIFAR-10 seeds 0-7, test 50-90 %,
+1-day 45-61.5 %; VWW seeds 0-7, 100 / 100 %, where at 100 images a class seed 2 stayed at chance;
+KWS seeds 1-4, 100 / 98.6-100 %)."""
 
 
 def write_all(root, sizes):
@@ -72,7 +72,8 @@ def printed_test_accuracy(stdout: str) -> float:
 def test_the_shipped_fit_config_learns_in_two_epochs(run_cli, tmp_path, learnable, task):
     # Two epochs: the recipe's warm-up fraction (0.2) rounds to one digital epoch, then one hardware-aware.
     proc = run_cli("fit", "--config", config(task, "fit"), "--data.init_args.data_dir", learnable[task],
-                   "--data.init_args.num_workers", "0", *LEARNING_BATCH[task], "--trainer.max_epochs", "2", "--drift.n_reps", "2", "--trainer.enable_progress_bar", "false",
+                   "--data.init_args.num_workers", "0", *LEARNING_BATCH[task], "--trainer.max_epochs", "2",
+                   "--drift.n_reps", "2", "--trainer.enable_progress_bar", "false",
                    "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # 41 s each for CIFAR-10 (200 images a class) and VWW (150 a class) on the 2-core CPU.
