@@ -51,7 +51,7 @@ def one_run(strategy: str, make, seed: int, evaluations: int) -> dict:
     cfg = SearchConfig(max_params=MAX_PARAMS, seed=seed, objectives=OBJECTIVES, max_evaluations=evaluations,
                        iterations=10 * evaluations)
     start = time.perf_counter()
-    result = run(build_strategy(strategy, seed), make(), cfg, SHAPE, CLASSES)
+    result = run(build_strategy(strategy), make(), cfg, SHAPE, CLASSES)
     seconds = time.perf_counter() - start
     objectives = result.evaluator.objectives
     feasible = result.feasible()

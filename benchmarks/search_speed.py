@@ -29,7 +29,7 @@ def main() -> None:
     predictor = load_predictor(args.predictor)
     cfg = SearchConfig(population=args.population, iterations=args.iterations, max_params=args.max_params)
     start = time.perf_counter()
-    result = run(build_strategy(args.strategy, cfg.seed), predictor, cfg, args.input_shape, args.num_classes)
+    result = run(build_strategy(args.strategy), predictor, cfg, args.input_shape, args.num_classes)
     total = time.perf_counter() - start
     overhead = total - result.predict_s
     print(f"search {args.strategy} {args.population} x {args.iterations}: {result.evaluations} evaluations in "

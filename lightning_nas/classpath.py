@@ -1,7 +1,11 @@
-"""Build objects from ``{"class_path": "pkg.module.Name", "init_args": {...}}`` mappings."""
+"""Objects named by dotted paths: :func:`resolve` (a function or class), :func:`instantiate_typed`
+(``{"class_path": "pkg.module.Name", "init_args": {...}}`` of a class typed by a base class or a
+protocol: a search strategy, a predictor, a datamodule), built with jsonargparse's subclass
+mechanism as the command line builds them."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 from typing import Any
 
@@ -18,46 +22,28 @@ def resolve(path: str) -> Any:
                         "pkg.module.Name") from None
 
 
-def instantiate(spec: dict[str, Any]) -> Any:
-    if "class_path" not in spec:
-        raise UserError(f"expected a mapping with class_path (and init_args), got keys {sorted(spec)}")
-    import inspect
+def instantiate_typed(base: Any, spec: Any, key: str) -> Any:
+    """The object ``spec`` describes (``{class_path, init_args}``, or a class name or path), built by
+    jsonargparse's subclass mechanism as the command line builds it: ``base`` is a class (``spec``
+    names a subclass of it) or a protocol (a class that implements it); ``init_args`` are checked
+    against the class's signature and types and its defaults filled in. Every error is one
+    :class:`UserError` line naming ``key`` (a dotted option such as ``search.strategy``), a
+    ``ValueError`` or ``TypeError`` of the constructor included."""
+    from jsonargparse import ArgumentParser
 
-    cls = resolve(spec["class_path"])
-    args = spec.get("init_args") or {}
-    if not isinstance(args, dict):
-        raise UserError(f"init_args of {spec['class_path']} must be a mapping, got {args!r}")
+    from lightning_nas.parsing import one_line
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument(f"--{key}", type=base, required=True)
+    value: Any = spec
+    for part in reversed(key.split(".")):
+        value = {part: value}
     try:
-        inspect.signature(cls).bind(**args)
-    except TypeError as exc:  # an unknown or missing argument: the user's, not a bug in the class
-        raise UserError(f"{spec['class_path']}: {exc}") from None
-    except ValueError:  # no signature to check (a builtin): let the call tell
-        pass
-    check_simple_types(cls, args, spec["class_path"])
-    return cls(**args)
-
-
-def check_simple_types(cls: Any, args: dict[str, Any], where: str) -> None:
-    """Arguments annotated ``int``, ``float``, ``bool`` or ``str`` (optionally ``Optional``) must be
-    of that type: a typo on the command line is one clear error, not a failure deep inside."""
-    import typing
-
+        cfg = parser.parse_object(value)
+    except argparse.ArgumentError as err:
+        raise UserError(one_line(str(err))) from None
+    class_path = cfg[key].class_path
     try:
-        hints = typing.get_type_hints(cls.__init__ if isinstance(cls, type) else cls)
-    except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check
-        return
-    for name, value in args.items():
-        hint = hints.get(name)
-        options = typing.get_args(hint) if typing.get_origin(hint) is typing.Union else (hint,)
-        simple = [t for t in options if t in (int, float, bool, str)]
-        if not simple or len(simple) + (type(None) in options) != len(options):
-            continue
-        if value is None and type(None) in options:
-            continue
-        ok = any(isinstance(value, bool) if t is bool else
-                 (isinstance(value, (int, float)) and not isinstance(value, bool)) if t is float else
-                 (isinstance(value, int) and not isinstance(value, bool)) if t is int else isinstance(value, t)
-                 for t in simple)
-        if not ok:
-            expected = " or ".join(t.__name__ for t in simple)
-            raise UserError(f"{where}: invalid value {value!r} for {name} (expected {expected})")
+        return parser.instantiate(cfg)[key]
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{key} {class_path.rsplit('.', 1)[-1]}: {err}") from None

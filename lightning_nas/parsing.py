@@ -21,19 +21,34 @@ set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 def one_line(message: str, limit: int = 300) -> str:
     """A parser message (jsonargparse nests several lines) as one line; a rejected value reads
-    ``invalid value 'abc' for trainer.max_epochs (expected int or None)``."""
+    ``invalid value 'abc' for trainer.max_epochs (expected int or None)``, a class given by
+    ``class_path`` that can't be used ``search.strategy: pkg.Name: No module named 'pkg'``."""
     keys = list(re.finditer(r'Parser key "([^"]+)"', message))
+    first = keys[0].group(1) if keys else "value"
     inner = keys[-1] if keys else None  # a nested class's own parser names its field last
     value = re.search(r"(?:Given|Got) value: (.*)", message[inner.start():]) if inner else None
-    if inner and value:
+    problem = re.search(r"Problem with given class_path '([^']+)':\s*(.*?)(?=\n\s*- |\n\s*Given value|\Z)", message, re.S)
+    not_a = re.search(r"Import path (\S+) (does not (?:correspond to a subclass of|implement protocol) \w+)", message)
+    nested = re.search(r"NestedArg\(key='([^']+)', val='(.*)'\)", message)
+    plain = re.search(r"Expected a dot import path string: (\S+)", message)
+    if problem and "Parser key" not in problem.group(2):
+        path, reason = problem.group(1), re.sub(r"\s+", " ", problem.group(2)).strip()
+        rejected = re.fullmatch(r"Option '([^']+)' is not accepted", reason)
+        text = f"unknown option {first}.init_args.{rejected.group(1)}" if rejected else f"{first}: {path}: {reason}"
+    elif not_a:
+        text = f"{first}: {not_a.group(1)} {not_a.group(2)}"
+    elif nested and plain:  # --predictor DIR --predictor.init_args.x 1
+        text = (f"--{first}.init_args.{nested.group(1)} applies to a {first} given as {{class_path, init_args}}, "
+                f"but {first} is {plain.group(1)!r}")
+    elif inner and value:
         expected = re.findall(r"Expected an? <class '([\w.]+)'>", message[inner.start():])
         names = [("None" if e == "NoneType" else e) for e in dict.fromkeys(expected)]
         where, given = inner.group(1), value.group(1).strip()
         if len(keys) > 1 and keys[0].group(1) != where:
             where = f"{keys[0].group(1)}.init_args.{where}"
-        nested = re.fullmatch(r"NestedArg\(key='([^']+)', val='(.*)'\)", given)
-        if nested:  # --model.init_args.lr xyz is reported against "model"
-            where, given = f"{where}.init_args.{nested.group(1)}", nested.group(2)
+        nested_value = re.fullmatch(r"NestedArg\(key='([^']+)', val='(.*)'\)", given)
+        if nested_value:  # --model.init_args.lr xyz is reported against "model"
+            where, given = f"{where}.init_args.{nested_value.group(1)}", nested_value.group(2)
         rejected = re.search(r"Option '([^']+)' is not accepted", message)
         if rejected:
             text = f"unknown option {where.rsplit('.init_args.', 1)[0]}.init_args.{rejected.group(1)}"
@@ -313,50 +328,3 @@ def take_fit_options(argv: list[str]) -> tuple[list[str], list[str]]:
         else:
             raise ParserError(f"option {option} needs a value")
     return rest, taken
-
-
-def split_init_args(argv: list[str], prefixes: tuple[str, ...]) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    """Take ``--PREFIX.init_args.KEY VALUE`` (or ``=VALUE``) out of ``argv``: the options of an
-    object given as ``{class_path, init_args}``, which a parser that types it as a plain mapping
-    would reject or (after a config file set it) silently drop. Returns the other arguments and
-    ``{prefix: {key: value}}`` (values read as YAML, as jsonargparse reads them)."""
-    import yaml
-
-    rest: list[str] = []
-    found: dict[str, dict[str, Any]] = {p: {} for p in prefixes}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        option, eq, inline = arg.partition("=")
-        prefix = next((p for p in prefixes if option.startswith(f"--{p}.init_args.")), None)
-        if prefix is None:
-            rest.append(arg)
-            i += 1
-            continue
-        key = option[len(f"--{prefix}.init_args."):]
-        if eq:
-            text = inline
-            i += 1
-        elif i + 1 < len(argv):
-            text = argv[i + 1]
-            i += 2
-        else:
-            raise ParserError(f"option {option} needs a value")
-        try:
-            found[prefix][key] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ParserError(f"invalid value {text!r} for {option}") from None
-    return rest, found
-
-
-def with_init_args(spec: Any, overrides: dict[str, Any], what: str, strings_are_classes: bool) -> Any:
-    """``spec`` (``{class_path, init_args}``, or a name or class path if ``strings_are_classes``)
-    with ``overrides`` merged into its init_args; one clear error if it is not such an object."""
-    if not overrides:
-        return spec
-    if isinstance(spec, str) and strings_are_classes:
-        spec = {"class_path": spec}
-    if not isinstance(spec, dict) or "class_path" not in spec:
-        raise ParserError(f"--{what}.init_args.{next(iter(overrides))} applies to a {what} given as "
-                          f"{{class_path, init_args}}, but {what} is {spec!r}")
-    return {**spec, "init_args": {**(spec.get("init_args") or {}), **overrides}}

@@ -59,9 +59,10 @@ def test_a_configs_relative_paths_are_relative_to_its_folder_the_command_lines_t
     assert search_cmd.parse(["--config", config, "--out_dir", "mine"]).out_dir == "mine"
     assert search_cmd.parse(["--out_dir=mine", "--config", config]).out_dir == "../project/configs/task/runs/s"
     # Absolute paths, null and objects are the file's as written.
-    (folder / "abs.yaml").write_text(f"out_dir: {tmp_path / 'abs'}\npredictor: {{class_path: stub.P}}\n")
+    (folder / "abs.yaml").write_text(f"out_dir: {tmp_path / 'abs'}\npredictor: {{class_path: stub_predictor.TargetPredictor}}\n")
     cfg = search_cmd.parse(["--config", str(folder / "abs.yaml")])
-    assert cfg.out_dir == str(tmp_path / "abs") and cfg.predictor == {"class_path": "stub.P"}
+    assert cfg.out_dir == str(tmp_path / "abs") and cfg.predictor == {"class_path": "stub_predictor.TargetPredictor",
+                                                                 "init_args": {"avm_per_stage": 1.0}}
     # The rule is one function: only the command's path options move, nothing else of the file.
     assert with_config_paths(["--config", "a/b/c.yaml", "--x", "1"], ("out_dir",)) == ["--config", "a/b/c.yaml", "--x", "1"]
     assert CONFIG_PATHS["search"] == ("predictor", "out_dir")

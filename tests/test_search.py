@@ -85,7 +85,7 @@ def config(**kw):
 
 
 def evolve(predictor, cfg, shape=SHAPE, classes=CLASSES, **strategy_args):
-    return run(build_strategy({"class_path": "analognas_ea", "init_args": strategy_args}, cfg.seed), predictor, cfg,
+    return run(build_strategy({"class_path": "analognas_ea", "init_args": strategy_args}), predictor, cfg,
                shape, classes)
 
 
@@ -115,7 +115,7 @@ def test_every_strategy_is_reproducible_respects_the_budget_and_beats_its_first_
     def once(seed):
         predictor = Target()
         cfg = config(seed=seed, max_params=100_000, iterations=15, objectives=["acc_1d", "avm"])
-        return run(build_strategy(strategy, seed), predictor, cfg, SHAPE, CLASSES), predictor
+        return run(build_strategy(strategy), predictor, cfg, SHAPE, CLASSES), predictor
 
     (a, pa), (b, _), (c, _) = once(4), once(4), once(5)
     ids = [i.arch.id for i in a.history]
@@ -128,7 +128,7 @@ def test_every_strategy_is_reproducible_respects_the_budget_and_beats_its_first_
 
 
 def test_the_reinforce_controller_learns():
-    strategy = build_strategy({"class_path": "reinforce", "init_args": {"lr": 0.005}}, 0)
+    strategy = build_strategy({"class_path": "reinforce", "init_args": {"lr": 0.005}})
     result = run(strategy, Target(), config(iterations=60, max_params=100_000), SHAPE, CLASSES)
     fitness = [i.fitness for i in result.history]
     assert np.mean(fitness[-100:]) > np.mean(fitness[:40]) + 3  # later samples are better on average
@@ -139,7 +139,7 @@ def test_default_strategy_reaches_the_known_optimum(landscape):
     """The acceptance of the default EA: the optimum on at least 4 of 5 seeds (the default budget)."""
     reached = 0
     for seed in range(5):
-        result = run(build_strategy("analognas_ea", seed), landscape(), config(population=100, survivors=80,
+        result = run(build_strategy("analognas_ea"), landscape(), config(population=100, survivors=80,
                      iterations=200, max_params=100_000, seed=seed), SHAPE, CLASSES)
         if result.best == pytest.approx(landscape.optimum_value):
             reached += 1
@@ -352,7 +352,10 @@ def test_predictor_and_strategy_arguments_from_the_command_line(tmp_path):
     args = search_args(tmp_path, "--predictor.init_args.avm_per_stage", "0.25", "--search.strategy",
                        "regularized_evolution", "--search.strategy.init_args.sample_size", "7", "--top_k", "1")
     summary = search_cmd.run_search(search_cmd.parse(args))
-    assert summary["strategy"] == "RegularizedEvolution" and summary["search"]["strategy"]["init_args"] == {"sample_size": 7}
+    recorded = summary["search"]["strategy"]  # the whole resolved strategy: jsonargparse filled in the defaults
+    assert summary["strategy"] == "RegularizedEvolution" and recorded == {
+        "class_path": "lightning_nas.search.strategies.regularized_evolution.RegularizedEvolution",
+        "init_args": {"sample_size": 7, "p_width": 0.8, "p_depth": 0.8, "p_other": 0.6, "seed": None}}
     history = list(csv.DictReader((tmp_path / "s" / "history.csv").open()))
     assert all(float(r["pred_avm"]) == pytest.approx(0.25 * Architecture.from_json(r["architecture"]).M)
                for r in history)
@@ -361,17 +364,98 @@ def test_predictor_and_strategy_arguments_from_the_command_line(tmp_path):
                                                     "init_args": {"avm_per_stage": 1.0}}}))
     cfg = search_cmd.parse(["--config", str(config), "--predictor.init_args.avm_per_stage", "0.01"])
     assert cfg.predictor["init_args"] == {"avm_per_stage": 0.01}
-    with pytest.raises(UserError, match="applies to a predictor given as"):
+    with pytest.raises(UserError, match=r"^--predictor.init_args.x applies to a predictor given as \{class_path, "
+                                        r"init_args\}, but predictor is 'surrogates/digits'"):
         search_cmd.main(["--predictor", "surrogates/digits", "--predictor.init_args.x", "1", "--out_dir", str(tmp_path)])
-    with pytest.raises(UserError, match=r"unknown argument\(s\) sample_sise; allowed: sample_size"):
+    with pytest.raises(UserError, match=r"^unknown option search.strategy.init_args.sample_sise; "
+                                        r"did you mean --search.strategy.init_args.sample_size\?"):
         search_cmd.main(search_args(tmp_path, "--search.strategy", "regularized_evolution",
                                     "--search.strategy.init_args.sample_sise", "7"))
-    with pytest.raises(UserError, match="unknown search.strategy 'genetic'"):
+    with pytest.raises(UserError, match="^unknown search.strategy 'genetic'; use one of analognas_ea, "):
         search_cmd.main(search_args(tmp_path, "--search.strategy", "genetic"))
-    with pytest.raises(UserError, match="window must be >= 1"):
+    with pytest.raises(UserError, match="^search.strategy AnalogNASEvolution: tournament_size and window must be >= 1"):
         search_cmd.main(search_args(tmp_path, "--search.strategy.init_args.window", "0"))
-    with pytest.raises(UserError, match="TargetPredictor.*unexpected keyword argument 'bogus'|bogus"):
+    with pytest.raises(UserError, match="^unknown option predictor.init_args.bogus \\(see "):
         search_cmd.main(search_args(tmp_path, "--predictor.init_args.bogus", "1"))
+    with pytest.raises(UserError, match="^invalid value 'x' for predictor.init_args.avm_per_stage \\(expected float\\)"):
+        search_cmd.main(search_args(tmp_path, "--predictor.init_args.avm_per_stage", "x"))
+
+
+def test_strategies_and_predictors_are_built_by_jsonargparse_from_names_files_and_class_paths(tmp_path):
+    """search.strategy by name, class name, class path or {class_path, init_args}, from a config file
+    or the command line (whose init_args merge into the file's); a predictor or strategy class that
+    can't be used is one line naming the option."""
+    path = "lightning_nas.search.strategies.regularized_evolution.RegularizedEvolution"
+    config = tmp_path / "search.yaml"
+    config.write_text(yaml.safe_dump({"search": {"strategy": {"class_path": "regularized_evolution",
+                                                              "init_args": {"sample_size": 5}}}}))
+    cfg = search_cmd.parse(["--config", str(config), "--search.strategy.init_args.p_width", "0.5"])
+    assert cfg.search.strategy == {"class_path": path, "init_args": {"sample_size": 5, "p_width": 0.5, "p_depth": 0.8,
+                                                                    "p_other": 0.6, "seed": None}}
+    config.write_text("search:\n  strategy: tpe\n")
+    assert search_cmd.parse(["--config", str(config)]).search.strategy["class_path"].endswith("tpe.TPE")
+    group = tmp_path / "group.yaml"  # a file for the search group alone
+    group.write_text("population: 50\nstrategy: {class_path: tpe, init_args: {history: 7}}\n")
+    cfg = search_cmd.parse(["--search", str(group)])
+    assert cfg.search.population == 50 and cfg.search.strategy["init_args"]["history"] == 7
+    for given in (["--search.strategy", "RegularizedEvolution"], ["--search.strategy=regularized_evolution"],
+                  ["--search.strategy", '{"class_path": "regularized_evolution", "init_args": {"sample_size": 5}}'],
+                  ["--config", str(config), "--search.strategy.class_path", "regularized_evolution"]):
+        assert search_cmd.parse(given).search.strategy["class_path"] == path, given
+    assert search_cmd.parse([]).search.strategy["class_path"].endswith("AnalogNASEvolution")  # the default
+    for bad, line in [(["--search.strategy", "stub_predictor.TargetPredictor"],
+                       r"^search.strategy: stub_predictor.TargetPredictor does not correspond to a subclass of Strategy"),
+                      (["--search.strategy", "nonexistent_module.Genetic"],
+                       r"^search.strategy: nonexistent_module.Genetic: No module named 'nonexistent_module'"),
+                      (["--predictor", '{"class_path": "lightning_nas.space.Architecture"}'],
+                       r"^predictor: lightning_nas.space.Architecture does not implement protocol Predictor"),
+                      (["--predictor", "{class_path: nonexistent_module.P}"],
+                       r"^predictor: nonexistent_module.P: No module named 'nonexistent_module'")]:
+        with pytest.raises(UserError, match=line):
+            search_cmd.parse(bad)
+    with pytest.raises(UserError, match=r"^search.strategy TPE: n_startup_trials, n_ei_candidates and history must"):
+        build_strategy({"class_path": "tpe", "init_args": {"history": 0}})
+    with pytest.raises(UserError, match=r"^invalid value 'x' for search.strategy.init_args.history \(expected int\)"):
+        build_strategy({"class_path": "TPE", "init_args": {"history": "x"}})
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_every_strategys_arguments_are_documented_in_its_help(name, capsys):
+    """``search --search.strategy.help NAME`` (jsonargparse's help of a subclass) explains each
+    constructor argument, from its docstring, not just its type and default."""
+    import inspect
+
+    from lightning_nas.classpath import resolve
+
+    with pytest.raises(SystemExit) as stop:
+        search_cmd.parse(["--search.strategy.help", name])
+    assert stop.value.code == 0
+    printed = capsys.readouterr().out
+    parameters = [p for p in inspect.signature(resolve(STRATEGIES[name])).parameters if p != "self"]
+    assert "seed" in parameters
+    for parameter in parameters:
+        entry = printed.split(f"\n  --search.strategy.{parameter} ", 1)[1].split("\n  --", 1)[0]  # not the usage
+        explanation = entry.split("\n", 1)[1].split("(type:", 1)[0] if "\n" in entry else ""
+        assert len(explanation.split()) >= 3, (name, parameter, entry)
+
+
+def test_a_strategys_seed_is_the_searchs_unless_it_sets_its_own(tmp_path):
+    """jsonargparse fills a strategy's defaults in: a strategy's seed defaults to None, which is
+    search.seed (a user's own strategy, by class path, included)."""
+    def history(*extra):
+        args = search_args(tmp_path, "--search.strategy", "stub_strategy.FreshBatches", "--baseline_random", "false",
+                           "--search.strategy.init_args.batch", "7", "--top_k", "1", *extra)
+        summary = search_cmd.run_search(search_cmd.parse(args))
+        assert summary["strategy"] == "FreshBatches" and summary["search"]["strategy"]["init_args"]["batch"] == 7
+        return [r["arch_id"] for r in csv.DictReader((tmp_path / "s" / "history.csv").open())]
+
+    by_search_seed = history("--search.seed", "3")
+    assert by_search_seed == history("--search.strategy.init_args.seed", "3")  # search.seed 0, strategy seed 3
+    assert by_search_seed == history("--search.seed", "5", "--search.strategy.init_args.seed", "3")
+    assert by_search_seed != history("--search.seed", "4")
+    default = [i.arch.id for i in run(build_strategy("random_search"), Target(), config(seed=3), SHAPE, CLASSES).history]
+    assert default == [i.arch.id for i in run(build_strategy({"class_path": "random_search", "init_args": {"seed": 3}}),
+                                         Target(), config(seed=0), SHAPE, CLASSES).history]
 
 
 def test_winners_tied_on_fitness_are_ranked_by_the_other_objectives(tmp_path):
@@ -459,7 +543,7 @@ def test_parzen_estimator_is_a_density_and_samples_from_it(multivariate):
 
 def test_tpe_spends_its_budget_on_new_architectures_under_max_params():
     cfg = config(population=100, survivors=80, iterations=40, max_params=100_000, seed=1)
-    result = run(build_strategy("tpe", 1), Target(), cfg, SHAPE, CLASSES)
+    result = run(build_strategy("tpe"), Target(), cfg, SHAPE, CLASSES)
     assert result.evaluations == cfg.evaluation_budget == 900 and result.rejected_params == 0
     assert result.best > max(i.fitness for i in result.history[:200])  # it learns after its start-up
 
@@ -467,7 +551,7 @@ def test_tpe_spends_its_budget_on_new_architectures_under_max_params():
 @pytest.mark.slow
 def test_tpe_finishes_the_default_budget_within_a_minute():
     cfg = config(population=100, survivors=80, iterations=200, max_params=100_000, seed=0)
-    result = run(build_strategy("tpe", 0), Target(), cfg, SHAPE, CLASSES)
+    result = run(build_strategy("tpe"), Target(), cfg, SHAPE, CLASSES)
     assert result.evaluations == 4100 and result.rejected_params == 0
     assert result.total_s < 60
 

@@ -154,9 +154,10 @@ def test_split_sizes_through_the_cli_are_each_tasks_own(run_cli, tmp_path, datas
     proc = run_cli("fit", *args, "--print_config")
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = yaml.safe_load(proc.stdout)["data"]
-    from lightning_nas.classpath import instantiate
+    from lightning_nas.classpath import instantiate_typed
+    from lightning_nas.data import TaskDataModule
 
-    dm = instantiate(printed)
+    dm = instantiate_typed(TaskDataModule, printed, "data")
     dm.setup()
     assert dm.task_info().splits == splits
 

@@ -379,10 +379,10 @@ def threads_per_worker(workers: int, gpus: int, requested: Optional[int] = None)
 def prepare_store(campaign: Campaign, store: RowStore) -> tuple[Any, str]:
     """Check the campaign's task (its datamodule set up: a missing dataset fails here), bind ``store``
     to the campaign and record the task; returns the datamodule and the task's name."""
-    from lightning_nas.classpath import instantiate
-    from lightning_nas.data import task_name
+    from lightning_nas.classpath import instantiate_typed
+    from lightning_nas.data import TaskDataModule, task_name
 
-    dm = instantiate(campaign.config["data"])  # validates the task arguments and gives the input shape
+    dm = instantiate_typed(TaskDataModule, campaign.config["data"], "data")  # validates the task arguments and gives the input shape
     dm.setup()  # the split sizes, for the task record (a missing dataset fails here, before the store is bound)
     store.bind(campaign.identity(), upgrade=upgrade_identity)
     store.set_task(dm.task_info().to_dict())

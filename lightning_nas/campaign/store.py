@@ -169,9 +169,11 @@ class RowStore:
         if found is None:
             return None
         identity = json.loads(found[0])
-        from lightning_nas.classpath import instantiate
+        from lightning_nas.classpath import instantiate_typed
+        from lightning_nas.data import TaskDataModule
 
-        dm = instantiate({"class_path": identity["task"], "init_args": identity.get("task_args", {})})
+        dm = instantiate_typed(TaskDataModule, {"class_path": identity["task"], "init_args": identity.get("task_args", {})},
+                               "data")
         return dm.task_info().to_dict()
 
     # -- rows ----------------------------------------------------------------------------

@@ -56,9 +56,10 @@ def winner_files(path: str, top_k: int) -> list[Path]:
 
 def config_task(config: dict[str, Any]) -> TaskInfo:
     """The task a resolved fit config trains on."""
-    from lightning_nas.classpath import instantiate
+    from lightning_nas.classpath import instantiate_typed
+    from lightning_nas.data import TaskDataModule
 
-    return instantiate(config["data"]).task_info()
+    return instantiate_typed(TaskDataModule, config["data"], "data").task_info()
 
 
 def check_winner_task(spec: str, task: Optional[TaskInfo]) -> None:

@@ -12,33 +12,81 @@ summary and the winner files.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from jsonargparse import ActionConfigFile
+import yaml
+from jsonargparse import ActionConfigFile, Namespace, get_loader, set_loader
+from jsonargparse.typing import restricted_string_type
 
 from lightning_nas.analog import AnalogConfig
 from lightning_nas.checkout import refuse_installed_copy
 from lightning_nas.errors import UserError
 from lightning_nas.files import check_writable
-from lightning_nas.parsing import CommandParser, split_init_args, with_init_args
-from lightning_nas.search.core import Individual, SearchConfig, SearchResult, run
+from lightning_nas.parsing import CommandParser
+from lightning_nas.search.core import Individual, Predictor, SearchConfig, SearchResult, run
 from lightning_nas.search.objectives import RANK_SCORE
 from lightning_nas.search.outputs import load_predictor, summary_table, write_outputs
 from lightning_nas.search.pareto import pareto_front
-from lightning_nas.search.strategies import build_strategy
+from lightning_nas.search.strategies import build_strategy, class_path_of
 from lightning_nas.space import check_task_shape
 from lightning_nas.surrogate.meta import SurrogateMeta
 from lightning_nas.task import TaskInfo, task_of
 
 
+STRATEGY_OPTIONS = ("--search.strategy", "--search.strategy.class_path", "--search.strategy.help")
+
+
+def load_with_strategy_names(text: str) -> Any:
+    """jsonargparse's YAML loader for the search parser: a config file's ``search.strategy`` (or a
+    ``--search FILE``'s ``strategy``) given as a name of :data:`~lightning_nas.search.strategies.STRATEGIES`
+    becomes its class path, which jsonargparse's subclass mechanism resolves (the command line's
+    names: :func:`with_strategy_class_paths`)."""
+    value = get_loader("yaml")(text)
+    for section in (value, value.get("search") if isinstance(value, dict) else None):
+        if isinstance(section, dict) and "strategy" in section:
+            section["strategy"] = class_path_of(section["strategy"])
+    return value
+
+
+set_loader("lightning_nas.search", load_with_strategy_names, exceptions=(yaml.YAMLError,))
+
+
+def with_strategy_class_paths(argv: list[str]) -> list[str]:
+    """``argv`` with a strategy name given to ``--search.strategy`` (or ``.class_path``, or as the
+    class_path of a ``{class_path, init_args}`` mapping) replaced by its class path."""
+
+    def named(value: str) -> str:
+        if not value.lstrip().startswith("{"):
+            return class_path_of(value)
+        try:
+            return json.dumps(class_path_of(yaml.safe_load(value)))
+        except yaml.YAMLError:
+            return value  # the parser says what is wrong with it
+
+    out = list(argv)
+    for i, arg in enumerate(out):
+        option, eq, value = arg.partition("=")
+        if option in STRATEGY_OPTIONS and eq:
+            out[i] = f"{option}={named(value)}"
+        elif arg in STRATEGY_OPTIONS and i + 1 < len(out):
+            out[i + 1] = named(out[i + 1])
+    return out
+
+
+SurrogateDirectory = restricted_string_type("SurrogateDirectory", r"^\s*[^\s{]")
+"""A fit-surrogate directory's path: a string, but not a mapping's text (a ``--predictor
+'{class_path: ...}'`` whose class can't be used is that error, not a directory's name)."""
+
+
 def build_parser() -> CommandParser:
-    parser = CommandParser(command="search", description=__doc__)
+    parser = CommandParser(command="search", description=__doc__, parser_mode="lightning_nas.search")
     parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_argument("--predictor", type=Union[str, dict], default="surrogates/digits",
-                        help="A fit-surrogate directory, or {class_path, init_args} of any object with "
+    parser.add_argument("--predictor", type=Union[Predictor, SurrogateDirectory], default="surrogates/digits",
+                        help="A fit-surrogate directory, or {class_path, init_args} of any class with "
                              "predict(archs) -> {acc_1d, avm, std}; --predictor.init_args.NAME VALUE sets one "
                              "argument of the latter.")
     parser.add_argument("--task", type=Optional[str], default=None,
@@ -58,13 +106,13 @@ def build_parser() -> CommandParser:
 
 
 def parse(argv: list[str]) -> Any:
-    """The search options; ``--predictor.init_args.X`` and ``--search.strategy.init_args.X`` are merged
-    into the (config file's or command line's) predictor and strategy."""
-    rest, overrides = split_init_args(argv, ("predictor", "search.strategy"))
-    cfg = build_parser().parse_args(rest)
-    cfg.predictor = with_init_args(cfg.predictor, overrides["predictor"], "predictor", strings_are_classes=False)
-    cfg.search.strategy = with_init_args(cfg.search.strategy, overrides["search.strategy"], "search.strategy",
-                                         strings_are_classes=True)
+    """The search options. The predictor and the strategy are checked by jsonargparse (class, argument
+    names and types, defaults filled in) and come back as ``{class_path, init_args}`` mappings (a
+    predictor directory as its path)."""
+    cfg = build_parser().parse_args(with_strategy_class_paths(argv))
+    if isinstance(cfg.predictor, Namespace):
+        cfg.predictor = cfg.predictor.as_dict()
+    cfg.search.strategy = cfg.search.strategy.as_dict()
     return cfg
 
 
@@ -104,7 +152,7 @@ def search_and_write(cfg: Any) -> tuple[dict[str, Any], SearchResult]:
         raise UserError(f"top_k must be >= 1 (winners to write), got {cfg.top_k}")
     refuse_installed_copy(cfg.out_dir, "search out_dir", "--out_dir")
     check_writable(cfg.out_dir, "search out_dir")  # before the search, not after it
-    strategy = build_strategy(search.strategy, search.seed)
+    strategy = build_strategy(search.strategy)
     predictor = load_predictor(cfg.predictor)
     task = search_task(predictor, cfg.predictor, cfg.task, cfg.input_shape, cfg.num_classes)
     cfg.input_shape, cfg.num_classes = task.input_shape, task.num_classes
@@ -123,7 +171,7 @@ def search_and_write(cfg: Any) -> tuple[dict[str, Any], SearchResult]:
     baseline = None
     if cfg.baseline_random:
         random_cfg = replace(search, max_evaluations=result.evaluations, iterations=10 ** 6, time_limit_s=search.time_limit_s)
-        baseline = run(build_strategy("random_search", search.seed), predictor, random_cfg, cfg.input_shape,
+        baseline = run(build_strategy("random_search"), predictor, random_cfg, cfg.input_shape,
                        cfg.num_classes, None, tile_size, std_floor)
     feasible = result.feasible()
     if not feasible:

@@ -23,7 +23,44 @@ from lightning_nas.space import SPACE, Architecture, SearchSpace, iter_sample, n
 
 
 class Predictor(Protocol):
-    def predict(self, archs: Sequence[Architecture]) -> dict[str, np.ndarray]: ...
+    """What a search asks: ``predict(archs)`` -> ``{"acc_1d": array, "avm": array, "std": array, ...}``
+    for a sequence of :class:`~lightning_nas.space.Architecture`. A protocol, not a base class: any
+    class with such a method is a predictor (``--predictor {class_path, init_args}``); its annotations
+    are ``Any`` so that jsonargparse accepts implementations that write none."""
+
+    def predict(self, archs: Any) -> Any: ...
+
+
+class Strategy:
+    """A search strategy: :meth:`ask` proposes architectures, :meth:`tell` hands back what they
+    scored (``None`` where an architecture was over max_params). Subclasses set
+    ``multi_objective = True`` when they optimise all of ``search.objectives``."""
+
+    multi_objective = False
+    seed: Optional[int] = None
+    """The strategy's own seed; ``None`` (every built-in strategy's default): ``search.seed``."""
+
+    def setup(self, ctx: SearchContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def run_seed(self) -> int:
+        """The seed of this run: the strategy's ``seed``, else the search's (``search.seed``)."""
+        return self.ctx.cfg.seed if self.seed is None else self.seed
+
+    def ask(self) -> list[Architecture]:
+        raise NotImplementedError
+
+    def tell(self, archs: list[Architecture], individuals: list[Optional[Individual]]) -> None:
+        raise NotImplementedError
+
+    def population(self) -> list[Individual]:
+        """The strategy's current population (for progress reports); default: none."""
+        return []
+
+
+DEFAULT_STRATEGY = "lightning_nas.search.strategies.analognas_ea.AnalogNASEvolution"
+"""``analognas_ea``, the default ``search.strategy``."""
 
 
 @dataclass
@@ -55,8 +92,10 @@ class SearchConfig:
     """Rank the winners by this objective instead of the fitness, e.g. ``acc_1d_low`` (the lower
     bound of the surrogate's 80 % interval: a pessimistic final pick after a search whose fitness
     may be optimistic, ``acc_1d_high``); None: by the fitness."""
-    strategy: Any = "analognas_ea"
-    """A strategy name (:data:`lightning_nas.search.strategies.STRATEGIES`) or ``{class_path, init_args}``."""
+    strategy: Strategy = field(default_factory=lambda: {"class_path": DEFAULT_STRATEGY})
+    """A strategy name (:data:`lightning_nas.search.strategies.STRATEGIES`), a :class:`Strategy` subclass
+    (name or class path) or ``{class_path, init_args}``; ``--search.strategy.init_args.NAME VALUE``
+    sets one argument."""
     chip: dict[str, Any] = field(default_factory=dict)
     """The chip of the hardware cost (:class:`lightning_nas.hardware_cost.ChipConfig` fields)."""
     fit_chip: bool = True
@@ -256,25 +295,6 @@ class SearchContext:
                             f"parameters for input {self.in_shape}; raise search.max_params") from None
 
 
-class Strategy:
-    """A search strategy: :meth:`ask` proposes architectures, :meth:`tell` hands back what they
-    scored (``None`` where an architecture was over max_params). Subclasses set
-    ``multi_objective = True`` when they optimise all of ``search.objectives``."""
-
-    multi_objective = False
-
-    def setup(self, ctx: SearchContext) -> None:
-        self.ctx = ctx
-
-    def ask(self) -> list[Architecture]:
-        raise NotImplementedError
-
-    def tell(self, archs: list[Architecture], individuals: list[Optional[Individual]]) -> None:
-        raise NotImplementedError
-
-    def population(self) -> list[Individual]:
-        """The strategy's current population (for progress reports); default: none."""
-        return []
 
 
 def check_config(cfg: SearchConfig) -> None:

@@ -17,25 +17,23 @@ from typing import Any, Optional, Union
 import numpy as np
 import yaml
 
-from lightning_nas.classpath import instantiate
+from lightning_nas.classpath import instantiate_typed
 from lightning_nas.errors import UserError
 from lightning_nas.files import staged_directory, write_csv, write_text
 from lightning_nas.task import TaskInfo
-from lightning_nas.search.core import Individual, SearchConfig, SearchResult, as_row
+from lightning_nas.search.core import Individual, Predictor, SearchConfig, SearchResult, as_row
 from lightning_nas.search.objectives import RANK_SCORE, label
 from lightning_nas.search.pareto import hypervolume
 
 
-def load_predictor(spec: Union[str, dict]) -> Any:
+def load_predictor(spec: Union[str, dict]) -> Predictor:
+    """The predictor of ``--predictor``: a fit-surrogate directory's, or the class ``{class_path,
+    init_args}`` names (any class with ``predict(archs)``), built by jsonargparse."""
     if isinstance(spec, dict):
-        predictor = instantiate(spec)
-    else:
-        from lightning_nas.surrogate import SurrogatePredictor
+        return instantiate_typed(Predictor, spec, "predictor")
+    from lightning_nas.surrogate import SurrogatePredictor
 
-        predictor = SurrogatePredictor.load(spec)
-    if not callable(getattr(predictor, "predict", None)):
-        raise UserError(f"predictor {type(predictor).__name__} has no predict(archs) method")
-    return predictor
+    return SurrogatePredictor.load(spec)
 
 
 def _hypervolume_box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from lightning_nas.errors import UserError
@@ -20,37 +19,24 @@ STRATEGIES = {
 }
 
 
-def build_strategy(spec: Any, seed: int) -> Strategy:
-    """A strategy from a name, a class path or ``{class_path, init_args}``; ``seed`` is passed to
-    strategies whose constructor takes one (unless ``init_args`` sets it)."""
-    from lightning_nas.classpath import check_simple_types, resolve
+def class_path_of(spec: Any) -> Any:
+    """``spec`` (a strategy name, class name or path, or ``{class_path, init_args}``) with a name of
+    :data:`STRATEGIES` or a built-in strategy's class name (``TPE``) replaced by its class path; an
+    other name without a dot is one error line listing the names."""
+    if isinstance(spec, dict) and isinstance(spec.get("class_path"), str):
+        return {**spec, "class_path": class_path_of(spec["class_path"])}
+    if not isinstance(spec, str) or "." in spec:
+        return spec
+    by_class = {path.rsplit(".", 1)[-1]: path for path in STRATEGIES.values()}
+    if spec not in STRATEGIES and spec not in by_class:
+        raise UserError(f"unknown search.strategy {spec!r}; use one of {', '.join(STRATEGIES)} or a class path")
+    return STRATEGIES.get(spec) or by_class[spec]
 
-    if isinstance(spec, str):
-        spec = {"class_path": spec}
-    if not isinstance(spec, dict) or not isinstance(spec.get("class_path"), str):
-        raise UserError(f"search.strategy must be a name ({', '.join(STRATEGIES)}) or {{class_path, init_args}}, "
-                        f"got {spec!r}")
-    unknown_keys = set(spec) - {"class_path", "init_args"}
-    if unknown_keys:
-        raise UserError(f"search.strategy: unknown key(s) {', '.join(sorted(unknown_keys))}; use class_path, init_args")
-    path = STRATEGIES.get(spec["class_path"], spec["class_path"])
-    if "." not in path:
-        raise UserError(f"unknown search.strategy {spec['class_path']!r}; use one of {', '.join(STRATEGIES)} or a "
-                        "class path")
-    cls = resolve(path)
-    if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
-        raise UserError(f"search.strategy {path} is not a lightning_nas.search.core.Strategy subclass")
-    args = dict(spec.get("init_args") or {})
-    parameters = inspect.signature(cls).parameters
-    bad = [k for k in args if k not in parameters]
-    if bad:
-        allowed = ", ".join(p for p in parameters if p != "self") or "none"
-        raise UserError(f"search.strategy {spec['class_path']}: unknown argument(s) {', '.join(bad)}; "
-                        f"allowed: {allowed}")
-    check_simple_types(cls, args, f"search.strategy {spec['class_path']}")
-    if "seed" in parameters and "seed" not in args:
-        args["seed"] = seed
-    try:
-        return cls(**args)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"search.strategy {spec['class_path']}: {exc}") from None
+
+def build_strategy(spec: Any) -> Strategy:
+    """A strategy from a name of :data:`STRATEGIES`, a class name or path, or ``{class_path,
+    init_args}``, built by jsonargparse as ``--search.strategy`` is; its ``seed`` (default ``None``)
+    is ``search.seed`` unless set."""
+    from lightning_nas.classpath import instantiate_typed
+
+    return instantiate_typed(Strategy, class_path_of(spec), "search.strategy")

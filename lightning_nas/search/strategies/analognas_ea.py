@@ -42,7 +42,25 @@ class AnalogNASEvolution(Strategy):
                  tournament_size: int = 2, p_width: float = 0.8, p_depth: float = 0.8, p_other: float = 0.6,
                  p_single: float = 0.5, replacement: Literal["crowding", "elitist"] = "crowding",
                  window: int = 30, immigrants: bool = True, polish_after: Optional[int] = 3,
-                 init: Literal["lhs", "uniform"] = "lhs", seed: int = 0) -> None:
+                 init: Literal["lhs", "uniform"] = "lhs", seed: Optional[int] = None) -> None:
+        """
+        Args:
+            selection: how a parent is chosen: ``tournament`` (the best of ``tournament_size`` random
+                members), fitness-``proportional`` or the ``youngest`` member.
+            tournament_size: members in a tournament.
+            p_width: probability that a child's mutation changes its width (branches B, stem channels, widenfact).
+            p_depth: probability that it changes its depth (stages M, blocks R, convblock).
+            p_other: probability that it changes the rest (skip, stem kernel).
+            p_single: share of the children that are one single mutation (a small step).
+            replacement: ``crowding``: a child replaces the most similar of ``window`` random members
+                if it ranks higher; ``elitist``: the best ``survivors`` are kept (AnalogNAS's loop).
+            window: members a child is compared with under ``crowding``.
+            immigrants: fill a round that finds too few new children with fresh samples of the space.
+            polish_after: rounds without a better feasible fitness after which half of each round
+                tries one-mutation neighbours of the best member; null: never.
+            init: the first population: a Latin hypercube (``lhs``) or ``uniform`` samples.
+            seed: this strategy's seed; null: ``search.seed``.
+        """
         if selection not in ("tournament", "proportional", "youngest"):
             raise ValueError(f"selection must be tournament, proportional or youngest, got {selection!r}")
         if replacement not in ("crowding", "elitist"):
@@ -60,18 +78,18 @@ class AnalogNASEvolution(Strategy):
             raise ValueError(f"polish_after must be >= 1 (or null), got {polish_after}")
         self.p_single, self.replacement, self.window, self.immigrants = p_single, replacement, window, immigrants
         self.polish_after, self.stalled, self.best = polish_after, 0, -np.inf
-        self.rng = random.Random(seed)
         self.seed = seed
         self.pop: list[Individual] = []
         self._kept: list[Individual] = []
 
     def setup(self, ctx: SearchContext) -> None:
         super().setup(ctx)
+        self.rng = random.Random(self.run_seed)
         self.survivors = ctx.cfg.survivors
         # one mutation step of each feature is about one unit of distance (the table's scales)
         self.scale = np.asarray(ctx.space.feature_scale(), dtype=np.float64)
         self.vectors = np.empty((0, len(self.scale)))
-        self._fresh = ctx.fresh(self.seed + 7919)  # immigrants: one seeded stream under the budget (lazy)
+        self._fresh = ctx.fresh(self.run_seed + 7919)  # immigrants: one seeded stream under the budget (lazy)
 
     def _scaled(self, arch: Architecture) -> np.ndarray:
         return np.asarray(self.ctx.space.features(arch)) / self.scale
@@ -100,7 +118,7 @@ class AnalogNASEvolution(Strategy):
     def ask(self) -> list[Architecture]:
         cfg = self.ctx.cfg
         if not self.pop:
-            return self.ctx.initial(cfg.population, self.init, self.seed)
+            return self.ctx.initial(cfg.population, self.init, self.run_seed)
         if self.replacement == "elitist":
             if self.selection == "youngest":
                 self._kept = sorted(self.pop, key=lambda i: i.born)[-self.survivors:]

@@ -12,7 +12,7 @@ architectures over max_params are told as infeasible without a prediction."""
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -42,7 +42,14 @@ class NSGA2(Strategy):
     multi_objective = True
 
     def __init__(self, crossover_prob: float = 0.9, crossover_eta: float = 15.0, mutation_eta: float = 20.0,
-                 seed: int = 0) -> None:
+                 seed: Optional[int] = None) -> None:
+        """
+        Args:
+            crossover_prob: probability that two parents are crossed (simulated binary crossover).
+            crossover_eta: the crossover's distribution index: higher keeps children nearer their parents.
+            mutation_eta: the polynomial mutation's distribution index: higher makes smaller steps.
+            seed: this strategy's seed; null: ``search.seed``.
+        """
         if not 0 <= crossover_prob <= 1:
             raise ValueError(f"crossover_prob must be in [0, 1], got {crossover_prob}")
         self.crossover_prob, self.crossover_eta, self.mutation_eta, self.seed = (
@@ -57,20 +64,20 @@ class NSGA2(Strategy):
         from pymoo.operators.repair.rounding import RoundingRepair
         from pymoo.core.population import Population
 
-        self.rng = np.random.default_rng(self.seed)
-        self.py_rng = random.Random(self.seed)
+        self.rng = np.random.default_rng(self.run_seed)
+        self.py_rng = random.Random(self.run_seed)
         n_obj = len(ctx.objectives)
         self.space = ctx.space
         self.problem = Problem(n_var=len(ctx.space.genome), n_obj=n_obj, n_ieq_constr=1, xl=0,
                                xu=upper_bounds(ctx.space), vtype=int)
-        initial = ctx.initial(ctx.cfg.population, "lhs", self.seed)
+        initial = ctx.initial(ctx.cfg.population, "lhs", self.run_seed)
         self.algorithm = PymooNSGA2(
             pop_size=ctx.cfg.population, n_offsprings=ctx.cfg.batch,
             sampling=Population.new("X", np.asarray([encode(ctx.space, a, self.rng) for a in initial])),
             crossover=SBX(prob=self.crossover_prob, eta=self.crossover_eta, vtype=float, repair=RoundingRepair()),
             mutation=PM(eta=self.mutation_eta, vtype=float, repair=RoundingRepair()),
             eliminate_duplicates=True)
-        self.algorithm.setup(self.problem, seed=self.seed, verbose=False)
+        self.algorithm.setup(self.problem, seed=self.run_seed, verbose=False)
         self.pending: Any = None
 
     def population(self) -> list:

@@ -7,13 +7,19 @@ rejected for each one kept."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 from lightning_nas.search.core import SearchContext, Strategy, best_of
 
 
 class RandomSearch(Strategy):
-    def __init__(self, method: Literal["stagewise", "uniform"] = "stagewise", seed: int = 0) -> None:
+    def __init__(self, method: Literal["stagewise", "uniform"] = "stagewise", seed: Optional[int] = None) -> None:
+        """
+        Args:
+            method: ``stagewise`` redraws only a stage that takes a sample over max_params;
+                ``uniform`` redraws the whole architecture.
+            seed: this strategy's seed; null: ``search.seed``.
+        """
         if method not in ("stagewise", "uniform"):
             raise ValueError(f"method must be stagewise or uniform, got {method!r}")
         self.method, self.seed = method, seed
@@ -21,7 +27,7 @@ class RandomSearch(Strategy):
 
     def setup(self, ctx: SearchContext) -> None:
         super().setup(ctx)
-        self.stream = ctx.fresh(self.seed, self.method)
+        self.stream = ctx.fresh(self.run_seed, self.method)
         self.best: list = []
 
     def population(self) -> list:

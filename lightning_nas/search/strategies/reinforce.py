@@ -10,7 +10,7 @@ not have are not sampled (the sequence stops there)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -20,7 +20,16 @@ from lightning_nas.space import Architecture
 
 class Reinforce(Strategy):
     def __init__(self, hidden: int = 64, lr: float = 0.0005, baseline_decay: float = 0.9, entropy: float = 0.001,
-                 oversample: int = 3, seed: int = 0) -> None:
+                 oversample: int = 3, seed: Optional[int] = None) -> None:
+        """
+        Args:
+            hidden: the LSTM controller's hidden size.
+            lr: the controller's Adam learning rate.
+            baseline_decay: decay of the moving-average reward baseline (and spread).
+            entropy: weight of the entropy bonus that keeps the policy exploring.
+            oversample: architectures sampled a round, as a multiple of the batch (new ones first).
+            seed: this strategy's seed; null: ``search.seed``.
+        """
         if hidden < 1 or not lr > 0 or not 0 <= baseline_decay < 1:
             raise ValueError("hidden must be >= 1, lr > 0 and baseline_decay in [0, 1)")
         if oversample < 1:
@@ -34,8 +43,8 @@ class Reinforce(Strategy):
         from torch import nn
 
         self.torch = torch
-        self.generator = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
+        self.generator = torch.Generator().manual_seed(self.run_seed)
+        torch.manual_seed(self.run_seed)
         self.genes = ctx.space.genome  # the decisions, one per gene, in order
         width = max(len(g.dim.choices) for g in self.genes)
         self.cell = nn.LSTMCell(self.hidden, self.hidden)

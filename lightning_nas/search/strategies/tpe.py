@@ -33,7 +33,16 @@ from lightning_nas.space import Architecture
 
 class TPE(Strategy):
     def __init__(self, n_startup_trials: int = 100, n_ei_candidates: int = 24, multivariate: bool = True,
-                 history: int = 1000, seed: int = 0) -> None:
+                 history: int = 1000, seed: Optional[int] = None) -> None:
+        """
+        Args:
+            n_startup_trials: architectures evaluated (a Latin hypercube, then fresh samples) before
+                the Parzen estimators propose.
+            n_ei_candidates: candidates drawn from the good density per proposal (the best ``l / g`` is proposed).
+            multivariate: model a group's fields jointly (one product kernel per architecture), else field by field.
+            history: the newest "bad" architectures the bad density is fitted on (bounds a round's cost).
+            seed: this strategy's seed; null: ``search.seed``.
+        """
         if n_startup_trials < 1 or n_ei_candidates < 1 or history < 1:
             raise ValueError("n_startup_trials, n_ei_candidates and history must be >= 1")
         self.n_startup_trials, self.n_ei_candidates, self.multivariate = n_startup_trials, n_ei_candidates, multivariate
@@ -42,13 +51,13 @@ class TPE(Strategy):
     def setup(self, ctx: SearchContext) -> None:
         super().setup(ctx)
         space = self.space = ctx.space
-        self.rng = np.random.default_rng(self.seed)
+        self.rng = np.random.default_rng(self.run_seed)
         self.first = True
         self.rows: list[list[int]] = []  # choice indices of every evaluated architecture (absent stages: 0)
         self.values: list[float] = []
         self.seen: set[int] = set()  # evaluation indices already recorded
         self.best: list[Individual] = []
-        self._fresh = ctx.fresh(self.seed + 7919)  # fresh samples under the budget (lazy)
+        self._fresh = ctx.fresh(self.run_seed + 7919)  # fresh samples under the budget (lazy)
         # groups of genes: the global fields, the depth and stage 0; then each further stage
         self.groups = [[g.position for g in space.genome if g.stage in (None, 0)]]
         self.groups += [[g.position for g in space.stage_genes(i)] for i in range(1, space.max_stages)]
@@ -107,7 +116,7 @@ class TPE(Strategy):
         cfg = self.ctx.cfg
         if self.first:
             self.first = False
-            return self.ctx.initial(cfg.population, "lhs", self.seed)
+            return self.ctx.initial(cfg.population, "lhs", self.run_seed)
         if len(self.values) < self.n_startup_trials:
             return self.ctx.take_new(self._fresh, cfg.batch, set())
         return self._propose(cfg.batch)
