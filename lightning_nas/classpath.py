@@ -33,6 +33,8 @@ def instantiate_typed(base: Any, spec: Any, key: str) -> Any:
 
     from lightning_nas.parsing import one_line
 
+    if isinstance(spec, dict) and "class_path" not in spec:
+        raise UserError(f"{key}: a mapping needs class_path (and init_args), got keys {sorted(spec)}")
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument(f"--{key}", type=base, required=True)
     value: Any = spec

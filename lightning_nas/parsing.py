@@ -41,7 +41,8 @@ def one_line(message: str, limit: int = 300) -> str:
         text = (f"--{first}.init_args.{nested.group(1)} applies to a {first} given as {{class_path, init_args}}, "
                 f"but {first} is {plain.group(1)!r}")
     elif inner and value:
-        expected = re.findall(r"Expected an? <class '([\w.]+)'>", message[inner.start():])
+        inside = problem is not None and problem.start(2) <= inner.start() < problem.end(2)  # a union's class alternative
+        expected = re.findall(r"Expected an? <class '([\w.]+)'>", message[inner.start():problem.end(2) if inside else None])
         names = [("None" if e == "NoneType" else e) for e in dict.fromkeys(expected)]
         where, given = inner.group(1), value.group(1).strip()
         if len(keys) > 1 and keys[0].group(1) != where:

@@ -381,7 +381,7 @@ def test_predictor_and_strategy_arguments_from_the_command_line(tmp_path):
         search_cmd.main(search_args(tmp_path, "--predictor.init_args.avm_per_stage", "x"))
 
 
-def test_strategies_and_predictors_are_built_by_jsonargparse_from_names_files_and_class_paths(tmp_path):
+def test_strategies_and_predictors_are_built_by_jsonargparse_from_names_files_and_class_paths(tmp_path, capsys):
     """search.strategy by name, class name, class path or {class_path, init_args}, from a config file
     or the command line (whose init_args merge into the file's); a predictor or strategy class that
     can't be used is one line naming the option."""
@@ -403,6 +403,12 @@ def test_strategies_and_predictors_are_built_by_jsonargparse_from_names_files_an
                   ["--config", str(config), "--search.strategy.class_path", "regularized_evolution"]):
         assert search_cmd.parse(given).search.strategy["class_path"] == path, given
     assert search_cmd.parse([]).search.strategy["class_path"].endswith("AnalogNASEvolution")  # the default
+    with pytest.raises(SystemExit) as stop:
+        search_cmd.parse(["--config", str(config), "--search.strategy.init_args.history", "9", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert stop.value.code == 0 and printed["predictor"] == "surrogates/digits"
+    assert printed["search"]["strategy"]["class_path"].endswith("tpe.TPE")
+    assert printed["search"]["strategy"]["init_args"]["history"] == 9
     for bad, line in [(["--search.strategy", "stub_predictor.TargetPredictor"],
                        r"^search.strategy: stub_predictor.TargetPredictor does not correspond to a subclass of Strategy"),
                       (["--search.strategy", "nonexistent_module.Genetic"],
@@ -410,7 +416,10 @@ def test_strategies_and_predictors_are_built_by_jsonargparse_from_names_files_an
                       (["--predictor", '{"class_path": "lightning_nas.space.Architecture"}'],
                        r"^predictor: lightning_nas.space.Architecture does not implement protocol Predictor"),
                       (["--predictor", "{class_path: nonexistent_module.P}"],
-                       r"^predictor: nonexistent_module.P: No module named 'nonexistent_module'")]:
+                       r"^predictor: nonexistent_module.P: No module named 'nonexistent_module'"),
+                      (["--predictor", "{init_args: {a: 1}}"], r"^predictor: a mapping needs class_path"),
+                      (["--predictor", "{class_path: [unclosed"],
+                       r"^invalid value '\{class_path: \[unclosed' for predictor: neither a directory nor a")]:
         with pytest.raises(UserError, match=line):
             search_cmd.parse(bad)
     with pytest.raises(UserError, match=r"^search.strategy TPE: n_startup_trials, n_ei_candidates and history must"):

@@ -20,7 +20,6 @@ from typing import Any, Optional, Union
 
 import yaml
 from jsonargparse import ActionConfigFile, Namespace, get_loader, set_loader
-from jsonargparse.typing import restricted_string_type
 
 from lightning_nas.analog import AnalogConfig
 from lightning_nas.checkout import refuse_installed_copy
@@ -77,15 +76,10 @@ def with_strategy_class_paths(argv: list[str]) -> list[str]:
     return out
 
 
-SurrogateDirectory = restricted_string_type("SurrogateDirectory", r"^\s*[^\s{]")
-"""A fit-surrogate directory's path: a string, but not a mapping's text (a ``--predictor
-'{class_path: ...}'`` whose class can't be used is that error, not a directory's name)."""
-
-
 def build_parser() -> CommandParser:
     parser = CommandParser(command="search", description=__doc__, parser_mode="lightning_nas.search")
     parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_argument("--predictor", type=Union[Predictor, SurrogateDirectory], default="surrogates/digits",
+    parser.add_argument("--predictor", type=Union[Predictor, str], default="surrogates/digits",
                         help="A fit-surrogate directory, or {class_path, init_args} of any class with "
                              "predict(archs) -> {acc_1d, avm, std}; --predictor.init_args.NAME VALUE sets one "
                              "argument of the latter.")
@@ -112,6 +106,13 @@ def parse(argv: list[str]) -> Any:
     cfg = build_parser().parse_args(with_strategy_class_paths(argv))
     if isinstance(cfg.predictor, Namespace):
         cfg.predictor = cfg.predictor.as_dict()
+    elif cfg.predictor.lstrip().startswith("{"):  # a mapping whose class can't be a predictor: say why, not "no such directory"
+        try:
+            spec = yaml.safe_load(cfg.predictor)
+        except yaml.YAMLError:
+            raise UserError(f"invalid value {cfg.predictor!r} for predictor: neither a directory nor a "
+                            "{class_path, init_args} mapping") from None
+        load_predictor(spec)
     cfg.search.strategy = cfg.search.strategy.as_dict()
     return cfg
 
