@@ -38,10 +38,10 @@ def build_parser() -> CommandParser:
                         help="More fit options for every row, e.g. ['--model.init_args.lr', '0.1'] (fit's options "
                              "--data.*, --model.*, --trainer.*, --drift.* on this command line are added to them; "
                              "the budget's overrides come last).")
-    parser.add_dataclass_arguments(Sampling, "sampling")
-    parser.add_dataclass_arguments(Budget, "budget")
-    parser.add_dataclass_arguments(Replicates, "replicates")
-    parser.add_dataclass_arguments(Fidelity, "fidelity")
+    parser.add_class_arguments(Sampling, "sampling")
+    parser.add_class_arguments(Budget, "budget")
+    parser.add_class_arguments(Replicates, "replicates")
+    parser.add_class_arguments(Fidelity, "fidelity")
     parser.add_argument("--store", type=str, default="runs/campaign/rows.sqlite",
                         help="SQLite file of the rows (created, or continued when it exists).")
     parser.add_argument("--campaign_dir", type=Optional[str], default="runs/campaign",
@@ -58,7 +58,7 @@ def build_parser() -> CommandParser:
                         help="torch threads of each local worker (default: CPU cores / workers).")
     parser.add_argument("--executor", type=str, default="local",
                         help="local (worker processes on this machine) or ray (tasks on a Ray cluster).")
-    parser.add_dataclass_arguments(RayOptions, "ray")
+    parser.add_class_arguments(RayOptions, "ray")
     parser.add_argument("--export", type=Union[bool, str, None], default=True,
                         help="Also write all rows to this .csv or .parquet file at the end. true (default): beside "
                              "the store, as <store without its suffix>.csv; false or null: no export.")

@@ -36,8 +36,8 @@ def build_parser() -> CommandParser:
                         help="Accuracy (%%) at 1 s from which an architecture counts as learned: the AVM and std "
                              "models use those rows only, a classifier predicts p_learned (default: a quarter of "
                              "the way from chance to 100 %%; 0 = every row).")
-    parser.add_dataclass_arguments(XGBParams, "xgb")
-    parser.add_dataclass_arguments(MLPParams, "mlp")
+    parser.add_class_arguments(XGBParams, "xgb")
+    parser.add_class_arguments(MLPParams, "mlp")
     return parser
 
 

@@ -39,7 +39,7 @@ def build_parser() -> CommandParser:
                              "--data.*, --model.*, --trainer.*, --drift.* on this command line are added to them).")
     parser.add_argument("--executor", type=str, default="local",
                         help="local (one run after the other) or ray (one Ray task per run).")
-    parser.add_dataclass_arguments(RayOptions, "ray")
+    parser.add_class_arguments(RayOptions, "ray")
     return parser
 
 

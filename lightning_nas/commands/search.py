@@ -91,7 +91,7 @@ def build_parser() -> CommandParser:
                              "needed for a custom predictor without --task.")
     parser.add_argument("--num_classes", type=Optional[int], default=None,
                         help="Number of classes. Default: from the surrogate's (or --task's) task.")
-    parser.add_dataclass_arguments(SearchConfig, "search")
+    parser.add_class_arguments(SearchConfig, "search")
     parser.add_argument("--top_k", type=int, default=3, help="Winners written as architecture files.")
     parser.add_argument("--baseline_random", type=bool, default=False,
                         help="Also run random search with the same number of evaluations and report it.")

@@ -23,7 +23,7 @@ def build_parser() -> CommandParser:
     parser.add_argument("--num_classes", type=int, default=10)
     parser.add_argument("--analog_preset", type=str, default="pcm_hwa",
                         help="The analog preset whose tile size maps the samples (for their hardware cost).")
-    parser.add_dataclass_arguments(ChipConfig, "chip", help="The chip the hardware cost is estimated for.")
+    parser.add_class_arguments(ChipConfig, "chip", help="The chip the hardware cost is estimated for.")
     return parser
 
 
