@@ -22,6 +22,26 @@ def resolve(path: str) -> Any:
                         "pkg.module.Name") from None
 
 
+CLASS_KEYS = ("class_path", "init_args", "dict_kwargs")
+"""The keys of a mapping that gives a class (jsonargparse's)."""
+
+
+def checked_mapping(spec: Any, key: str) -> Any:
+    """``spec`` as jsonargparse should read it when it is a mapping that gives a class for option
+    ``key``: an empty ``init_args`` (YAML's ``init_args:`` with every argument commented out) is
+    none; a mapping without a string ``class_path``, or with other keys than :data:`CLASS_KEYS`, is
+    one error line. Anything else is returned as it is."""
+    if not isinstance(spec, dict):
+        return spec
+    unknown = [str(k) for k in spec if k not in CLASS_KEYS]
+    if unknown:
+        raise UserError(f"{key}: unknown key(s) {', '.join(unknown)}; a class is given as {{class_path, init_args}}")
+    if not isinstance(spec.get("class_path"), str):
+        raise UserError(f"{key}: a mapping needs class_path, a class name or dotted path (and init_args), "
+                        f"got {spec.get('class_path')!r}")
+    return {k: v for k, v in spec.items() if not (k == "init_args" and v is None)}
+
+
 def instantiate_typed(base: Any, spec: Any, key: str) -> Any:
     """The object ``spec`` describes (``{class_path, init_args}``, or a class name or path), built by
     jsonargparse's subclass mechanism as the command line builds it: ``base`` is a class (``spec``
@@ -33,8 +53,7 @@ def instantiate_typed(base: Any, spec: Any, key: str) -> Any:
 
     from lightning_nas.parsing import one_line
 
-    if isinstance(spec, dict) and "class_path" not in spec:
-        raise UserError(f"{key}: a mapping needs class_path (and init_args), got keys {sorted(spec)}")
+    spec = checked_mapping(spec, key)
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument(f"--{key}", type=base, required=True)
     value: Any = spec

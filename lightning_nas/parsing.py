@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import Any, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from jsonargparse import ArgumentParser, set_parsing_settings
 
@@ -28,15 +28,15 @@ def one_line(message: str, limit: int = 300) -> str:
     inner = keys[-1] if keys else None  # a nested class's own parser names its field last
     value = re.search(r"(?:Given|Got) value: (.*)", message[inner.start():]) if inner else None
     problem = re.search(r"Problem with given class_path '([^']+)':\s*(.*?)(?=\n\s*- |\n\s*Given value|\Z)", message, re.S)
-    not_a = re.search(r"Import path (\S+) (does not (?:correspond to a subclass of|implement protocol) \w+)", message)
+    not_a = re.search(r"Import path (?:(\S+) )?(does not (?:correspond to a subclass of|implement protocol) \w+)", message)
     nested = re.search(r"NestedArg\(key='([^']+)', val='(.*)'\)", message)
     plain = re.search(r"Expected a dot import path string: (\S+)", message)
     if problem and "Parser key" not in problem.group(2):
         path, reason = problem.group(1), re.sub(r"\s+", " ", problem.group(2)).strip()
         rejected = re.fullmatch(r"Option '([^']+)' is not accepted", reason)
         text = f"unknown option {first}.init_args.{rejected.group(1)}" if rejected else f"{first}: {path}: {reason}"
-    elif not_a:
-        text = f"{first}: {not_a.group(1)} {not_a.group(2)}"
+    elif not_a:  # a union names the class only as the given value
+        text = f"{first}: {not_a.group(1) or (value.group(1).strip() if value else '')} {not_a.group(2)}"
     elif nested and plain:  # --predictor DIR --predictor.init_args.x 1
         text = (f"--{first}.init_args.{nested.group(1)} applies to a {first} given as {{class_path, init_args}}, "
                 f"but {first} is {plain.group(1)!r}")
@@ -87,9 +87,13 @@ class OneLineErrors:
             prog = f"{prog} {sub.group(1)}"  # the help that lists the subcommand's options
         raise ParserError(f"{one_line(message)}{self._suggestion(message)} (see {prog} --help)")
 
+    switchable: Optional[dict[str, Callable[[str], str]]] = None
+    """The options selected by class and how a name given for each becomes a class path
+    (:func:`with_class_choices`); None: :data:`SWITCHABLE`."""
+
     def parse_args(self, args: Any = None, *pargs: Any, **kwargs: Any) -> Any:
         self._args = list(args) if args is not None else sys.argv[1:]  # for errors: which config file said it
-        return super().parse_args(with_class_switch_reset(self._args), *pargs, **kwargs)  # type: ignore[misc]
+        return super().parse_args(with_class_choices(self._args, self.switchable), *pargs, **kwargs)  # type: ignore[misc]
 
     def _suggestion(self, message: str) -> str:
         """The one did-you-mean of every parser: ``; did you mean --trainer.max_epochs?`` for a
@@ -140,56 +144,104 @@ def read_config(path: str) -> Any:
         return None
 
 
-SWITCHABLE = ("data", "model")
-"""Options selected by class (``class_path``) whose arguments never carry over to another class."""
+SWITCHABLE: dict[str, Callable[[str], str]] = {"data": str, "model": str}
+"""Options selected by class (``class_path``) whose arguments never carry over to another class, each
+with the function that makes a name given for it a class path (LightningCLI's: the name as given;
+``search``'s strategy: :func:`~lightning_nas.search.strategies.class_path_of`)."""
 
 
-def with_class_switch_reset(args: list[str]) -> list[str]:
-    """``args`` with ``--KEY=null`` before each class given on the command line for a
-    :data:`SWITCHABLE` key that differs from the class the config files (or options) before it chose:
-    the new class starts from its own defaults. jsonargparse keeps the arguments two classes share
-    when ``class_path`` changes, so ``--config configs/kws/fit.yaml --data.class_path
-    DigitsDataModule`` trained digits in KWS's batches of 100; the same class given again keeps the
-    file's arguments."""
+def with_class_choices(args: list[str], switchable: Optional[dict[str, Callable[[str], str]]] = None) -> list[str]:
+    """``args`` as jsonargparse should read the classes they choose for the :data:`SWITCHABLE` keys
+    (or ``switchable``'s):
+
+    * a class given on the command line by a name (``--search.strategy tpe``, ``--search.strategy.help
+      tpe``, the class_path of a ``'{class_path: tpe, ...}'`` mapping) is given by its class path;
+    * ``--KEY=null`` goes before each class the command line gives that differs from the class the
+      config files (or options) before it chose: the new class starts from its own defaults.
+      jsonargparse keeps the arguments two classes share when ``class_path`` changes, so ``--config
+      configs/kws/fit.yaml --data.class_path DigitsDataModule`` trained digits in KWS's batches of
+      100; the same class given again keeps the file's arguments;
+    * a ``--KEY.init_args.NAME`` given before the command line's last class for KEY moves after it:
+      the arguments are the chosen class's, whatever their order."""
+    import json
+
     import yaml
 
-    def class_of(value: Any) -> Optional[str]:
-        if isinstance(value, str) and value and not value.endswith((".yaml", ".yml", ".json")) and value != "null":
-            return value.rsplit(".", 1)[-1]
+    from lightning_nas.classpath import checked_mapping
+
+    switchable = SWITCHABLE if switchable is None else switchable
+
+    def class_path(key: str, value: Any) -> Any:
+        """``value`` (a name, a path or a mapping with class_path) with its class as a class path."""
         if isinstance(value, dict) and isinstance(value.get("class_path"), str):
-            return value["class_path"].rsplit(".", 1)[-1]
-        return None
+            return {**value, "class_path": switchable[key](value["class_path"])}
+        if isinstance(value, str) and value and not value.endswith((".yaml", ".yml", ".json")) and value != "null":
+            return switchable[key](value)
+        return value
+
+    def class_of(key: str, value: Any) -> Optional[str]:
+        value = class_path(key, value)
+        value = value.get("class_path") if isinstance(value, dict) else value
+        return value.rsplit(".", 1)[-1] if isinstance(value, str) and value != "null" else None
+
+    def in_file(content: Any, key: str) -> Any:
+        for part in key.split("."):
+            content = content.get(part, Ellipsis) if isinstance(content, dict) else Ellipsis
+        return content
 
     current: dict[str, Optional[str]] = {}
-    out: list[str] = []
+    last_choice: dict[str, list[str]] = {}  # key -> the unit of the command line's last class for it
+    units: list[list[str]] = []
     files = config_files(args)
-    for i, arg in enumerate(args):
-        following = args[i + 1] if i + 1 < len(args) else None
+    for i, unit in option_units(args):
         if i in files:
             content = read_config(files[i][1])
-            for key in SWITCHABLE:
-                if isinstance(content, dict) and key in content:
-                    current[key] = class_of(content[key])
-        for key in SWITCHABLE:
-            value: Any = None
-            if arg in (f"--{key}", f"--{key}.class_path") and following is not None:
-                value = following
-            elif arg.startswith((f"--{key}=", f"--{key}.class_path=")):
-                value = arg.split("=", 1)[1]
-            if value is None:
+            for key in switchable:
+                found = in_file(content, key)
+                if found is not Ellipsis:
+                    current[key] = class_of(key, found)
+        for key in switchable:
+            option, eq, inline = unit[0].partition("=")
+            if option not in (f"--{key}", f"--{key}.class_path", f"--{key}.help") or not (eq or len(unit) == 2):
                 continue
-            if arg.startswith(f"--{key}") and not arg.startswith(f"--{key}.class_path") and value.lstrip().startswith("{"):
+            text = inline if eq else unit[1]
+            value: Any = text
+            if option == f"--{key}" and text.lstrip().startswith("{"):
                 try:
-                    value = yaml.safe_load(value)
+                    value = checked_mapping(yaml.safe_load(text), key)
                 except yaml.YAMLError:
-                    continue
-            chosen = class_of(value)
+                    continue  # the parser says what is wrong with it
+            given = class_path(key, value)
+            if given != value:
+                text = json.dumps(given) if isinstance(given, dict) else given
+                unit = [f"{option}={text}"] if eq else [option, text]
+            if option == f"--{key}.help":
+                break
+            chosen = class_of(key, value)
             if chosen is not None:
                 if current.get(key) is not None and chosen != current[key]:
-                    out.append(f"--{key}=null")
+                    units.append([f"--{key}=null"])
                 current[key] = chosen
-        out.append(arg)
-    return out
+                last_choice[key] = unit
+        units.append(unit)
+    for key, choice in last_choice.items():
+        at = next(n for n, u in enumerate(units) if u is choice)
+        early = [u for u in units[:at] if u[0].startswith(f"--{key}.init_args.")]
+        units = [u for u in units[:at] if not any(u is e for e in early)] + [choice] + early + units[at + 1:]
+    return [token for unit in units for token in unit]
+
+
+def option_units(args: list[str]) -> list[tuple[int, list[str]]]:
+    """``args`` as (index of its first token, tokens) units: an option with its value (``--x 1``), an
+    option with ``=`` or without a value (``--x=1``, ``--print_config``), or a positional argument."""
+    units: list[tuple[int, list[str]]] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        takes_next = arg.startswith("--") and "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("--")
+        units.append((i, args[i:i + 2] if takes_next else [arg]))
+        i += 2 if takes_next else 1
+    return units
 
 
 def init_parameters(class_path: str) -> list[str]:
@@ -257,10 +309,12 @@ class CommandParser(OneLineErrors, ArgumentParser):
     """The parser of a ``python -m lightning_nas`` subcommand (``prog`` names it); its path options
     (:data:`CONFIG_PATHS`) read a config file's relative paths relative to that file."""
 
-    def __init__(self, *args: Any, command: Optional[str] = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, command: Optional[str] = None,
+                 switchable: Optional[dict[str, Callable[[str], str]]] = None, **kwargs: Any) -> None:
         if command is not None:  # jsonargparse makes nested parsers of this class with its own arguments
             kwargs.setdefault("prog", f"{PROG} {command}")
         self.path_options = CONFIG_PATHS.get(command or "", ())
+        self.switchable = switchable
         super().__init__(*args, **kwargs)
 
     def parse_args(self, args: Any = None, *pargs: Any, **kwargs: Any) -> Any:

@@ -20,3 +20,10 @@ class FreshBatches(Strategy):
 
     def tell(self, archs, individuals) -> None:
         pass
+
+
+class SeedZero(FreshBatches):
+    """A strategy written before strategies followed search.seed: its seed defaults to 0."""
+
+    def __init__(self, batch: int = 4, seed: int = 0) -> None:
+        super().__init__(batch, seed)

@@ -1,6 +1,7 @@
 import csv
 import json
 import random
+import warnings
 from pathlib import Path
 from dataclasses import asdict
 
@@ -446,6 +447,58 @@ def test_every_strategys_arguments_are_documented_in_its_help(name, capsys):
         entry = printed.split(f"\n  --search.strategy.{parameter} ", 1)[1].split("\n  --", 1)[0]  # not the usage
         explanation = entry.split("\n", 1)[1].split("(type:", 1)[0] if "\n" in entry else ""
         assert len(explanation.split()) >= 3, (name, parameter, entry)
+
+
+def test_a_class_switched_on_the_command_line_starts_from_its_defaults_and_takes_its_arguments_in_any_order(tmp_path):
+    """jsonargparse keeps the arguments two classes share when the class changes: a config's
+    strategy arguments (its seed too) must not leak into another strategy chosen on the command line,
+    nor a config predictor's into another predictor; --x.init_args given before --x apply to it."""
+    config = tmp_path / "search.yaml"
+    config.write_text(yaml.safe_dump({"search": {"strategy": {"class_path": "regularized_evolution",
+                                                              "init_args": {"p_width": 0.3, "seed": 5}}},
+                                      "predictor": {"class_path": "stub_predictor.TargetPredictor",
+                                                    "init_args": {"avm_per_stage": 3.0}}}))
+    switched = search_cmd.parse(["--config", str(config), "--search.strategy", "analognas_ea",
+                                 "--predictor", "{class_path: stub_predictor.SaturatedPredictor}"])
+    assert switched.search.strategy["init_args"]["p_width"] == 0.8 and switched.search.strategy["init_args"]["seed"] is None
+    assert switched.predictor["init_args"] == {"avm_per_stage": 1.0}
+    kept = search_cmd.parse(["--config", str(config), "--search.strategy", "RegularizedEvolution",
+                             "--search.strategy.init_args.sample_size", "3"])  # the same class again keeps the file's
+    assert kept.search.strategy["init_args"] == {"sample_size": 3, "p_width": 0.3, "p_depth": 0.8, "p_other": 0.6, "seed": 5}
+    late = search_cmd.parse(["--search.strategy.init_args.history", "9", "--predictor.init_args.avm_per_stage", "2",
+                             "--search.strategy", "tpe", "--predictor", "{class_path: stub_predictor.TargetPredictor}"])
+    assert late.search.strategy["init_args"]["history"] == 9 and late.predictor["init_args"] == {"avm_per_stage": 2.0}
+    with pytest.raises(UserError, match=r"^unknown option search.strategy.init_args.p_width"):
+        search_cmd.parse(["--search.strategy.init_args.p_width", "0.5", "--search.strategy", "nsga2"])
+
+
+def test_config_mappings_of_classes_and_nulls_are_checked(tmp_path):
+    config = tmp_path / "search.yaml"
+    config.write_text("search:\n  strategy:\n    class_path: tpe\n    init_args:\n    #  history: 3\n")
+    assert search_cmd.parse(["--config", str(config)]).search.strategy["init_args"]["history"] == 1000  # init_args: empty
+    for text, line in [("search:\n  strategy: null\n", r"^search.strategy is null; give a strategy \(analognas_ea, "),
+                       ("predictor: null\n", r"^predictor is null; give a fit-surrogate directory or"),
+                       ("search:\n  strategy: {class_path: tpe, bogus: 1}\n",
+                        r"^search.strategy: unknown key\(s\) bogus; a class is given as \{class_path, init_args\}"),
+                       ("predictor: {class_path: stub_predictor.TargetPredictor, bogus: 1}\n", r"^predictor: unknown key\(s\) bogus"),
+                       ("search:\n  strategy: {class_path: 3}\n", r"^search.strategy: a mapping needs class_path")]:
+        config.write_text(text)
+        with pytest.raises(UserError, match=line):
+            search_cmd.parse(["--config", str(config)])
+    with pytest.raises(UserError, match=r"^unknown chip field\(s\) strategy"):  # an option's value is not a config
+        search_cmd.run_search(search_cmd.parse(search_args(tmp_path, "--search.chip", "{strategy: genetic}")))
+
+
+def test_a_strategy_whose_seed_does_not_default_to_none_is_warned_about():
+    """Before jsonargparse built strategies, search.seed was passed to any strategy with a seed
+    argument; now a strategy gets its own default: one that is not None is said."""
+    with pytest.warns(UserWarning, match=r"SeedZero: its seed defaults to 0, so it runs with that whatever "
+                                         r"search.seed is; declare seed: Optional\[int\] = None"):
+        build_strategy("stub_strategy.SeedZero")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_strategy("stub_strategy.FreshBatches")
+        build_strategy({"class_path": "stub_strategy.SeedZero", "init_args": {"seed": 3}})  # set: nothing to say
 
 
 def test_a_strategys_seed_is_the_searchs_unless_it_sets_its_own(tmp_path):

@@ -12,7 +12,6 @@ summary and the winner files.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from jsonargparse import ActionConfigFile, Namespace, get_loader, set_loader
 
 from lightning_nas.analog import AnalogConfig
 from lightning_nas.checkout import refuse_installed_copy
+from lightning_nas.classpath import checked_mapping
 from lightning_nas.errors import UserError
 from lightning_nas.files import check_writable
 from lightning_nas.parsing import CommandParser
@@ -30,56 +30,49 @@ from lightning_nas.search.core import Individual, Predictor, SearchConfig, Searc
 from lightning_nas.search.objectives import RANK_SCORE
 from lightning_nas.search.outputs import load_predictor, summary_table, write_outputs
 from lightning_nas.search.pareto import pareto_front
-from lightning_nas.search.strategies import build_strategy, class_path_of
+from lightning_nas.search.strategies import STRATEGIES, build_strategy, class_path_of
 from lightning_nas.space import check_task_shape
 from lightning_nas.surrogate.meta import SurrogateMeta
 from lightning_nas.task import TaskInfo, task_of
 
 
-STRATEGY_OPTIONS = ("--search.strategy", "--search.strategy.class_path", "--search.strategy.help")
+SWITCHABLE = {"search.strategy": class_path_of, "predictor": str}
+"""The search's options selected by class (:func:`~lightning_nas.parsing.with_class_choices`: a
+strategy's name given on the command line becomes its class path, a class switched on the command
+line starts from its own defaults and its init_args are the chosen class's, whatever their order)."""
 
 
-def load_with_strategy_names(text: str) -> Any:
-    """jsonargparse's YAML loader for the search parser: a config file's ``search.strategy`` (or a
-    ``--search FILE``'s ``strategy``) given as a name of :data:`~lightning_nas.search.strategies.STRATEGIES`
-    becomes its class path, which jsonargparse's subclass mechanism resolves (the command line's
-    names: :func:`with_strategy_class_paths`)."""
+def load_search_config(text: str, path: Optional[str] = None) -> Any:
+    """jsonargparse's YAML loader for the search parser, which reads config files (``path`` given)
+    and option values with it. In a config file, a ``search.strategy`` given by name becomes its
+    class path and a class's mapping for ``search.strategy`` or ``predictor`` is checked
+    (:func:`~lightning_nas.classpath.checked_mapping`: an empty ``init_args`` is none, other keys are
+    an error line). A mapping with a ``strategy`` (a ``--search FILE``, which jsonargparse reads as
+    a value) gets its strategy's class path when the name is one."""
     value = get_loader("yaml")(text)
-    for section in (value, value.get("search") if isinstance(value, dict) else None):
-        if isinstance(section, dict) and "strategy" in section:
-            section["strategy"] = class_path_of(section["strategy"])
+    if not isinstance(value, dict):
+        return value
+    if path is not None:
+        if isinstance(value.get("search"), dict) and "strategy" in value["search"]:
+            value["search"]["strategy"] = class_path_of(value["search"]["strategy"])
+        if "predictor" in value:
+            value["predictor"] = checked_mapping(value["predictor"], "predictor")
+    if "strategy" in value:
+        try:
+            value["strategy"] = class_path_of(value["strategy"])
+        except UserError:  # not a strategy (another option's mapping): the parser says what is wrong
+            pass
     return value
 
 
-set_loader("lightning_nas.search", load_with_strategy_names, exceptions=(yaml.YAMLError,))
-
-
-def with_strategy_class_paths(argv: list[str]) -> list[str]:
-    """``argv`` with a strategy name given to ``--search.strategy`` (or ``.class_path``, or as the
-    class_path of a ``{class_path, init_args}`` mapping) replaced by its class path."""
-
-    def named(value: str) -> str:
-        if not value.lstrip().startswith("{"):
-            return class_path_of(value)
-        try:
-            return json.dumps(class_path_of(yaml.safe_load(value)))
-        except yaml.YAMLError:
-            return value  # the parser says what is wrong with it
-
-    out = list(argv)
-    for i, arg in enumerate(out):
-        option, eq, value = arg.partition("=")
-        if option in STRATEGY_OPTIONS and eq:
-            out[i] = f"{option}={named(value)}"
-        elif arg in STRATEGY_OPTIONS and i + 1 < len(out):
-            out[i + 1] = named(out[i + 1])
-    return out
+set_loader("lightning_nas.search", load_search_config, exceptions=(yaml.YAMLError,))
 
 
 def build_parser() -> CommandParser:
-    parser = CommandParser(command="search", description=__doc__, parser_mode="lightning_nas.search")
+    parser = CommandParser(command="search", description=__doc__, parser_mode="lightning_nas.search",
+                           switchable=SWITCHABLE)
     parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_argument("--predictor", type=Union[Predictor, str], default="surrogates/digits",
+    parser.add_argument("--predictor", type=Optional[Union[Predictor, str]], default="surrogates/digits",
                         help="A fit-surrogate directory, or {class_path, init_args} of any class with "
                              "predict(archs) -> {acc_1d, avm, std}; --predictor.init_args.NAME VALUE sets one "
                              "argument of the latter.")
@@ -103,7 +96,12 @@ def parse(argv: list[str]) -> Any:
     """The search options. The predictor and the strategy are checked by jsonargparse (class, argument
     names and types, defaults filled in) and come back as ``{class_path, init_args}`` mappings (a
     predictor directory as its path)."""
-    cfg = build_parser().parse_args(with_strategy_class_paths(argv))
+    cfg = build_parser().parse_args(argv)
+    for name, value in (("predictor", cfg.predictor), ("search.strategy", cfg.search.strategy)):
+        if value is None:
+            raise UserError(f"{name} is null; give "
+                            + ("a fit-surrogate directory or {class_path, init_args} of a predictor" if name == "predictor"
+                               else f"a strategy ({', '.join(STRATEGIES)}) or {{class_path, init_args}}"))
     if isinstance(cfg.predictor, Namespace):
         cfg.predictor = cfg.predictor.as_dict()
     elif cfg.predictor.lstrip().startswith("{"):  # a mapping whose class can't be a predictor: say why, not "no such directory"

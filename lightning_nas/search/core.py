@@ -92,10 +92,12 @@ class SearchConfig:
     """Rank the winners by this objective instead of the fitness, e.g. ``acc_1d_low`` (the lower
     bound of the surrogate's 80 % interval: a pessimistic final pick after a search whose fitness
     may be optimistic, ``acc_1d_high``); None: by the fitness."""
-    strategy: Strategy = field(default_factory=lambda: {"class_path": DEFAULT_STRATEGY})
+    strategy: Optional[Strategy] = field(default_factory=lambda: {"class_path": DEFAULT_STRATEGY})
     """A strategy name (:data:`lightning_nas.search.strategies.STRATEGIES`), a :class:`Strategy` subclass
     (name or class path) or ``{class_path, init_args}``; ``--search.strategy.init_args.NAME VALUE``
-    sets one argument."""
+    sets one argument. Held as its ``{class_path, init_args}`` mapping (what ``summary.json``
+    records); :func:`~lightning_nas.search.strategies.build_strategy` makes the strategy. (Optional
+    only so that switching classes can reset it; null is an error.)"""
     chip: dict[str, Any] = field(default_factory=dict)
     """The chip of the hardware cost (:class:`lightning_nas.hardware_cost.ChipConfig` fields)."""
     fit_chip: bool = True

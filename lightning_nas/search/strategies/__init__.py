@@ -4,13 +4,16 @@
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from typing import Any
 
+from lightning_nas.classpath import checked_mapping
 from lightning_nas.errors import UserError
-from lightning_nas.search.core import Strategy
+from lightning_nas.search.core import DEFAULT_STRATEGY, Strategy
 
 STRATEGIES = {
-    "analognas_ea": "lightning_nas.search.strategies.analognas_ea.AnalogNASEvolution",
+    "analognas_ea": DEFAULT_STRATEGY,
     "regularized_evolution": "lightning_nas.search.strategies.regularized_evolution.RegularizedEvolution",
     "random_search": "lightning_nas.search.strategies.random_search.RandomSearch",
     "nsga2": "lightning_nas.search.strategies.nsga2.NSGA2",
@@ -23,7 +26,8 @@ def class_path_of(spec: Any) -> Any:
     """``spec`` (a strategy name, class name or path, or ``{class_path, init_args}``) with a name of
     :data:`STRATEGIES` or a built-in strategy's class name (``TPE``) replaced by its class path; an
     other name without a dot is one error line listing the names."""
-    if isinstance(spec, dict) and isinstance(spec.get("class_path"), str):
+    if isinstance(spec, dict):
+        spec = checked_mapping(spec, "search.strategy")
         return {**spec, "class_path": class_path_of(spec["class_path"])}
     if not isinstance(spec, str) or "." in spec:
         return spec
@@ -39,4 +43,10 @@ def build_strategy(spec: Any) -> Strategy:
     is ``search.seed`` unless set."""
     from lightning_nas.classpath import instantiate_typed
 
-    return instantiate_typed(Strategy, class_path_of(spec), "search.strategy")
+    strategy = instantiate_typed(Strategy, class_path_of(spec), "search.strategy")
+    seed = inspect.signature(type(strategy)).parameters.get("seed")
+    if seed is not None and seed.default is not None and getattr(strategy, "seed", None) == seed.default:
+        warnings.warn(f"search.strategy {type(strategy).__name__}: its seed defaults to {seed.default!r}, so it runs "
+                      "with that whatever search.seed is; declare seed: Optional[int] = None and seed from "
+                      "self.run_seed to follow search.seed", stacklevel=2)
+    return strategy
