@@ -21,7 +21,7 @@ set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 def one_line(message: str, limit: int = 300) -> str:
     """A parser message (jsonargparse nests several lines) as one line; a rejected value reads
-    ``invalid value 'abc' for trainer.max_epochs (expected int or None)``, a class given by
+    ``invalid value 'abc' for trainer.max_epochs (expected int)``, a class given by
     ``class_path`` that can't be used ``search.strategy: pkg.Name: No module named 'pkg'``."""
     keys = list(re.finditer(r'Parser key "([^"]+)"', message))
     first = keys[0].group(1) if keys else "value"
@@ -30,19 +30,20 @@ def one_line(message: str, limit: int = 300) -> str:
     problem = re.search(r"Problem with given class_path '([^']+)':\s*(.*?)(?=\n\s*- |\n\s*Given value|\Z)", message, re.S)
     not_a = re.search(r"Import path (?:(\S+) )?(does not (?:correspond to a subclass of|implement protocol) \w+)", message)
     nested = re.search(r"NestedArg\(key='([^']+)', val='(.*)'\)", message)
-    plain = re.search(r"Expected a dot import path string: (\S+)", message)
+    plain = re.search(r"(?:Expected a dot import path string|Unexpected import path format): (.+)", message)
     if problem and "Parser key" not in problem.group(2):
         path, reason = problem.group(1), re.sub(r"\s+", " ", problem.group(2)).strip()
         rejected = re.fullmatch(r"Option '([^']+)' is not accepted", reason)
         text = f"unknown option {first}.init_args.{rejected.group(1)}" if rejected else f"{first}: {path}: {reason}"
     elif not_a:  # a union names the class only as the given value
         text = f"{first}: {not_a.group(1) or (value.group(1).strip() if value else '')} {not_a.group(2)}"
-    elif nested and plain:  # --predictor DIR --predictor.init_args.x 1
+    elif nested and plain:  # --predictor DIR --predictor.init_args.x 1 (or a mapping whose class can't be imported)
         text = (f"--{first}.init_args.{nested.group(1)} applies to a {first} given as {{class_path, init_args}}, "
-                f"but {first} is {plain.group(1)!r}")
+                f"but {first} is {plain.group(1).strip()!r}")
     elif inner and value:
-        inside = problem is not None and problem.start(2) <= inner.start() < problem.end(2)  # a union's class alternative
-        expected = re.findall(r"Expected an? <class '([\w.]+)'>", message[inner.start():problem.end(2) if inside else None])
+        bullet = re.search(r"\n( *)- Problem with given class_path", message)  # a union's class alternative
+        end = message.find(f"\n{bullet.group(1)}- ", bullet.end()) if bullet and bullet.start() < inner.start() else -1
+        expected = re.findall(r"Expected an? <class '([\w.]+)'>", message[inner.start():end if end > 0 else None])
         names = [("None" if e == "NoneType" else e) for e in dict.fromkeys(expected)]
         where, given = inner.group(1), value.group(1).strip()
         if len(keys) > 1 and keys[0].group(1) != where:
@@ -54,7 +55,7 @@ def one_line(message: str, limit: int = 300) -> str:
         if rejected:
             text = f"unknown option {where.rsplit('.init_args.', 1)[0]}.init_args.{rejected.group(1)}"
         else:
-            names = [n for n in names if n != "None"] or names
+            names = [n for n in names if n != "None"]  # "or None" says nothing about what was wrong
             text = f"invalid value {given!r} for {where}" + (f" (expected {' or '.join(names)})" if names else "")
     else:
         text = re.sub(r"\s+", " ", message).strip()

@@ -419,6 +419,10 @@ def test_strategies_and_predictors_are_built_by_jsonargparse_from_names_files_an
                       (["--predictor", "{class_path: nonexistent_module.P}"],
                        r"^predictor: nonexistent_module.P: No module named 'nonexistent_module'"),
                       (["--predictor", "{init_args: {a: 1}}"], r"^predictor: a mapping needs class_path"),
+                      (["--search.strategy.init_args.seed", "x"],
+                       r"^invalid value 'x' for search.strategy.init_args.seed \(expected int\) \(see "),
+                      (["--search.strategy", "{class_path: [unclosed"],
+                       r"^invalid value '\{class_path: \[unclosed' for search.strategy \(see "),
                       (["--predictor", "{class_path: [unclosed"],
                        r"^invalid value '\{class_path: \[unclosed' for predictor: neither a directory nor a")]:
         with pytest.raises(UserError, match=line):
