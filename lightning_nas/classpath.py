@@ -26,17 +26,20 @@ CLASS_KEYS = ("class_path", "init_args", "dict_kwargs")
 """The keys of a mapping that gives a class (jsonargparse's)."""
 
 
-def checked_mapping(spec: Any, key: str) -> Any:
-    """``spec`` as jsonargparse should read it when it is a mapping that gives a class for option
-    ``key``: an empty ``init_args`` (YAML's ``init_args:`` with every argument commented out) is
-    none; a mapping without a string ``class_path``, or with other keys than :data:`CLASS_KEYS`, is
-    one error line. Anything else is returned as it is."""
+def checked_mapping(spec: Any, key: str, class_required: bool = False) -> Any:
+    """``spec`` as jsonargparse should read it when it is a mapping for option ``key``: an empty
+    ``init_args`` (YAML's ``init_args:`` with every argument commented out) is none; a mapping with
+    a ``class_path`` that is not a string, or with other keys than :data:`CLASS_KEYS`, is one error
+    line (jsonargparse's own says "Option 'class_path' is not accepted"). A mapping without
+    ``class_path`` overrides the arguments of the class chosen before (a later config file's
+    ``init_args``), so it is an error only if ``class_required``. Anything else is returned as it is."""
     if not isinstance(spec, dict):
         return spec
-    unknown = [str(k) for k in spec if k not in CLASS_KEYS]
-    if unknown:
-        raise UserError(f"{key}: unknown key(s) {', '.join(unknown)}; a class is given as {{class_path, init_args}}")
-    if not isinstance(spec.get("class_path"), str):
+    if "class_path" in spec:
+        unknown = [str(k) for k in spec if k not in CLASS_KEYS]
+        if unknown:
+            raise UserError(f"{key}: unknown key(s) {', '.join(unknown)}; a class is given as {{class_path, init_args}}")
+    if ("class_path" in spec or class_required) and not isinstance(spec.get("class_path"), str):
         raise UserError(f"{key}: a mapping needs class_path, a class name or dotted path (and init_args), "
                         f"got {spec.get('class_path')!r}")
     return {k: v for k, v in spec.items() if not (k == "init_args" and v is None)}
@@ -53,7 +56,7 @@ def instantiate_typed(base: Any, spec: Any, key: str) -> Any:
 
     from lightning_nas.parsing import one_line
 
-    spec = checked_mapping(spec, key)
+    spec = checked_mapping(spec, key, class_required=True)
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument(f"--{key}", type=base, required=True)
     value: Any = spec

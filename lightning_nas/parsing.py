@@ -123,11 +123,11 @@ class OneLineErrors:
 
 
 def config_files(args: list[str]) -> dict[int, tuple[int, str]]:
-    """The ``--config FILE`` / ``--config=FILE`` arguments of ``args``: position -> (how many
-    arguments it takes, the file's path)."""
+    """The ``--config FILE`` / ``--config=FILE`` (LightningCLI's ``-c FILE`` too) arguments of
+    ``args``: position -> (how many arguments it takes, the file's path)."""
     found = {}
     for i, arg in enumerate(args):
-        if arg == "--config" and i + 1 < len(args):
+        if arg in ("--config", "-c") and i + 1 < len(args):
             found[i] = (2, args[i + 1])
         elif arg.startswith("--config="):
             found[i] = (1, arg.split("=", 1)[1])
@@ -164,8 +164,6 @@ def with_class_choices(args: list[str], switchable: Optional[dict[str, Callable[
       100; the same class given again keeps the file's arguments;
     * a ``--KEY.init_args.NAME`` given before the command line's last class for KEY moves after it:
       the arguments are the chosen class's, whatever their order."""
-    import json
-
     import yaml
 
     from lightning_nas.classpath import checked_mapping
@@ -181,9 +179,12 @@ def with_class_choices(args: list[str], switchable: Optional[dict[str, Callable[
         return value
 
     def class_of(key: str, value: Any) -> Optional[str]:
+        """The class ``value`` chooses; None for a file (a mapping to merge), null or a mapping of arguments."""
         value = class_path(key, value)
         value = value.get("class_path") if isinstance(value, dict) else value
-        return value.rsplit(".", 1)[-1] if isinstance(value, str) and value != "null" else None
+        if not isinstance(value, str) or value == "null" or value.endswith((".yaml", ".yml", ".json")):
+            return None
+        return value.rsplit(".", 1)[-1]
 
     def in_file(content: Any, key: str) -> Any:
         for part in key.split("."):
@@ -214,7 +215,7 @@ def with_class_choices(args: list[str], switchable: Optional[dict[str, Callable[
                     continue  # the parser says what is wrong with it
             given = class_path(key, value)
             if given != value:
-                text = json.dumps(given) if isinstance(given, dict) else given
+                text = yaml.safe_dump(given, default_flow_style=True, width=10 ** 6).strip() if isinstance(given, dict) else given
                 unit = [f"{option}={text}"] if eq else [option, text]
             if option == f"--{key}.help":
                 break
@@ -225,10 +226,13 @@ def with_class_choices(args: list[str], switchable: Optional[dict[str, Callable[
                 current[key] = chosen
                 last_choice[key] = unit
         units.append(unit)
-    for key, choice in last_choice.items():
+    for key, choice in last_choice.items():  # init_args between the last config file and the choice follow it
         at = next(n for n, u in enumerate(units) if u is choice)
-        early = [u for u in units[:at] if u[0].startswith(f"--{key}.init_args.")]
-        units = [u for u in units[:at] if not any(u is e for e in early)] + [choice] + early + units[at + 1:]
+        after_files = max((n + 1 for n, u in enumerate(units[:at]) if u[0] in ("--config", "-c")
+                           or u[0].startswith("--config=")), default=0)
+        early = [u for u in units[after_files:at] if u[0].startswith(f"--{key}.init_args.")]
+        units = units[:after_files] + [u for u in units[after_files:at] if not any(u is e for e in early)] + \
+            [choice] + early + units[at + 1:]
     return [token for unit in units for token in unit]
 
 

@@ -173,3 +173,26 @@ def test_architecture_file_from_a_search_is_accepted(run_cli, tmp_path):
     hparams = torch.load(ckpt, weights_only=False)["hyper_parameters"]
     assert Architecture.from_dict(hparams["architecture"]) == arch
     assert not list((tmp_path / "runs").rglob("drift_metrics.json"))  # test_after_fit=false
+
+
+def test_class_choices_on_the_command_line_are_rewritten_only_where_they_choose_a_class():
+    """parsing.with_class_choices, the one rewrite of a class choice for every parser: a reset before
+    a different class, init_args after the class they belong to (but not past a later config file,
+    which wins as written), nothing for a file that merges into the class or for the same class."""
+    from lightning_nas.parsing import with_class_choices as choices
+
+    kws = "configs/kws/fit.yaml"
+    assert choices(["fit", "-c", kws, "--data", "DigitsDataModule"]) == ["fit", "-c", kws, "--data=null", "--data",
+                                                                         "DigitsDataModule"]
+    assert choices(["fit", "--config", kws, "--data", "extra.yaml"]) == ["fit", "--config", kws, "--data", "extra.yaml"]
+    assert choices(["fit", "--config", kws, "--data.class_path", "KWSDataModule"]) == [
+        "fit", "--config", kws, "--data.class_path", "KWSDataModule"]
+    moved = choices(["fit", "--data.init_args.batch_size=8", "--trainer.max_epochs", "-1", "--data.class_path", "X",
+                     "--data.init_args.seed", "3"])
+    assert moved == ["fit", "--trainer.max_epochs", "-1", "--data.class_path", "X", "--data.init_args.batch_size=8",
+                     "--data.init_args.seed", "3"]
+    before_a_file = ["fit", "--data.init_args.batch_size", "8", "--config", kws, "--data", "lightning_nas.data.KWSDataModule"]
+    assert choices(before_a_file) == before_a_file
+    assert choices(["--s", "tpe", "--s.help", "tpe", "--s={class_path: tpe, init_args: {history: 3}}"],
+                   {"s": lambda name: {"tpe": "pkg.TPE"}.get(name, name)}) == [
+        "--s", "pkg.TPE", "--s.help", "pkg.TPE", "--s={class_path: pkg.TPE, init_args: {history: 3}}"]

@@ -474,6 +474,13 @@ def test_a_class_switched_on_the_command_line_starts_from_its_defaults_and_takes
     assert late.search.strategy["init_args"]["history"] == 9 and late.predictor["init_args"] == {"avm_per_stage": 2.0}
     with pytest.raises(UserError, match=r"^unknown option search.strategy.init_args.p_width"):
         search_cmd.parse(["--search.strategy.init_args.p_width", "0.5", "--search.strategy", "nsga2"])
+    over = tmp_path / "over.yaml"  # a later config (or option) with init_args only overrides the chosen class's
+    over.write_text("predictor: {init_args: {avm_per_stage: 5.0}}\nsearch:\n  strategy: {init_args: {sample_size: 9}}\n")
+    layered = search_cmd.parse(["--config", str(config), "--config", str(over)])
+    assert layered.search.strategy["init_args"]["sample_size"] == 9 and layered.search.strategy["init_args"]["seed"] == 5
+    assert layered.predictor == {"class_path": "stub_predictor.TargetPredictor", "init_args": {"avm_per_stage": 5.0}}
+    assert search_cmd.parse(["--config", str(config), "--search.strategy", "{init_args: {sample_size: 4}}"]
+                            ).search.strategy["init_args"]["sample_size"] == 4
 
 
 def test_config_mappings_of_classes_and_nulls_are_checked(tmp_path):

@@ -28,7 +28,7 @@ def class_path_of(spec: Any) -> Any:
     other name without a dot is one error line listing the names."""
     if isinstance(spec, dict):
         spec = checked_mapping(spec, "search.strategy")
-        return {**spec, "class_path": class_path_of(spec["class_path"])}
+        return {**spec, "class_path": class_path_of(spec["class_path"])} if "class_path" in spec else spec
     if not isinstance(spec, str) or "." in spec:
         return spec
     by_class = {path.rsplit(".", 1)[-1]: path for path in STRATEGIES.values()}
