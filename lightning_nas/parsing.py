@@ -19,6 +19,10 @@ PROG = "python -m lightning_nas"
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 
+NESTED_ARG = re.compile(r"NestedArg\(key='([^']+)', val='(.*)'\)")
+"""How jsonargparse shows an ``--x.init_args.KEY VALUE`` it could not apply."""
+
+
 def one_line(message: str, limit: int = 300) -> str:
     """A parser message (jsonargparse nests several lines) as one line; a rejected value reads
     ``invalid value 'abc' for trainer.max_epochs (expected int)``, a class given by
@@ -29,7 +33,7 @@ def one_line(message: str, limit: int = 300) -> str:
     value = re.search(r"(?:Given|Got) value: (.*)", message[inner.start():]) if inner else None
     problem = re.search(r"Problem with given class_path '([^']+)':\s*(.*?)(?=\n\s*- |\n\s*Given value|\Z)", message, re.S)
     not_a = re.search(r"Import path (?:(\S+) )?(does not (?:correspond to a subclass of|implement protocol) \w+)", message)
-    nested = re.search(r"NestedArg\(key='([^']+)', val='(.*)'\)", message)
+    nested = NESTED_ARG.search(message)
     plain = re.search(r"(?:Expected a dot import path string|Unexpected import path format): (.+)", message)
     if problem and "Parser key" not in problem.group(2):
         path, reason = problem.group(1), re.sub(r"\s+", " ", problem.group(2)).strip()
@@ -44,18 +48,17 @@ def one_line(message: str, limit: int = 300) -> str:
         bullet = re.search(r"\n( *)- Problem with given class_path", message)  # a union's class alternative
         end = message.find(f"\n{bullet.group(1)}- ", bullet.end()) if bullet and bullet.start() < inner.start() else -1
         expected = re.findall(r"Expected an? <class '([\w.]+)'>", message[inner.start():end if end > 0 else None])
-        names = [("None" if e == "NoneType" else e) for e in dict.fromkeys(expected)]
         where, given = inner.group(1), value.group(1).strip()
         if len(keys) > 1 and keys[0].group(1) != where:
             where = f"{keys[0].group(1)}.init_args.{where}"
-        nested_value = re.fullmatch(r"NestedArg\(key='([^']+)', val='(.*)'\)", given)
+        nested_value = NESTED_ARG.fullmatch(given)
         if nested_value:  # --model.init_args.lr xyz is reported against "model"
             where, given = f"{where}.init_args.{nested_value.group(1)}", nested_value.group(2)
         rejected = re.search(r"Option '([^']+)' is not accepted", message)
         if rejected:
             text = f"unknown option {where.rsplit('.init_args.', 1)[0]}.init_args.{rejected.group(1)}"
         else:
-            names = [n for n in names if n != "None"]  # "or None" says nothing about what was wrong
+            names = [e for e in dict.fromkeys(expected) if e != "NoneType"]  # "or None" says nothing of what was wrong
             text = f"invalid value {given!r} for {where}" + (f" (expected {' or '.join(names)})" if names else "")
     else:
         text = re.sub(r"\s+", " ", message).strip()
@@ -170,21 +173,21 @@ def with_class_choices(args: list[str], switchable: Optional[dict[str, Callable[
 
     switchable = SWITCHABLE if switchable is None else switchable
 
+    def names_class(value: Any) -> bool:
+        """Whether ``value`` names a class (not a file to merge, null or a mapping of arguments)."""
+        return isinstance(value, str) and value not in ("", "null") and not value.endswith((".yaml", ".yml", ".json"))
+
     def class_path(key: str, value: Any) -> Any:
         """``value`` (a name, a path or a mapping with class_path) with its class as a class path."""
         if isinstance(value, dict) and isinstance(value.get("class_path"), str):
             return {**value, "class_path": switchable[key](value["class_path"])}
-        if isinstance(value, str) and value and not value.endswith((".yaml", ".yml", ".json")) and value != "null":
-            return switchable[key](value)
-        return value
+        return switchable[key](value) if names_class(value) else value
 
     def class_of(key: str, value: Any) -> Optional[str]:
-        """The class ``value`` chooses; None for a file (a mapping to merge), null or a mapping of arguments."""
+        """The class ``value`` chooses, if it chooses one."""
         value = class_path(key, value)
         value = value.get("class_path") if isinstance(value, dict) else value
-        if not isinstance(value, str) or value == "null" or value.endswith((".yaml", ".yml", ".json")):
-            return None
-        return value.rsplit(".", 1)[-1]
+        return value.rsplit(".", 1)[-1] if names_class(value) else None
 
     def in_file(content: Any, key: str) -> Any:
         for part in key.split("."):

@@ -97,11 +97,10 @@ def parse(argv: list[str]) -> Any:
     names and types, defaults filled in) and come back as ``{class_path, init_args}`` mappings (a
     predictor directory as its path)."""
     cfg = build_parser().parse_args(argv)
-    for name, value in (("predictor", cfg.predictor), ("search.strategy", cfg.search.strategy)):
-        if value is None:
-            raise UserError(f"{name} is null; give "
-                            + ("a fit-surrogate directory or {class_path, init_args} of a predictor" if name == "predictor"
-                               else f"a strategy ({', '.join(STRATEGIES)}) or {{class_path, init_args}}"))
+    if cfg.predictor is None:
+        raise UserError("predictor is null; give a fit-surrogate directory or {class_path, init_args} of a predictor")
+    if cfg.search.strategy is None:
+        raise UserError(f"search.strategy is null; give a strategy ({', '.join(STRATEGIES)}) or {{class_path, init_args}}")
     if isinstance(cfg.predictor, Namespace):
         cfg.predictor = cfg.predictor.as_dict()
     elif cfg.predictor.lstrip().startswith("{"):  # a mapping whose class can't be a predictor: say why, not "no such directory"
